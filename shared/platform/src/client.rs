@@ -1,0 +1,25 @@
+//! Clients for calling other Tenure services: lazily connected channels that
+//! carry the trace context of the calling span.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+use tower_layer::Layer as _;
+
+use crate::trace::{ClientTrace, ClientTraceLayer};
+
+/// A channel whose every call gets an `rpc.client` span and a `traceparent`.
+pub type TracedChannel = ClientTrace<Channel>;
+
+/// A channel to `url` (e.g. `http://127.0.0.1:50051`) that connects on first
+/// use and reconnects after failures.
+pub fn channel(url: &str) -> anyhow::Result<TracedChannel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("invalid service URL {url:?}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    Ok(ClientTraceLayer.layer(endpoint.connect_lazy()))
+}

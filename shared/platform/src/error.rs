@@ -1,0 +1,174 @@
+//! The one mapping from failures to `tonic::Status`.
+//!
+//! Each service's domain errors convert into [`ApiError`]; handlers return
+//! [`ApiResult`] and the `From<ApiError> for Status` below is the only place a
+//! status is built. Invalid input carries `google.rpc.BadRequest` field
+//! violations; internal failures are logged with the trace id and reach the
+//! caller only as "internal error" plus that trace id.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A failure as the caller sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid argument: {0}")]
+    InvalidArgument(Violations),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let mut violations = Violations::default();
+        violations.add(field, description);
+        Self::InvalidArgument(violations)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Self::Unavailable("database unavailable, retry later".to_owned())
+            }
+            _ => Self::Internal(anyhow::Error::new(error).context("database error")),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(violations) => {
+                let message = violations.to_string();
+                let details = ErrorDetails::with_bad_request(violations.into_field_violations());
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::NotFound(what) => Status::not_found(format!("{what} not found")),
+            ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::Unavailable(message) => Status::unavailable(message),
+            ApiError::Internal(error) => {
+                let trace_id = crate::trace::trace_id(&tracing::Span::current());
+                tracing::error!(error = ?error, trace_id = %trace_id, "internal error");
+                Status::internal(format!("internal error (trace id {trace_id})"))
+            }
+        }
+    }
+}
+
+/// Field violations collected while validating a request, named by path
+/// (`accounts[3].name`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Violations {
+    items: Vec<(String, String)>,
+}
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.items.push((field.into(), description.into()));
+    }
+
+    /// Adds a violation unless `ok`.
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
+        if !ok {
+            self.add(field, description);
+        }
+    }
+
+    /// Adds a violation when `value` is empty or longer than `max` characters.
+    pub fn require_text(&mut self, value: &str, field: impl Into<String>, max: usize) {
+        if value.trim().is_empty() {
+            self.add(field, "is required");
+        } else if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        }
+    }
+
+    /// Adds a violation when `value` is longer than `max` characters.
+    pub fn limit_text(&mut self, value: &str, field: impl Into<String>, max: usize) {
+        if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.items.iter().map(|(f, d)| (f.as_str(), d.as_str()))
+    }
+
+    /// `Ok(())` when nothing was violated, else `ApiError::InvalidArgument`.
+    pub fn into_result(self) -> ApiResult<()> {
+        if self.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(self)) }
+    }
+
+    fn into_field_violations(self) -> Vec<tonic_types::FieldViolation> {
+        self.items
+            .into_iter()
+            .map(|(field, description)| tonic_types::FieldViolation::new(field, description))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 5;
+        for (i, (field, description)) in self.items.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{field}: {description}")?;
+        }
+        if self.items.len() > SHOWN {
+            write!(f, "; and {} more", self.items.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_field_violations() {
+        let mut violations = Violations::default();
+        violations.require_text("", "accounts[1].name", 200);
+        violations.check(false, "accounts[2].updated_at", "is in the future");
+        let status = Status::from(ApiError::InvalidArgument(violations));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad_request = status.get_details_bad_request().expect("bad request details");
+        let fields: Vec<_> =
+            bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["accounts[1].name", "accounts[2].updated_at"]);
+        assert!(status.message().contains("accounts[1].name: is required"));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let error = anyhow::anyhow!("relation \"ingestion.accounts\" does not exist");
+        let status = Status::from(ApiError::Internal(error));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("relation"));
+    }
+}

@@ -1,0 +1,27 @@
+//! What every Tenure service does the same way.
+//!
+//! - [`config`]: settings from environment variables and flags, with local defaults.
+//! - [`telemetry`]: logs, traces and the OTLP exporter, set up once per process.
+//! - [`trace`]: W3C trace context across gRPC calls and outbox rows, RPC spans and metrics.
+//! - [`db`]: pools, per-service schemas and roles, migrations.
+//! - [`pg`]: a throwaway Postgres cluster for the dev stack and tests.
+//! - [`server`]: gRPC bootstrap with health, reflection, metrics, timeouts and graceful shutdown.
+//! - [`outbox`]: messages to other services, committed with the writes that cause them.
+//! - [`idempotency`]: `request_id` handling for every write RPC.
+//! - [`error`]: the one mapping from failures to `tonic::Status`.
+//! - [`paging`]: page sizes and opaque page tokens.
+
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod idempotency;
+pub mod outbox;
+pub mod paging;
+pub mod pg;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+pub mod trace;
+
+pub use error::{ApiError, ApiResult, Violations};
