@@ -43,7 +43,16 @@ pub async fn migrate(pool: &PgPool, schema: &'static str, service: &Migrator) ->
     migrations.extend(service.iter().cloned());
     let mut migrator = Migrator::with_migrations(migrations);
     migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
-    migrator.create_schema(schema);
+    // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+    // schema exists, which a provisioned service role does not have.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        migrator.create_schema(schema);
+    }
     migrator.run(pool).await.with_context(|| format!("migrating schema {schema}"))
 }
 

@@ -37,6 +37,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps the failure of a call to another Tenure service: what the caller
+    /// can act on keeps its meaning, the rest is ours to log.
+    pub fn from_upstream(status: tonic::Status, what: &str) -> Self {
+        match status.code() {
+            Code::NotFound => Self::NotFound(what.to_owned()),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+                Self::Unavailable(format!("{what}: upstream unavailable, retry later"))
+            }
+            code => Self::Internal(anyhow::anyhow!(
+                "upstream call for {what} failed: {code:?}: {}",
+                status.message()
+            )),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match &error {

@@ -9,6 +9,8 @@
 //! - [`outbox`]: messages to other services, committed with the writes that cause them.
 //! - [`idempotency`]: `request_id` handling for every write RPC.
 //! - [`error`]: the one mapping from failures to `tonic::Status`.
+//! - [`service`]: what a service needs to start, and its deployment binary.
+//! - [`money`]: validated amounts in ISO 4217 minor units.
 //! - [`paging`]: page sizes and opaque page tokens.
 
 pub mod client;
@@ -16,10 +18,12 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod money;
 pub mod outbox;
 pub mod paging;
 pub mod pg;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod time;
 pub mod trace;

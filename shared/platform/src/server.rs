@@ -80,14 +80,13 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds `addr` (port 0 for any free port) and serves in a new task.
-    pub async fn start(
-        addr: SocketAddr,
+    /// Serves on `listener` in a new task.
+    pub fn start(
+        listener: TcpListener,
         routes: Routes,
         service_names: &'static [&'static str],
         config: ServerConfig,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

@@ -1,0 +1,42 @@
+//! Health: scorecards, explainable scores, history and learned indicators.
+//!
+//! [`queue`] keeps the accounts whose data changed; [`grpc`] is the edge.
+
+pub mod grpc;
+pub mod queue;
+
+use tenure_platform::client::channel;
+use tenure_platform::server::RunningServer;
+use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_proto::health::v1::health_service_server::HealthServiceServer;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+
+/// The Postgres schema health owns.
+pub const SCHEMA: &str = "health";
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub const GRPC_SERVICES: &[&str] = &["tenure.health.v1.HealthService"];
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "health",
+    schema: SCHEMA,
+    migrations: &MIGRATIONS,
+    grpc_services: GRPC_SERVICES,
+    default_port: tenure_platform::config::ports::HEALTH,
+    start: |context| -> StartFuture { Box::pin(start(context)) },
+};
+
+/// Starts the gRPC server.
+pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
+    let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
+    let api = grpc::HealthApi::new(context.pool.clone(), ingestion);
+    let max_bytes = context.server.max_message_bytes;
+    let server = HealthServiceServer::new(api)
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
+    let routes = tonic::service::Routes::new(server);
+    let running =
+        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    Ok(RunningService::new("health", running))
+}

@@ -1,0 +1,46 @@
+//! Ingestion: the system of record for raw customer data.
+//!
+//! Domain types and storage live in [`accounts`]; [`grpc`] is the thin edge
+//! that converts protos to domain values and back; [`notify`] delivers the
+//! outbox to the services that react to changes.
+
+pub mod accounts;
+pub mod grpc;
+pub mod notify;
+
+use tenure_platform::server::RunningServer;
+use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
+
+/// The Postgres schema ingestion owns.
+pub const SCHEMA: &str = "ingestion";
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub const GRPC_SERVICES: &[&str] = &["tenure.ingestion.v1.IngestionService"];
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "ingestion",
+    schema: SCHEMA,
+    migrations: &MIGRATIONS,
+    grpc_services: GRPC_SERVICES,
+    default_port: tenure_platform::config::ports::INGESTION,
+    start: |context| -> StartFuture { Box::pin(start(context)) },
+};
+
+/// Starts the gRPC server and the outbox dispatcher.
+pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
+    let limits = grpc::Limits::from_env()?;
+    let api = grpc::IngestionApi::new(context.pool.clone(), limits);
+    let max_bytes = context.server.max_message_bytes;
+    let server = IngestionServiceServer::new(api)
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
+    let routes = tonic::service::Routes::new(server);
+    let running =
+        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    let mut service = RunningService::new("ingestion", running);
+    let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
+    service.spawn(|stop| dispatcher.run(stop));
+    Ok(service)
+}

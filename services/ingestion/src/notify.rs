@@ -1,0 +1,36 @@
+//! Delivery of ingestion's outbox to the services that react to its changes.
+
+use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::config::PeerConfig;
+use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
+use tenure_proto::health::v1::NotifyAccountsChangedRequest;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+
+use crate::SCHEMA;
+
+/// Accounts changed: health rescores them.
+pub const TOPIC_ACCOUNTS_CHANGED: &str = "health.accounts_changed";
+
+pub struct Notifier {
+    health: HealthServiceClient<TracedChannel>,
+}
+
+impl Deliver for Notifier {
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), tonic::Status> {
+        match delivery.topic.as_str() {
+            TOPIC_ACCOUNTS_CHANGED => {
+                let mut request: NotifyAccountsChangedRequest = delivery.decode()?;
+                request.request_id = delivery.message_id.to_string();
+                self.health.clone().notify_accounts_changed(request).await?;
+                Ok(())
+            }
+            other => Err(tonic::Status::unimplemented(format!("no receiver for topic {other}"))),
+        }
+    }
+}
+
+/// The dispatcher of ingestion's outbox.
+pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
+    let notifier = Notifier { health: HealthServiceClient::new(channel(&peers.health_url)?) };
+    Ok(Dispatcher::new(pool, SCHEMA, notifier, DispatchConfig::default()))
+}

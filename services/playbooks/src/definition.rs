@@ -1,0 +1,205 @@
+//! Playbook definitions: declarative JSON documents of a trigger and a graph
+//! of steps, validated before they are stored.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Deserialize;
+use tenure_platform::Violations;
+
+/// Triggers a playbook can start on.
+pub const TRIGGERS: &[&str] = &[
+    "health_band_changed",
+    "score_dropped",
+    "renewal_approaching",
+    "sponsor_changed",
+    "champion_changed",
+    "nps_response",
+    "onboarding_stalled",
+    "usage_dropped",
+    "advocate_found",
+    "external_signal",
+    "schedule",
+    "manual",
+];
+
+/// Step types and the exits each must name.
+const STEP_TYPES: &[(&str, &[&str])] = &[
+    ("task", &["next"]),
+    ("email", &["next"]),
+    ("webhook", &["next"]),
+    ("wait", &["next"]),
+    ("branch", &["then", "else"]),
+    ("end", &[]),
+];
+
+const MAX_STEPS: usize = 200;
+const MAX_TITLE: usize = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct Definition {
+    pub name: String,
+    pub title: String,
+    pub trigger: Trigger,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Trigger {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Step {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub then: Option<String>,
+    #[serde(default, rename = "else")]
+    pub otherwise: Option<String>,
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Step {
+    fn exit(&self, name: &str) -> Option<&str> {
+        match name {
+            "next" => self.next.as_deref(),
+            "then" => self.then.as_deref(),
+            "else" => self.otherwise.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+fn is_slug(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parses and validates a JSON definition; violations are named under
+/// `field` (`definition.steps[2].next`).
+pub fn parse_json(text: &str, field: &str, violations: &mut Violations) -> Option<Definition> {
+    let definition: Definition = match serde_json::from_str(text) {
+        Ok(definition) => definition,
+        Err(error) => {
+            violations.add(field, format!("is not a valid playbook document: {error}"));
+            return None;
+        }
+    };
+    let before = violations.len();
+    validate(&definition, field, violations);
+    (violations.len() == before).then_some(definition)
+}
+
+fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
+    violations.check(
+        is_slug(&definition.name),
+        format!("{field}.name"),
+        "must be 1-64 characters of a-z, 0-9, - and _",
+    );
+    violations.require_text(&definition.title, format!("{field}.title"), MAX_TITLE);
+    violations.check(
+        TRIGGERS.contains(&definition.trigger.kind.as_str()),
+        format!("{field}.trigger.type"),
+        format!("must be one of {}", TRIGGERS.join(", ")),
+    );
+    let steps = &definition.steps;
+    if steps.is_empty() || steps.len() > MAX_STEPS {
+        violations.add(format!("{field}.steps"), format!("must hold 1 to {MAX_STEPS} steps"));
+        return;
+    }
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("{field}.steps[{i}]");
+        violations.check(is_slug(&step.id), format!("{path}.id"), "must be 1-64 characters of a-z, 0-9, - and _");
+        if index.insert(step.id.as_str(), i).is_some() {
+            violations.add(format!("{path}.id"), "is used by an earlier step");
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("{field}.steps[{i}]");
+        let Some((_, exits)) = STEP_TYPES.iter().find(|(kind, _)| *kind == step.kind) else {
+            let known: Vec<_> = STEP_TYPES.iter().map(|(k, _)| *k).collect();
+            violations.add(format!("{path}.type"), format!("must be one of {}", known.join(", ")));
+            continue;
+        };
+        for exit in ["next", "then", "else"] {
+            let named = step.exit(exit);
+            match (exits.contains(&exit), named) {
+                (true, None) => violations.add(format!("{path}.{exit}"), "is required for this step type"),
+                (false, Some(_)) => violations.add(format!("{path}.{exit}"), "is not allowed for this step type"),
+                (true, Some(target)) if !index.contains_key(target) => {
+                    violations.add(format!("{path}.{exit}"), format!("names no step: {target:?}"))
+                }
+                _ => {}
+            }
+        }
+    }
+    // Every step must be reachable from the first.
+    let mut seen = HashSet::from([0usize]);
+    let mut queue = VecDeque::from([0usize]);
+    while let Some(i) = queue.pop_front() {
+        for exit in ["next", "then", "else"] {
+            if let Some(&target) = steps[i].exit(exit).and_then(|t| index.get(t)) {
+                if seen.insert(target) {
+                    queue.push_back(target);
+                }
+            }
+        }
+    }
+    for (i, _) in steps.iter().enumerate().filter(|(i, _)| !seen.contains(i)) {
+        violations.add(format!("{field}.steps[{i}]"), "is not reachable from the first step");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "name": "onboarding-stalled", "title": "Onboarding stalled",
+      "trigger": {"type": "onboarding_stalled", "utilization_below_pct": 30, "days_after_start": 30},
+      "steps": [
+        {"id": "call", "type": "task", "title": "Call the champion", "next": "wait"},
+        {"id": "wait", "type": "wait", "days": 7, "next": "check"},
+        {"id": "check", "type": "branch", "condition": "band == 'green'", "then": "done", "else": "call"},
+        {"id": "done", "type": "end"}
+      ]
+    }"#;
+
+    #[test]
+    fn accepts_a_valid_definition() {
+        let mut violations = Violations::default();
+        let definition = parse_json(GOOD, "definition", &mut violations).expect("valid");
+        assert!(violations.is_empty());
+        assert_eq!(definition.steps.len(), 4);
+    }
+
+    #[test]
+    fn names_each_broken_field() {
+        let broken = GOOD
+            .replace(r#""type": "wait", "days": 7, "next": "check""#, r#""type": "sleep", "next": "check""#)
+            .replace(r#""else": "call""#, r#""else": "nowhere""#)
+            .replace(r#"{"id": "done", "type": "end"}"#, r#"{"id": "done", "type": "end"}, {"id": "orphan", "type": "end"}"#);
+        let mut violations = Violations::default();
+        assert!(parse_json(&broken, "definition", &mut violations).is_none());
+        let fields: Vec<_> = violations.iter().map(|(f, _)| f.to_owned()).collect();
+        assert_eq!(
+            fields,
+            ["definition.steps[1].type", "definition.steps[2].else", "definition.steps[4]"]
+        );
+    }
+
+    #[test]
+    fn reports_malformed_json() {
+        let mut violations = Violations::default();
+        assert!(parse_json("{", "definition", &mut violations).is_none());
+        assert_eq!(violations.iter().next().unwrap().0, "definition");
+    }
+}

@@ -1,0 +1,42 @@
+//! Playbooks: declarative playbooks triggered by customer signals, run
+//! durably.
+//!
+//! [`definition`] parses and validates playbook documents; [`store`] keeps
+//! their versions; [`grpc`] is the edge.
+
+pub mod definition;
+pub mod grpc;
+pub mod store;
+
+use tenure_platform::server::RunningServer;
+use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_proto::playbooks::v1::playbooks_service_server::PlaybooksServiceServer;
+
+/// The Postgres schema playbooks owns.
+pub const SCHEMA: &str = "playbooks";
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub const GRPC_SERVICES: &[&str] = &["tenure.playbooks.v1.PlaybooksService"];
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "playbooks",
+    schema: SCHEMA,
+    migrations: &MIGRATIONS,
+    grpc_services: GRPC_SERVICES,
+    default_port: tenure_platform::config::ports::PLAYBOOKS,
+    start: |context| -> StartFuture { Box::pin(start(context)) },
+};
+
+/// Starts the gRPC server.
+pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
+    let api = grpc::PlaybooksApi::new(context.pool.clone());
+    let max_bytes = context.server.max_message_bytes;
+    let server = PlaybooksServiceServer::new(api)
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
+    let routes = tonic::service::Routes::new(server);
+    let running =
+        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    Ok(RunningService::new("playbooks", running))
+}

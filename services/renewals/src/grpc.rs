@@ -1,0 +1,161 @@
+//! The gRPC edge of renewals.
+
+use sqlx::PgPool;
+use tenure_platform::db::{codes, sqlstate};
+use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
+use tenure_proto::common::v1::Money;
+use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::SCHEMA;
+use crate::outcomes::{self, Kind, NewOutcome, OutcomeFilter, OutcomeRow};
+
+const MAX_ID: usize = 128;
+const MAX_NOTE: usize = 4000;
+
+pub struct RenewalsApi {
+    pool: PgPool,
+}
+
+impl RenewalsApi {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    async fn record_renewal_outcome(
+        &self,
+        request: pb::RecordRenewalOutcomeRequest,
+    ) -> ApiResult<pb::RecordRenewalOutcomeResponse> {
+        const METHOD: &str = "RecordRenewalOutcome";
+        let outcome = new_outcome_from_proto(request.outcome.as_ref())?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let row = match outcomes::insert(&mut tx, &outcome).await {
+            Ok(row) => row,
+            Err(e) if sqlstate(&e).as_deref() == Some(codes::UNIQUE_VIOLATION) => {
+                return Err(ApiError::AlreadyExists(format!(
+                    "an outcome is already recorded for subscription {} ending {}",
+                    outcome.subscription_id, outcome.term_end_date
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let response = pb::RecordRenewalOutcomeResponse { outcome: Some(outcome_to_proto(row)) };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn list_renewal_outcomes(
+        &self,
+        request: pb::ListRenewalOutcomesRequest,
+    ) -> ApiResult<pb::ListRenewalOutcomesResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<(chrono::NaiveDate, Uuid)> = paging::decode_token(&request.page_token)?;
+        let mut violations = Violations::default();
+        let (decided_from, decided_before) = match &request.decided {
+            Some(range) => (
+                range.start.as_ref().and_then(|d| time::date(Some(d), "decided.start", &mut violations)),
+                range.end.as_ref().and_then(|d| time::date(Some(d), "decided.end", &mut violations)),
+            ),
+            None => (None, None),
+        };
+        let kind = match request.kind {
+            0 => None,
+            code => {
+                let kind = i16::try_from(code).ok().and_then(Kind::from_code);
+                violations.check(kind.is_some(), "kind", "is not a known outcome kind");
+                kind
+            }
+        };
+        violations.into_result()?;
+        let filter = OutcomeFilter { decided_from, decided_before, kind };
+        let mut rows = outcomes::list(&self.pool, &filter, after, i64::from(size) + 1).await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |r| (r.decided_on, r.outcome_id));
+        Ok(pb::ListRenewalOutcomesResponse {
+            outcomes: rows.into_iter().map(outcome_to_proto).collect(),
+            next_page_token,
+        })
+    }
+}
+
+fn new_outcome_from_proto(outcome: Option<&pb::RenewalOutcome>) -> ApiResult<NewOutcome> {
+    let Some(outcome) = outcome else {
+        return Err(ApiError::invalid("outcome", "is required"));
+    };
+    let mut violations = Violations::default();
+    violations.require_text(&outcome.account_id, "outcome.account_id", MAX_ID);
+    violations.require_text(&outcome.subscription_id, "outcome.subscription_id", MAX_ID);
+    violations.limit_text(&outcome.churn_note, "outcome.churn_note", MAX_NOTE);
+    let term_end_date = time::date(outcome.term_end_date.as_ref(), "outcome.term_end_date", &mut violations);
+    let decided_on = time::date(outcome.decided_on.as_ref(), "outcome.decided_on", &mut violations);
+    let kind = i16::try_from(outcome.kind).ok().and_then(Kind::from_code);
+    violations.check(kind.is_some(), "outcome.kind", "must be RENEWED, PARTIALLY_RENEWED or CHURNED");
+    let churn_reason_known = pb::ChurnReason::try_from(outcome.churn_reason).is_ok();
+    violations.check(churn_reason_known, "outcome.churn_reason", "is not a known churn reason");
+    let previous_arr = money::non_negative(outcome.previous_arr.as_ref(), "outcome.previous_arr", &mut violations);
+    let new_arr = money::non_negative(outcome.new_arr.as_ref(), "outcome.new_arr", &mut violations);
+    if !violations.is_empty() {
+        return Err(ApiError::InvalidArgument(violations));
+    }
+    let (Some(term_end_date), Some(decided_on), Some(kind), Some(previous_arr), Some(new_arr)) =
+        (term_end_date, decided_on, kind, previous_arr, new_arr)
+    else {
+        return Err(anyhow::anyhow!("a validated outcome lacks a value").into());
+    };
+    let new_outcome = NewOutcome {
+        account_id: outcome.account_id.clone(),
+        subscription_id: outcome.subscription_id.clone(),
+        term_end_date,
+        kind,
+        previous_arr,
+        new_arr,
+        churn_reason: outcome.churn_reason as i16,
+        churn_note: outcome.churn_note.clone(),
+        decided_on,
+    };
+    for inconsistency in new_outcome.inconsistencies() {
+        violations.add(inconsistency.field, inconsistency.reason);
+    }
+    violations.into_result()?;
+    Ok(new_outcome)
+}
+
+fn outcome_to_proto(row: OutcomeRow) -> pb::RenewalOutcome {
+    let money = |minor| Money { currency_code: row.currency.clone(), amount_minor: minor };
+    pb::RenewalOutcome {
+        outcome_id: row.outcome_id.to_string(),
+        account_id: row.account_id.clone(),
+        subscription_id: row.subscription_id.clone(),
+        term_end_date: Some(time::to_date(row.term_end_date)),
+        kind: i32::from(row.kind),
+        previous_arr: Some(money(row.previous_arr_minor)),
+        new_arr: Some(money(row.new_arr_minor)),
+        churn_reason: i32::from(row.churn_reason),
+        churn_note: row.churn_note.clone(),
+        decided_on: Some(time::to_date(row.decided_on)),
+        recorded_at: Some(time::to_timestamp(row.recorded_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl RenewalsService for RenewalsApi {
+    async fn record_renewal_outcome(
+        &self,
+        request: Request<pb::RecordRenewalOutcomeRequest>,
+    ) -> Result<Response<pb::RecordRenewalOutcomeResponse>, Status> {
+        Ok(Response::new(self.record_renewal_outcome(request.into_inner()).await?))
+    }
+
+    async fn list_renewal_outcomes(
+        &self,
+        request: Request<pb::ListRenewalOutcomesRequest>,
+    ) -> Result<Response<pb::ListRenewalOutcomesResponse>, Status> {
+        Ok(Response::new(self.list_renewal_outcomes(request.into_inner()).await?))
+    }
+}

@@ -1,0 +1,41 @@
+//! Renewals: the renewal pipeline, outcomes, retention metrics, forecasts
+//! and lifetime value.
+//!
+//! [`outcomes`] holds the domain rules and storage of renewal outcomes;
+//! [`grpc`] is the edge.
+
+pub mod grpc;
+pub mod outcomes;
+
+use tenure_platform::server::RunningServer;
+use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;
+
+/// The Postgres schema renewals owns.
+pub const SCHEMA: &str = "renewals";
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub const GRPC_SERVICES: &[&str] = &["tenure.renewals.v1.RenewalsService"];
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "renewals",
+    schema: SCHEMA,
+    migrations: &MIGRATIONS,
+    grpc_services: GRPC_SERVICES,
+    default_port: tenure_platform::config::ports::RENEWALS,
+    start: |context| -> StartFuture { Box::pin(start(context)) },
+};
+
+/// Starts the gRPC server.
+pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
+    let api = grpc::RenewalsApi::new(context.pool.clone());
+    let max_bytes = context.server.max_message_bytes;
+    let server = RenewalsServiceServer::new(api)
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
+    let routes = tonic::service::Routes::new(server);
+    let running =
+        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    Ok(RunningService::new("renewals", running))
+}

@@ -1,0 +1,124 @@
+//! `tenure`: run the whole stack, check it, and show it at work.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tenure::stack::{Stack, StackOptions};
+use tenure_platform::config::{PeerConfig, ServerConfig, TelemetryConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenure", version, about = "Tenure: customer health, renewals and playbooks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all four services in one process until Ctrl-C.
+    Up(UpArgs),
+    /// Run the stack, walk it through a demo, and keep it up until Ctrl-C.
+    Demo {
+        #[command(flatten)]
+        up: UpArgs,
+        /// Stop after the demo instead of staying up.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Ask each service's health endpoint and print a table.
+    Status {
+        #[command(flatten)]
+        peers: PeerConfig,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Existing Postgres to use (administrative URL). Unset: a throwaway cluster in --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Data directory of the throwaway cluster (kept between runs).
+    #[arg(long, env = "TENURE_DATA_DIR", default_value = ".tenure/pg")]
+    data_dir: PathBuf,
+    /// Address the services listen on.
+    #[arg(long, env = "TENURE_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    #[command(flatten)]
+    server: ServerConfig,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(up) => {
+                let _telemetry = tenure_platform::telemetry::init(&up.telemetry, "tenure")?;
+                let stack = start(up).await?;
+                tenure_platform::server::shutdown_signal().await;
+                stack.stop().await
+            }
+            Command::Demo { up, exit } => {
+                let _telemetry = tenure_platform::telemetry::init(&up.telemetry, "tenure")?;
+                let stack = start(up).await?;
+                let result = tenure::demo::run(&stack.peers).await;
+                match &result {
+                    Ok(transcript) => println!("\n{transcript}"),
+                    Err(error) => eprintln!("demo failed: {error:#}"),
+                }
+                if result.is_ok() && !exit {
+                    println!("The stack stays up; Ctrl-C stops it.");
+                    tenure_platform::server::shutdown_signal().await;
+                }
+                stack.stop().await?;
+                result.map(|_| ())
+            }
+            Command::Status { peers } => {
+                let statuses = tenure::status::check_all(&peers).await;
+                print!("{}", tenure::status::render(&statuses));
+                anyhow::ensure!(statuses.iter().all(|s| s.is_serving()), "not every service is serving");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn start(mut up: UpArgs) -> anyhow::Result<Stack> {
+    let metrics_addr = *up.server.metrics_addr.get_or_insert_with(|| {
+        std::net::SocketAddr::new(up.bind, tenure_platform::config::ports::METRICS)
+    });
+    tenure_platform::server::install_metrics(metrics_addr)?;
+    let options = StackOptions {
+        database_url: up.database_url,
+        data_dir: Some(up.data_dir),
+        bind_ip: up.bind,
+        default_ports: true,
+        server: up.server,
+        max_connections: 10,
+    };
+    let stack = Stack::start(options).await?;
+    println!("Tenure is up (database {}):", redact(&stack.database_url));
+    for service in &stack.services {
+        println!("  {:<10} {}", service.name, service.url());
+    }
+    println!("  {:<10} http://{metrics_addr}/metrics", "metrics");
+    println!("Check it with: tenure status");
+    Ok(stack)
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

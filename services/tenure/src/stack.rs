@@ -1,0 +1,148 @@
+//! The whole Tenure stack in one process: a throwaway Postgres (or
+//! `DATABASE_URL`), one role and schema per service, and the four services.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use sqlx::postgres::PgConnectOptions;
+use tenure_platform::config::{PeerConfig, ServerConfig};
+use tenure_platform::pg::{DataDir, PgCluster, Tuning};
+use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec};
+
+/// The four services, in start order.
+pub static SERVICES: [&ServiceSpec; 4] =
+    [&tenure_ingestion::SPEC, &tenure_health::SPEC, &tenure_renewals::SPEC, &tenure_playbooks::SPEC];
+
+/// How to run the stack.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Administrative URL of an existing database; `None` starts a cluster.
+    pub database_url: Option<String>,
+    /// Where the stack's own cluster keeps its data; `None` for a temporary directory.
+    pub data_dir: Option<PathBuf>,
+    /// Address the services listen on.
+    pub bind_ip: IpAddr,
+    /// Use each service's default port; otherwise any free port.
+    pub default_ports: bool,
+    pub server: ServerConfig,
+    pub max_connections: u32,
+}
+
+impl StackOptions {
+    /// Random ports on loopback, a temporary cluster unless `DATABASE_URL` is set.
+    pub fn for_tests(database_url: Option<String>) -> Self {
+        Self {
+            database_url,
+            data_dir: None,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            default_ports: false,
+            server: ServerConfig::default(),
+            max_connections: 5,
+        }
+    }
+}
+
+/// A running stack; [`Stack::stop`] shuts it down in order.
+pub struct Stack {
+    pub services: Vec<RunningService>,
+    pub peers: PeerConfig,
+    /// Administrative URL of the database the services use.
+    pub database_url: String,
+    cluster: Option<PgCluster>,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let (cluster, database_url) = match &options.database_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let dir = match &options.data_dir {
+                    Some(path) => DataDir::Persistent(path.clone()),
+                    None => DataDir::Temporary,
+                };
+                let tuning = Tuning { max_connections: 200, unsafe_fast: false };
+                let cluster = tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;
+                let url = ensure_database(&cluster.admin_url(), "tenure").await?;
+                (Some(cluster), url)
+            }
+        };
+        let admin = tenure_platform::db::options(&database_url)?;
+
+        let mut listeners = Vec::with_capacity(SERVICES.len());
+        for spec in SERVICES {
+            let port = if options.default_ports { spec.default_port } else { 0 };
+            let addr = SocketAddr::new(options.bind_ip, port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {} on {addr}", spec.name))?;
+            listeners.push(listener);
+        }
+        let url = |i: usize| -> anyhow::Result<String> {
+            let addr = listeners[i].local_addr()?;
+            let host = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+            Ok(format!("http://{}", SocketAddr::new(host, addr.port())))
+        };
+        let peers = PeerConfig {
+            ingestion_url: url(0)?,
+            health_url: url(1)?,
+            renewals_url: url(2)?,
+            playbooks_url: url(3)?,
+        };
+
+        let mut services = Vec::with_capacity(SERVICES.len());
+        for (spec, listener) in SERVICES.iter().zip(listeners) {
+            let pool = prepare_pool(&admin, spec, options.max_connections).await?;
+            let context = ServiceContext {
+                pool,
+                peers: peers.clone(),
+                server: options.server.clone(),
+                listener,
+            };
+            let service = (spec.start)(context).await.with_context(|| format!("starting {}", spec.name))?;
+            services.push(service);
+        }
+        Ok(Self { services, peers, database_url, cluster })
+    }
+
+    /// URL of a service by name.
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.services.iter().find(|s| s.name == name).map(|s| s.url())
+    }
+
+    /// Stops every service (draining calls), then the stack's own Postgres.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for service in self.services.into_iter().rev() {
+            service.stop().await?;
+        }
+        if let Some(mut cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn prepare_pool(
+    admin: &PgConnectOptions,
+    spec: &ServiceSpec,
+    max_connections: u32,
+) -> anyhow::Result<sqlx::PgPool> {
+    tenure_platform::db::prepare_service_pool(admin, spec.schema, spec.migrations, max_connections)
+        .await
+        .with_context(|| format!("preparing the {} database", spec.name))
+}
+
+/// Creates database `name` on the server of `admin_url` if missing; returns its URL.
+async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+    }
+    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}

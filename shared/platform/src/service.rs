@@ -1,0 +1,120 @@
+//! The shape every service shares: what it needs to start, how it runs in
+//! the background, and its deployment binary.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DatabaseConfig, PeerConfig, ServerConfig, TelemetryConfig};
+use crate::server::RunningServer;
+
+/// Everything a service gets from whoever starts it.
+#[derive(Debug)]
+pub struct ServiceContext {
+    /// Connected as the service's own role, schema migrated.
+    pub pool: PgPool,
+    pub peers: PeerConfig,
+    pub server: ServerConfig,
+    /// Bound by the starter, so that peers can know the address first.
+    pub listener: tokio::net::TcpListener,
+}
+
+pub type StartFuture = Pin<Box<dyn Future<Output = anyhow::Result<RunningService>> + Send>>;
+
+/// A service's identity and entry point.
+pub struct ServiceSpec {
+    /// Short name: `ingestion`, `health`, …
+    pub name: &'static str,
+    /// Its Postgres schema.
+    pub schema: &'static str,
+    pub migrations: &'static Migrator,
+    /// Fully qualified gRPC service names it serves.
+    pub grpc_services: &'static [&'static str],
+    pub default_port: u16,
+    pub start: fn(ServiceContext) -> StartFuture,
+}
+
+/// A started service: its gRPC server and its background tasks.
+pub struct RunningService {
+    pub name: &'static str,
+    pub server: RunningServer,
+    background: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningService {
+    pub fn new(name: &'static str, server: RunningServer) -> Self {
+        Self { name, server, background: CancellationToken::new(), tasks: Vec::new() }
+    }
+
+    /// Runs `task` until the service stops; it gets the stop token.
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(task(self.background.clone())));
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Stops background work, then drains the server.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.background.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.server.stop().await
+    }
+}
+
+/// Command line (and environment) of a service's own binary.
+#[derive(Debug, clap::Parser)]
+struct BinaryCli {
+    /// Address to listen on for gRPC (default 0.0.0.0 on the service's port).
+    #[arg(long, env = "LISTEN_ADDR")]
+    listen_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
+    #[command(flatten)]
+    server: ServerConfig,
+    #[command(flatten)]
+    peers: PeerConfig,
+    #[command(flatten)]
+    database: DatabaseConfig,
+}
+
+/// `main` of a service's deployment binary: connects to `DATABASE_URL`,
+/// migrates the service's schema and serves until SIGTERM or Ctrl-C.
+pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
+    let cli = BinaryCli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let _telemetry = crate::telemetry::init(&cli.telemetry, &format!("tenure-{}", spec.name))?;
+        if let Some(addr) = cli.server.metrics_addr {
+            crate::server::install_metrics(addr)?;
+        }
+        let options = crate::db::options(cli.database.require_url()?)?;
+        let pool = crate::db::connect(options, cli.database.database_max_connections).await?;
+        crate::db::migrate(&pool, spec.schema, spec.migrations).await?;
+        let listen_addr = cli
+            .listen_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], spec.default_port)));
+        let listener = tokio::net::TcpListener::bind(listen_addr)
+            .await
+            .with_context(|| format!("binding {listen_addr}"))?;
+        let context = ServiceContext { pool, peers: cli.peers, server: cli.server, listener };
+        let service = (spec.start)(context).await.with_context(|| format!("starting {}", spec.name))?;
+        tracing::info!(service = spec.name, addr = %service.server.addr, "serving");
+        crate::server::shutdown_signal().await;
+        service.stop().await
+    })
+}
