@@ -29,7 +29,11 @@ impl HealthApi {
     ) -> ApiResult<pb::NotifyAccountsChangedResponse> {
         const METHOD: &str = "NotifyAccountsChanged";
         let mut violations = Violations::default();
-        violations.check(!request.account_ids.is_empty(), "account_ids", "must not be empty");
+        violations.check(
+            !request.account_ids.is_empty(),
+            "account_ids",
+            "must not be empty",
+        );
         violations.check(
             request.account_ids.len() <= MAX_ACCOUNTS_PER_NOTICE,
             "account_ids",
@@ -51,7 +55,9 @@ impl HealthApi {
             return Ok(previous);
         }
         let marked = queue::mark(&mut tx, &request.account_ids, earliest).await?;
-        let response = pb::NotifyAccountsChangedResponse { marked_count: marked as i32 };
+        let response = pb::NotifyAccountsChangedResponse {
+            marked_count: marked as i32,
+        };
         idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
         tx.commit().await?;
         Ok(response)
@@ -67,9 +73,13 @@ impl HealthApi {
         let account = self
             .ingestion
             .clone()
-            .get_account(GetAccountRequest { account_id: request.account_id.clone() })
+            .get_account(GetAccountRequest {
+                account_id: request.account_id.clone(),
+            })
             .await
-            .map_err(|status| ApiError::from_upstream(status, &format!("account {}", request.account_id)))?
+            .map_err(|status| {
+                ApiError::from_upstream(status, &format!("account {}", request.account_id))
+            })?
             .into_inner()
             .account
             .ok_or_else(|| anyhow::anyhow!("ingestion answered without an account"))?;
@@ -90,13 +100,17 @@ impl HealthService for HealthApi {
         &self,
         request: Request<pb::NotifyAccountsChangedRequest>,
     ) -> Result<Response<pb::NotifyAccountsChangedResponse>, Status> {
-        Ok(Response::new(self.notify_accounts_changed(request.into_inner()).await?))
+        Ok(Response::new(
+            self.notify_accounts_changed(request.into_inner()).await?,
+        ))
     }
 
     async fn get_account_health(
         &self,
         request: Request<pb::GetAccountHealthRequest>,
     ) -> Result<Response<pb::GetAccountHealthResponse>, Status> {
-        Ok(Response::new(self.get_account_health(request.into_inner()).await?))
+        Ok(Response::new(
+            self.get_account_health(request.into_inner()).await?,
+        ))
     }
 }

@@ -32,7 +32,10 @@ pub struct UpsertOutcome {
 /// Applies a batch inside the caller's transaction. Within the batch the
 /// newest item per account wins; against storage, only a strictly newer
 /// `source_updated_at` overwrites. Each applied change is kept as a version.
-pub async fn upsert(tx: &mut PgConnection, records: Vec<AccountRecord>) -> sqlx::Result<UpsertOutcome> {
+pub async fn upsert(
+    tx: &mut PgConnection,
+    records: Vec<AccountRecord>,
+) -> sqlx::Result<UpsertOutcome> {
     let submitted = records.len();
     let mut newest: HashMap<String, AccountRecord> = HashMap::with_capacity(records.len());
     for record in records {
@@ -132,10 +135,12 @@ const SELECT_ACCOUNT: &str = "SELECT account_id, name, segment, industry, owner,
      lifecycle_stage, source_updated_at FROM ingestion.accounts";
 
 pub async fn get(pool: &PgPool, account_id: &str) -> sqlx::Result<Option<AccountRecord>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ACCOUNT} WHERE account_id = $1")))
-        .bind(account_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_ACCOUNT} WHERE account_id = $1"
+    )))
+    .bind(account_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Filters of a listing; `None` matches anything.

@@ -23,7 +23,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_batch_items: 5000, future_tolerance: Duration::minutes(5) }
+        Self {
+            max_batch_items: 5000,
+            future_tolerance: Duration::minutes(5),
+        }
     }
 }
 
@@ -31,16 +34,18 @@ impl Limits {
     pub fn from_env() -> anyhow::Result<Self> {
         let mut limits = Self::default();
         if let Ok(value) = std::env::var("INGESTION_MAX_BATCH_ITEMS") {
-            limits.max_batch_items = value
-                .parse()
-                .map_err(|_| anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a count"))?;
+            limits.max_batch_items = value.parse().map_err(|_| {
+                anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a count")
+            })?;
         }
         if let Ok(value) = std::env::var("INGESTION_FUTURE_TOLERANCE") {
             limits.future_tolerance = humantime::parse_duration(&value)
                 .ok()
                 .and_then(|d| Duration::from_std(d).ok())
                 .ok_or_else(|| {
-                    anyhow::anyhow!("INGESTION_FUTURE_TOLERANCE={value:?} is not a duration like 5m")
+                    anyhow::anyhow!(
+                        "INGESTION_FUTURE_TOLERANCE={value:?} is not a duration like 5m"
+                    )
                 })?;
         }
         Ok(limits)
@@ -86,7 +91,12 @@ impl IngestionApi {
             .iter()
             .enumerate()
             .filter_map(|(i, account)| {
-                account_from_proto(account, &format!("accounts[{i}]"), &self.limits, &mut violations)
+                account_from_proto(
+                    account,
+                    &format!("accounts[{i}]"),
+                    &self.limits,
+                    &mut violations,
+                )
             })
             .collect();
         violations.into_result()?;
@@ -120,17 +130,25 @@ impl IngestionApi {
         Ok(response)
     }
 
-    async fn get_account(&self, request: pb::GetAccountRequest) -> ApiResult<pb::GetAccountResponse> {
+    async fn get_account(
+        &self,
+        request: pb::GetAccountRequest,
+    ) -> ApiResult<pb::GetAccountResponse> {
         let mut violations = Violations::default();
         violations.require_text(&request.account_id, "account_id", MAX_ID);
         violations.into_result()?;
         let record = accounts::get(&self.pool, &request.account_id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("account {}", request.account_id)))?;
-        Ok(pb::GetAccountResponse { account: Some(account_to_proto(record)) })
+        Ok(pb::GetAccountResponse {
+            account: Some(account_to_proto(record)),
+        })
     }
 
-    async fn list_accounts(&self, request: pb::ListAccountsRequest) -> ApiResult<pb::ListAccountsResponse> {
+    async fn list_accounts(
+        &self,
+        request: pb::ListAccountsRequest,
+    ) -> ApiResult<pb::ListAccountsResponse> {
         let size = paging::page_size(request.page_size)?;
         let after: Option<String> = paging::decode_token(&request.page_token)?;
         let mut violations = Violations::default();
@@ -153,7 +171,8 @@ impl IngestionApi {
             owner: non_empty(request.owner),
             lifecycle_stage,
         };
-        let mut rows = accounts::list(&self.pool, &filter, after.as_deref(), i64::from(size) + 1).await?;
+        let mut rows =
+            accounts::list(&self.pool, &filter, after.as_deref(), i64::from(size) + 1).await?;
         let next_page_token = paging::finish_page(&mut rows, size, |r| r.account_id.clone());
         Ok(pb::ListAccountsResponse {
             accounts: rows.into_iter().map(account_to_proto).collect(),
@@ -179,7 +198,11 @@ fn account_from_proto(
     violations.limit_text(&account.segment, format!("{path}.segment"), MAX_LABEL);
     violations.limit_text(&account.industry, format!("{path}.industry"), MAX_LABEL);
     violations.limit_text(&account.owner, format!("{path}.owner"), MAX_NAME);
-    violations.limit_text(&account.parent_account_id, format!("{path}.parent_account_id"), MAX_ID);
+    violations.limit_text(
+        &account.parent_account_id,
+        format!("{path}.parent_account_id"),
+        MAX_ID,
+    );
     violations.check(
         account.parent_account_id.is_empty() || account.parent_account_id != account.account_id,
         format!("{path}.parent_account_id"),
@@ -230,7 +253,9 @@ impl IngestionService for IngestionApi {
         &self,
         request: Request<pb::BatchUpsertAccountsRequest>,
     ) -> Result<Response<pb::BatchUpsertAccountsResponse>, Status> {
-        Ok(Response::new(self.batch_upsert_accounts(request.into_inner()).await?))
+        Ok(Response::new(
+            self.batch_upsert_accounts(request.into_inner()).await?,
+        ))
     }
 
     async fn get_account(
@@ -244,6 +269,8 @@ impl IngestionService for IngestionApi {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        Ok(Response::new(self.list_accounts(request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_accounts(request.into_inner()).await?,
+        ))
     }
 }

@@ -37,8 +37,12 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
     let routes = tonic::service::Routes::new(server);
-    let running =
-        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    let running = RunningServer::start(
+        context.listener,
+        routes,
+        GRPC_SERVICES,
+        context.server.clone(),
+    )?;
     let mut service = RunningService::new("ingestion", running);
     let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
     service.spawn(|stop| dispatcher.run(stop));

@@ -24,13 +24,22 @@ impl Deliver for Notifier {
                 self.health.clone().notify_accounts_changed(request).await?;
                 Ok(())
             }
-            other => Err(tonic::Status::unimplemented(format!("no receiver for topic {other}"))),
+            other => Err(tonic::Status::unimplemented(format!(
+                "no receiver for topic {other}"
+            ))),
         }
     }
 }
 
 /// The dispatcher of ingestion's outbox.
 pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
-    let notifier = Notifier { health: HealthServiceClient::new(channel(&peers.health_url)?) };
-    Ok(Dispatcher::new(pool, SCHEMA, notifier, DispatchConfig::default()))
+    let notifier = Notifier {
+        health: HealthServiceClient::new(channel(&peers.health_url)?),
+    };
+    Ok(Dispatcher::new(
+        pool,
+        SCHEMA,
+        notifier,
+        DispatchConfig::default(),
+    ))
 }

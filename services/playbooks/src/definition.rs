@@ -79,7 +79,9 @@ impl Step {
 
 fn is_slug(value: &str) -> bool {
     (1..=64).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Parses and validates a JSON definition; violations are named under
@@ -111,13 +113,20 @@ fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
     );
     let steps = &definition.steps;
     if steps.is_empty() || steps.len() > MAX_STEPS {
-        violations.add(format!("{field}.steps"), format!("must hold 1 to {MAX_STEPS} steps"));
+        violations.add(
+            format!("{field}.steps"),
+            format!("must hold 1 to {MAX_STEPS} steps"),
+        );
         return;
     }
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         let path = format!("{field}.steps[{i}]");
-        violations.check(is_slug(&step.id), format!("{path}.id"), "must be 1-64 characters of a-z, 0-9, - and _");
+        violations.check(
+            is_slug(&step.id),
+            format!("{path}.id"),
+            "must be 1-64 characters of a-z, 0-9, - and _",
+        );
         if index.insert(step.id.as_str(), i).is_some() {
             violations.add(format!("{path}.id"), "is used by an earlier step");
         }
@@ -126,17 +135,26 @@ fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
         let path = format!("{field}.steps[{i}]");
         let Some((_, exits)) = STEP_TYPES.iter().find(|(kind, _)| *kind == step.kind) else {
             let known: Vec<_> = STEP_TYPES.iter().map(|(k, _)| *k).collect();
-            violations.add(format!("{path}.type"), format!("must be one of {}", known.join(", ")));
+            violations.add(
+                format!("{path}.type"),
+                format!("must be one of {}", known.join(", ")),
+            );
             continue;
         };
         for exit in ["next", "then", "else"] {
             let named = step.exit(exit);
             match (exits.contains(&exit), named) {
-                (true, None) => violations.add(format!("{path}.{exit}"), "is required for this step type"),
-                (false, Some(_)) => violations.add(format!("{path}.{exit}"), "is not allowed for this step type"),
-                (true, Some(target)) if !index.contains_key(target) => {
-                    violations.add(format!("{path}.{exit}"), format!("names no step: {target:?}"))
+                (true, None) => {
+                    violations.add(format!("{path}.{exit}"), "is required for this step type")
                 }
+                (false, Some(_)) => violations.add(
+                    format!("{path}.{exit}"),
+                    "is not allowed for this step type",
+                ),
+                (true, Some(target)) if !index.contains_key(target) => violations.add(
+                    format!("{path}.{exit}"),
+                    format!("names no step: {target:?}"),
+                ),
                 _ => {}
             }
         }
@@ -154,7 +172,10 @@ fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
         }
     }
     for (i, _) in steps.iter().enumerate().filter(|(i, _)| !seen.contains(i)) {
-        violations.add(format!("{field}.steps[{i}]"), "is not reachable from the first step");
+        violations.add(
+            format!("{field}.steps[{i}]"),
+            "is not reachable from the first step",
+        );
     }
 }
 
@@ -184,15 +205,25 @@ mod tests {
     #[test]
     fn names_each_broken_field() {
         let broken = GOOD
-            .replace(r#""type": "wait", "days": 7, "next": "check""#, r#""type": "sleep", "next": "check""#)
+            .replace(
+                r#""type": "wait", "days": 7, "next": "check""#,
+                r#""type": "sleep", "next": "check""#,
+            )
             .replace(r#""else": "call""#, r#""else": "nowhere""#)
-            .replace(r#"{"id": "done", "type": "end"}"#, r#"{"id": "done", "type": "end"}, {"id": "orphan", "type": "end"}"#);
+            .replace(
+                r#"{"id": "done", "type": "end"}"#,
+                r#"{"id": "done", "type": "end"}, {"id": "orphan", "type": "end"}"#,
+            );
         let mut violations = Violations::default();
         assert!(parse_json(&broken, "definition", &mut violations).is_none());
         let fields: Vec<_> = violations.iter().map(|(f, _)| f.to_owned()).collect();
         assert_eq!(
             fields,
-            ["definition.steps[1].type", "definition.steps[2].else", "definition.steps[4]"]
+            [
+                "definition.steps[1].type",
+                "definition.steps[2].else",
+                "definition.steps[4]"
+            ]
         );
     }
 

@@ -19,7 +19,10 @@ impl PlaybooksApi {
         Self { pool }
     }
 
-    async fn create_playbook(&self, request: pb::CreatePlaybookRequest) -> ApiResult<pb::CreatePlaybookResponse> {
+    async fn create_playbook(
+        &self,
+        request: pb::CreatePlaybookRequest,
+    ) -> ApiResult<pb::CreatePlaybookResponse> {
         const METHOD: &str = "CreatePlaybook";
         let mut violations = Violations::default();
         let format = pb::DefinitionFormat::try_from(request.format).unwrap_or_default();
@@ -27,7 +30,10 @@ impl PlaybooksApi {
             return Err(ApiError::invalid("format", "must be JSON"));
         }
         if request.definition.len() > MAX_DEFINITION_BYTES {
-            return Err(ApiError::invalid("definition", format!("must be at most {MAX_DEFINITION_BYTES} bytes")));
+            return Err(ApiError::invalid(
+                "definition",
+                format!("must be at most {MAX_DEFINITION_BYTES} bytes"),
+            ));
         }
         let parsed = definition::parse_json(&request.definition, "definition", &mut violations);
         violations.into_result()?;
@@ -50,18 +56,27 @@ impl PlaybooksApi {
             },
         )
         .await?;
-        let response = pb::CreatePlaybookResponse { playbook: Some(playbook_to_proto(stored)) };
+        let response = pb::CreatePlaybookResponse {
+            playbook: Some(playbook_to_proto(stored)),
+        };
         idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
         tx.commit().await?;
         Ok(response)
     }
 
-    async fn list_playbooks(&self, request: pb::ListPlaybooksRequest) -> ApiResult<pb::ListPlaybooksResponse> {
+    async fn list_playbooks(
+        &self,
+        request: pb::ListPlaybooksRequest,
+    ) -> ApiResult<pb::ListPlaybooksResponse> {
         let size = paging::page_size(request.page_size)?;
         let after: Option<String> = paging::decode_token(&request.page_token)?;
-        let mut rows = store::list_latest(&self.pool, after.as_deref(), i64::from(size) + 1).await?;
+        let mut rows =
+            store::list_latest(&self.pool, after.as_deref(), i64::from(size) + 1).await?;
         let next_page_token = paging::finish_page(&mut rows, size, |r| r.name.clone());
-        Ok(pb::ListPlaybooksResponse { playbooks: rows.into_iter().map(playbook_to_proto).collect(), next_page_token })
+        Ok(pb::ListPlaybooksResponse {
+            playbooks: rows.into_iter().map(playbook_to_proto).collect(),
+            next_page_token,
+        })
     }
 }
 
@@ -83,13 +98,17 @@ impl PlaybooksService for PlaybooksApi {
         &self,
         request: Request<pb::CreatePlaybookRequest>,
     ) -> Result<Response<pb::CreatePlaybookResponse>, Status> {
-        Ok(Response::new(self.create_playbook(request.into_inner()).await?))
+        Ok(Response::new(
+            self.create_playbook(request.into_inner()).await?,
+        ))
     }
 
     async fn list_playbooks(
         &self,
         request: Request<pb::ListPlaybooksRequest>,
     ) -> Result<Response<pb::ListPlaybooksResponse>, Status> {
-        Ok(Response::new(self.list_playbooks(request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_playbooks(request.into_inner()).await?,
+        ))
     }
 }

@@ -36,7 +36,11 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
     let routes = tonic::service::Routes::new(server);
-    let running =
-        RunningServer::start(context.listener, routes, GRPC_SERVICES, context.server.clone())?;
+    let running = RunningServer::start(
+        context.listener,
+        routes,
+        GRPC_SERVICES,
+        context.server.clone(),
+    )?;
     Ok(RunningService::new("playbooks", running))
 }

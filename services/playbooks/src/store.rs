@@ -25,7 +25,10 @@ pub struct NewVersion<'a> {
 
 /// Stores the next version of a playbook. Concurrent creates of the same
 /// name serialise on an advisory lock, so versions stay dense.
-pub async fn insert_next_version(tx: &mut PgConnection, new: &NewVersion<'_>) -> sqlx::Result<PlaybookVersion> {
+pub async fn insert_next_version(
+    tx: &mut PgConnection,
+    new: &NewVersion<'_>,
+) -> sqlx::Result<PlaybookVersion> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('playbooks:' || $1, 0))")
         .bind(new.name)
         .execute(&mut *tx)
@@ -46,7 +49,11 @@ pub async fn insert_next_version(tx: &mut PgConnection, new: &NewVersion<'_>) ->
 }
 
 /// The latest version of each playbook, by name, after `after`.
-pub async fn list_latest(pool: &PgPool, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<PlaybookVersion>> {
+pub async fn list_latest(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<PlaybookVersion>> {
     sqlx::query_as(
         "SELECT DISTINCT ON (name) * FROM playbooks.playbook_versions \
          WHERE ($1::text IS NULL OR name > $1) \

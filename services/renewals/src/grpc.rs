@@ -45,7 +45,9 @@ impl RenewalsApi {
             }
             Err(e) => return Err(e.into()),
         };
-        let response = pb::RecordRenewalOutcomeResponse { outcome: Some(outcome_to_proto(row)) };
+        let response = pb::RecordRenewalOutcomeResponse {
+            outcome: Some(outcome_to_proto(row)),
+        };
         idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
         tx.commit().await?;
         Ok(response)
@@ -60,8 +62,14 @@ impl RenewalsApi {
         let mut violations = Violations::default();
         let (decided_from, decided_before) = match &request.decided {
             Some(range) => (
-                range.start.as_ref().and_then(|d| time::date(Some(d), "decided.start", &mut violations)),
-                range.end.as_ref().and_then(|d| time::date(Some(d), "decided.end", &mut violations)),
+                range
+                    .start
+                    .as_ref()
+                    .and_then(|d| time::date(Some(d), "decided.start", &mut violations)),
+                range
+                    .end
+                    .as_ref()
+                    .and_then(|d| time::date(Some(d), "decided.end", &mut violations)),
             ),
             None => (None, None),
         };
@@ -74,9 +82,14 @@ impl RenewalsApi {
             }
         };
         violations.into_result()?;
-        let filter = OutcomeFilter { decided_from, decided_before, kind };
+        let filter = OutcomeFilter {
+            decided_from,
+            decided_before,
+            kind,
+        };
         let mut rows = outcomes::list(&self.pool, &filter, after, i64::from(size) + 1).await?;
-        let next_page_token = paging::finish_page(&mut rows, size, |r| (r.decided_on, r.outcome_id));
+        let next_page_token =
+            paging::finish_page(&mut rows, size, |r| (r.decided_on, r.outcome_id));
         Ok(pb::ListRenewalOutcomesResponse {
             outcomes: rows.into_iter().map(outcome_to_proto).collect(),
             next_page_token,
@@ -92,13 +105,33 @@ fn new_outcome_from_proto(outcome: Option<&pb::RenewalOutcome>) -> ApiResult<New
     violations.require_text(&outcome.account_id, "outcome.account_id", MAX_ID);
     violations.require_text(&outcome.subscription_id, "outcome.subscription_id", MAX_ID);
     violations.limit_text(&outcome.churn_note, "outcome.churn_note", MAX_NOTE);
-    let term_end_date = time::date(outcome.term_end_date.as_ref(), "outcome.term_end_date", &mut violations);
-    let decided_on = time::date(outcome.decided_on.as_ref(), "outcome.decided_on", &mut violations);
+    let term_end_date = time::date(
+        outcome.term_end_date.as_ref(),
+        "outcome.term_end_date",
+        &mut violations,
+    );
+    let decided_on = time::date(
+        outcome.decided_on.as_ref(),
+        "outcome.decided_on",
+        &mut violations,
+    );
     let kind = i16::try_from(outcome.kind).ok().and_then(Kind::from_code);
-    violations.check(kind.is_some(), "outcome.kind", "must be RENEWED, PARTIALLY_RENEWED or CHURNED");
+    violations.check(
+        kind.is_some(),
+        "outcome.kind",
+        "must be RENEWED, PARTIALLY_RENEWED or CHURNED",
+    );
     let churn_reason_known = pb::ChurnReason::try_from(outcome.churn_reason).is_ok();
-    violations.check(churn_reason_known, "outcome.churn_reason", "is not a known churn reason");
-    let previous_arr = money::non_negative(outcome.previous_arr.as_ref(), "outcome.previous_arr", &mut violations);
+    violations.check(
+        churn_reason_known,
+        "outcome.churn_reason",
+        "is not a known churn reason",
+    );
+    let previous_arr = money::non_negative(
+        outcome.previous_arr.as_ref(),
+        "outcome.previous_arr",
+        &mut violations,
+    );
     let new_arr = money::non_negative(outcome.new_arr.as_ref(), "outcome.new_arr", &mut violations);
     if !violations.is_empty() {
         return Err(ApiError::InvalidArgument(violations));
@@ -127,7 +160,10 @@ fn new_outcome_from_proto(outcome: Option<&pb::RenewalOutcome>) -> ApiResult<New
 }
 
 fn outcome_to_proto(row: OutcomeRow) -> pb::RenewalOutcome {
-    let money = |minor| Money { currency_code: row.currency.clone(), amount_minor: minor };
+    let money = |minor| Money {
+        currency_code: row.currency.clone(),
+        amount_minor: minor,
+    };
     pb::RenewalOutcome {
         outcome_id: row.outcome_id.to_string(),
         account_id: row.account_id.clone(),
@@ -149,13 +185,17 @@ impl RenewalsService for RenewalsApi {
         &self,
         request: Request<pb::RecordRenewalOutcomeRequest>,
     ) -> Result<Response<pb::RecordRenewalOutcomeResponse>, Status> {
-        Ok(Response::new(self.record_renewal_outcome(request.into_inner()).await?))
+        Ok(Response::new(
+            self.record_renewal_outcome(request.into_inner()).await?,
+        ))
     }
 
     async fn list_renewal_outcomes(
         &self,
         request: Request<pb::ListRenewalOutcomesRequest>,
     ) -> Result<Response<pb::ListRenewalOutcomesResponse>, Status> {
-        Ok(Response::new(self.list_renewal_outcomes(request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_renewal_outcomes(request.into_inner()).await?,
+        ))
     }
 }

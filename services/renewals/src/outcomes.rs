@@ -68,7 +68,10 @@ impl NewOutcome {
             }
             Kind::PartiallyRenewed => {
                 if new == 0 || new >= previous {
-                    flag("outcome.new_arr", "must be above zero and below previous_arr for a partial renewal");
+                    flag(
+                        "outcome.new_arr",
+                        "must be above zero and below previous_arr for a partial renewal",
+                    );
                 }
                 if self.churn_reason == 0 {
                     flag("outcome.churn_reason", "is required when revenue was lost");
@@ -84,7 +87,10 @@ impl NewOutcome {
             }
         }
         if self.decided_on > self.term_end_date + chrono::Days::new(366) {
-            flag("outcome.decided_on", "must be within a year after the term end date");
+            flag(
+                "outcome.decided_on",
+                "must be within a year after the term end date",
+            );
         }
         found
     }
@@ -168,7 +174,10 @@ mod tests {
     use super::*;
 
     fn usd(minor: i64) -> Amount {
-        Amount { currency: *b"USD", minor }
+        Amount {
+            currency: *b"USD",
+            minor,
+        }
     }
 
     fn outcome(kind: Kind, previous: i64, new: i64, reason: i16) -> NewOutcome {
@@ -188,12 +197,38 @@ mod tests {
 
     #[test]
     fn kinds_constrain_amounts_and_reasons() {
-        assert!(outcome(Kind::Renewed, 100, 120, 0).inconsistencies().is_empty());
-        assert!(outcome(Kind::Churned, 100, 0, 2).inconsistencies().is_empty());
-        assert!(outcome(Kind::PartiallyRenewed, 100, 60, 6).inconsistencies().is_empty());
-        let fields = |o: NewOutcome| o.inconsistencies().into_iter().map(|i| i.field).collect::<Vec<_>>();
-        assert_eq!(fields(outcome(Kind::Churned, 100, 10, 0)), ["outcome.new_arr", "outcome.churn_reason"]);
-        assert_eq!(fields(outcome(Kind::PartiallyRenewed, 100, 100, 1)), ["outcome.new_arr"]);
-        assert_eq!(fields(outcome(Kind::Renewed, 100, 0, 3)), ["outcome.new_arr", "outcome.churn_reason"]);
+        assert!(
+            outcome(Kind::Renewed, 100, 120, 0)
+                .inconsistencies()
+                .is_empty()
+        );
+        assert!(
+            outcome(Kind::Churned, 100, 0, 2)
+                .inconsistencies()
+                .is_empty()
+        );
+        assert!(
+            outcome(Kind::PartiallyRenewed, 100, 60, 6)
+                .inconsistencies()
+                .is_empty()
+        );
+        let fields = |o: NewOutcome| {
+            o.inconsistencies()
+                .into_iter()
+                .map(|i| i.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(outcome(Kind::Churned, 100, 10, 0)),
+            ["outcome.new_arr", "outcome.churn_reason"]
+        );
+        assert_eq!(
+            fields(outcome(Kind::PartiallyRenewed, 100, 100, 1)),
+            ["outcome.new_arr"]
+        );
+        assert_eq!(
+            fields(outcome(Kind::Renewed, 100, 0, 3)),
+            ["outcome.new_arr", "outcome.churn_reason"]
+        );
     }
 }

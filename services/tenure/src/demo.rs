@@ -13,12 +13,15 @@ use tenure_proto::common::v1::Money;
 use tenure_proto::health::v1::GetAccountHealthRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
-use tenure_proto::ingestion::v1::{Account, BatchUpsertAccountsRequest, LifecycleStage, ListAccountsRequest};
+use tenure_proto::ingestion::v1::{
+    Account, BatchUpsertAccountsRequest, LifecycleStage, ListAccountsRequest,
+};
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
 use tenure_proto::playbooks::v1::{CreatePlaybookRequest, DefinitionFormat};
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tenure_proto::renewals::v1::{
-    ChurnReason, ListRenewalOutcomesRequest, OutcomeKind, RecordRenewalOutcomeRequest, RenewalOutcome,
+    ChurnReason, ListRenewalOutcomesRequest, OutcomeKind, RecordRenewalOutcomeRequest,
+    RenewalOutcome,
 };
 
 const PLAYBOOK: &str = r#"{
@@ -41,26 +44,67 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
     let now = Utc::now();
     let run_id = now.timestamp_millis();
 
-    let account = |id: &str, name: &str, segment: &str, owner: &str, stage: LifecycleStage, age_days: u64| Account {
-        account_id: id.to_owned(),
-        name: name.to_owned(),
-        segment: segment.to_owned(),
-        industry: "software".to_owned(),
-        owner: owner.to_owned(),
-        parent_account_id: String::new(),
-        lifecycle_stage: stage as i32,
-        updated_at: Some(to_timestamp(now - Days::new(age_days))),
-    };
+    let account =
+        |id: &str, name: &str, segment: &str, owner: &str, stage: LifecycleStage, age_days: u64| {
+            Account {
+                account_id: id.to_owned(),
+                name: name.to_owned(),
+                segment: segment.to_owned(),
+                industry: "software".to_owned(),
+                owner: owner.to_owned(),
+                parent_account_id: String::new(),
+                lifecycle_stage: stage as i32,
+                updated_at: Some(to_timestamp(now - Days::new(age_days))),
+            }
+        };
     let accounts = vec![
-        account("acme", "Acme Corp", "enterprise", "dana", LifecycleStage::Mature, 1),
-        account("globex", "Globex", "enterprise", "dana", LifecycleStage::Renewing, 1),
-        account("initech", "Initech", "mid-market", "lee", LifecycleStage::Adopting, 1),
-        account("umbrella", "Umbrella", "smb", "lee", LifecycleStage::Onboarding, 1),
+        account(
+            "acme",
+            "Acme Corp",
+            "enterprise",
+            "dana",
+            LifecycleStage::Mature,
+            1,
+        ),
+        account(
+            "globex",
+            "Globex",
+            "enterprise",
+            "dana",
+            LifecycleStage::Renewing,
+            1,
+        ),
+        account(
+            "initech",
+            "Initech",
+            "mid-market",
+            "lee",
+            LifecycleStage::Adopting,
+            1,
+        ),
+        account(
+            "umbrella",
+            "Umbrella",
+            "smb",
+            "lee",
+            LifecycleStage::Onboarding,
+            1,
+        ),
         // An older copy of Acme from a slow source: must not win.
-        account("acme", "ACME (stale CRM copy)", "smb", "nobody", LifecycleStage::Churned, 9),
+        account(
+            "acme",
+            "ACME (stale CRM copy)",
+            "smb",
+            "nobody",
+            LifecycleStage::Churned,
+            9,
+        ),
     ];
     let upserted = ingestion
-        .batch_upsert_accounts(BatchUpsertAccountsRequest { request_id: format!("demo-accounts-{run_id}"), accounts })
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: format!("demo-accounts-{run_id}"),
+            accounts,
+        })
         .await
         .context("upserting accounts")?
         .into_inner();
@@ -71,17 +115,31 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
     )?;
 
     let listed = ingestion
-        .list_accounts(ListAccountsRequest { segment: "enterprise".into(), page_size: 10, ..Default::default() })
+        .list_accounts(ListAccountsRequest {
+            segment: "enterprise".into(),
+            page_size: 10,
+            ..Default::default()
+        })
         .await?
         .into_inner();
-    let names: Vec<_> = listed.accounts.iter().map(|a| format!("{} ({})", a.name, a.owner)).collect();
-    writeln!(out, "ingestion  ListAccounts segment=enterprise: {}", names.join(", "))?;
+    let names: Vec<_> = listed
+        .accounts
+        .iter()
+        .map(|a| format!("{} ({})", a.name, a.owner))
+        .collect();
+    writeln!(
+        out,
+        "ingestion  ListAccounts segment=enterprise: {}",
+        names.join(", ")
+    )?;
 
     // The outbox tells health about the change; health asks ingestion who acme is.
     let mut pending = false;
     for _ in 0..50 {
         let answer = health
-            .get_account_health(GetAccountHealthRequest { account_id: "acme".into() })
+            .get_account_health(GetAccountHealthRequest {
+                account_id: "acme".into(),
+            })
             .await
             .context("asking health about acme")?
             .into_inner();
@@ -119,11 +177,19 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
     let bad = ingestion
         .batch_upsert_accounts(BatchUpsertAccountsRequest {
             request_id: String::new(),
-            accounts: vec![Account { account_id: "x".into(), ..Default::default() }],
+            accounts: vec![Account {
+                account_id: "x".into(),
+                ..Default::default()
+            }],
         })
         .await;
     if let Err(status) = bad {
-        writeln!(out, "ingestion  a bad batch is refused whole: {:?}: {}", status.code(), status.message())?;
+        writeln!(
+            out,
+            "ingestion  a bad batch is refused whole: {:?}: {}",
+            status.code(),
+            status.message()
+        )?;
     }
     Ok(out)
 }
@@ -133,11 +199,26 @@ async fn record_outcomes(
     out: &mut String,
     run_id: i64,
 ) -> anyhow::Result<()> {
-    let usd = |minor: i64| Money { currency_code: "USD".into(), amount_minor: minor };
+    let usd = |minor: i64| Money {
+        currency_code: "USD".into(),
+        amount_minor: minor,
+    };
     let term_end = NaiveDate::from_ymd_opt(2026, 9, 30).context("date")?;
     let outcomes = [
-        ("globex", OutcomeKind::Renewed, 120_000_00, 150_000_00, ChurnReason::Unspecified),
-        ("umbrella", OutcomeKind::Churned, 12_000_00, 0, ChurnReason::LostSponsor),
+        (
+            "globex",
+            OutcomeKind::Renewed,
+            120_000 * 100,
+            150_000 * 100,
+            ChurnReason::Unspecified,
+        ),
+        (
+            "umbrella",
+            OutcomeKind::Churned,
+            12_000 * 100,
+            0,
+            ChurnReason::LostSponsor,
+        ),
     ];
     for (account, kind, previous, new, reason) in outcomes {
         renewals
@@ -159,11 +240,18 @@ async fn record_outcomes(
             .with_context(|| format!("recording the outcome of {account}"))?;
     }
     let listed = renewals
-        .list_renewal_outcomes(ListRenewalOutcomesRequest { page_size: 5, ..Default::default() })
+        .list_renewal_outcomes(ListRenewalOutcomesRequest {
+            page_size: 5,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     for outcome in listed.outcomes.iter().take(2) {
-        let arr = |m: &Option<Money>| m.as_ref().map(|m| m.amount_minor as f64 / 100.0).unwrap_or_default();
+        let arr = |m: &Option<Money>| {
+            m.as_ref()
+                .map(|m| m.amount_minor as f64 / 100.0)
+                .unwrap_or_default()
+        };
         writeln!(
             out,
             "renewals   outcome {}: {} ARR {:.2} -> {:.2} {}",
@@ -171,7 +259,11 @@ async fn record_outcomes(
             outcome.kind().as_str_name(),
             arr(&outcome.previous_arr),
             arr(&outcome.new_arr),
-            if outcome.churn_reason() == ChurnReason::Unspecified { "" } else { outcome.churn_reason().as_str_name() },
+            if outcome.churn_reason() == ChurnReason::Unspecified {
+                ""
+            } else {
+                outcome.churn_reason().as_str_name()
+            },
         )?;
     }
     Ok(())

@@ -8,7 +8,11 @@ use tenure::stack::{Stack, StackOptions};
 use tenure_platform::config::{PeerConfig, ServerConfig, TelemetryConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "tenure", version, about = "Tenure: customer health, renewals and playbooks")]
+#[command(
+    name = "tenure",
+    version,
+    about = "Tenure: customer health, renewals and playbooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,7 +83,10 @@ fn main() -> anyhow::Result<()> {
             Command::Status { peers } => {
                 let statuses = tenure::status::check_all(&peers).await;
                 print!("{}", tenure::status::render(&statuses));
-                anyhow::ensure!(statuses.iter().all(|s| s.is_serving()), "not every service is serving");
+                anyhow::ensure!(
+                    statuses.iter().all(|s| s.is_serving()),
+                    "not every service is serving"
+                );
                 Ok(())
             }
         }

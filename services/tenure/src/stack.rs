@@ -11,8 +11,12 @@ use tenure_platform::pg::{DataDir, PgCluster, Tuning};
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec};
 
 /// The four services, in start order.
-pub static SERVICES: [&ServiceSpec; 4] =
-    [&tenure_ingestion::SPEC, &tenure_health::SPEC, &tenure_renewals::SPEC, &tenure_playbooks::SPEC];
+pub static SERVICES: [&ServiceSpec; 4] = [
+    &tenure_ingestion::SPEC,
+    &tenure_health::SPEC,
+    &tenure_renewals::SPEC,
+    &tenure_playbooks::SPEC,
+];
 
 /// How to run the stack.
 #[derive(Clone, Debug)]
@@ -49,6 +53,7 @@ pub struct Stack {
     pub peers: PeerConfig,
     /// Administrative URL of the database the services use.
     pub database_url: String,
+    options: StackOptions,
     cluster: Option<PgCluster>,
 }
 
@@ -61,17 +66,23 @@ impl Stack {
                     Some(path) => DataDir::Persistent(path.clone()),
                     None => DataDir::Temporary,
                 };
-                let tuning = Tuning { max_connections: 200, unsafe_fast: false };
-                let cluster = tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;
+                let tuning = Tuning {
+                    max_connections: 200,
+                    unsafe_fast: false,
+                };
+                let cluster =
+                    tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;
                 let url = ensure_database(&cluster.admin_url(), "tenure").await?;
                 (Some(cluster), url)
             }
         };
-        let admin = tenure_platform::db::options(&database_url)?;
-
         let mut listeners = Vec::with_capacity(SERVICES.len());
         for spec in SERVICES {
-            let port = if options.default_ports { spec.default_port } else { 0 };
+            let port = if options.default_ports {
+                spec.default_port
+            } else {
+                0
+            };
             let addr = SocketAddr::new(options.bind_ip, port);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -80,7 +91,11 @@ impl Stack {
         }
         let url = |i: usize| -> anyhow::Result<String> {
             let addr = listeners[i].local_addr()?;
-            let host = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+            let host = if addr.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                addr.ip()
+            };
             Ok(format!("http://{}", SocketAddr::new(host, addr.port())))
         };
         let peers = PeerConfig {
@@ -90,24 +105,69 @@ impl Stack {
             playbooks_url: url(3)?,
         };
 
-        let mut services = Vec::with_capacity(SERVICES.len());
+        let mut stack = Self {
+            services: Vec::new(),
+            peers,
+            database_url,
+            options,
+            cluster,
+        };
         for (spec, listener) in SERVICES.iter().zip(listeners) {
-            let pool = prepare_pool(&admin, spec, options.max_connections).await?;
-            let context = ServiceContext {
-                pool,
-                peers: peers.clone(),
-                server: options.server.clone(),
-                listener,
-            };
-            let service = (spec.start)(context).await.with_context(|| format!("starting {}", spec.name))?;
-            services.push(service);
+            let service = stack.start_service(spec, listener).await?;
+            stack.services.push(service);
         }
-        Ok(Self { services, peers, database_url, cluster })
+        Ok(stack)
+    }
+
+    async fn start_service(
+        &self,
+        spec: &ServiceSpec,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<RunningService> {
+        let admin = tenure_platform::db::options(&self.database_url)?;
+        let pool = prepare_pool(&admin, spec, self.options.max_connections).await?;
+        let context = ServiceContext {
+            pool,
+            peers: self.peers.clone(),
+            server: self.options.server.clone(),
+            listener,
+        };
+        (spec.start)(context)
+            .await
+            .with_context(|| format!("starting {}", spec.name))
+    }
+
+    /// Stops one service (as an outage would), keeping its address.
+    pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<SocketAddr> {
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let service = self.services.remove(index);
+        let addr = service.server.addr;
+        service.stop().await?;
+        Ok(addr)
+    }
+
+    /// Starts a stopped service again on `addr`.
+    pub async fn restart_service(&mut self, name: &str, addr: SocketAddr) -> anyhow::Result<()> {
+        let spec = SERVICES
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no service named {name}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let service = self.start_service(spec, listener).await?;
+        self.services.push(service);
+        Ok(())
     }
 
     /// URL of a service by name.
     pub fn url(&self, name: &str) -> Option<String> {
-        self.services.iter().find(|s| s.name == name).map(|s| s.url())
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.url())
     }
 
     /// Stops every service (draining calls), then the stack's own Postgres.
@@ -136,13 +196,19 @@ async fn prepare_pool(
 async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await?;
     }
-    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(admin_url);
     Ok(format!("{base}/{name}"))
 }

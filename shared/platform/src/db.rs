@@ -38,7 +38,11 @@ pub fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
 
 /// Creates `schema` if needed and applies the platform's and the service's
 /// migrations to it. Concurrent replicas serialise on sqlx's advisory lock.
-pub async fn migrate(pool: &PgPool, schema: &'static str, service: &Migrator) -> anyhow::Result<()> {
+pub async fn migrate(
+    pool: &PgPool,
+    schema: &'static str,
+    service: &Migrator,
+) -> anyhow::Result<()> {
     let mut migrations = platform_migrations(schema);
     migrations.extend(service.iter().cloned());
     let mut migrator = Migrator::with_migrations(migrations);
@@ -53,7 +57,10 @@ pub async fn migrate(pool: &PgPool, schema: &'static str, service: &Migrator) ->
     if !exists {
         migrator.create_schema(schema);
     }
-    migrator.run(pool).await.with_context(|| format!("migrating schema {schema}"))
+    migrator
+        .run(pool)
+        .await
+        .with_context(|| format!("migrating schema {schema}"))
 }
 
 /// The tables every service keeps in its own schema. Versions 1–999 belong
@@ -89,8 +96,12 @@ pub async fn provision_service(
 ) -> anyhow::Result<PgConnectOptions> {
     let role = service_role(schema);
     let password = derived_password(&role);
-    let mut conn = PgConnection::connect_with(admin).await.context("connecting as administrator")?;
-    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut conn).await?;
+    let mut conn = PgConnection::connect_with(admin)
+        .await
+        .context("connecting as administrator")?;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut conn)
+        .await?;
     let statements = [
         // Concurrent creators race on the catalog's unique index: either error means "exists".
         format!(
@@ -101,7 +112,10 @@ pub async fn provision_service(
         format!("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"),
     ];
     for statement in statements {
-        match sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut conn).await {
+        match sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+        {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
                 tracing::warn!(
@@ -124,7 +138,11 @@ fn derived_password(role: &str) -> String {
     hasher.update(secret.as_bytes());
     hasher.update([0]);
     hasher.update(role.as_bytes());
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Provisions the service's role, connects as it and migrates its schema.

@@ -136,7 +136,11 @@ impl Violations {
 
     /// `Ok(())` when nothing was violated, else `ApiError::InvalidArgument`.
     pub fn into_result(self) -> ApiResult<()> {
-        if self.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self))
+        }
     }
 
     fn into_field_violations(self) -> Vec<tonic_types::FieldViolation> {
@@ -174,9 +178,14 @@ mod tests {
         violations.check(false, "accounts[2].updated_at", "is in the future");
         let status = Status::from(ApiError::InvalidArgument(violations));
         assert_eq!(status.code(), Code::InvalidArgument);
-        let bad_request = status.get_details_bad_request().expect("bad request details");
-        let fields: Vec<_> =
-            bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
+        let bad_request = status
+            .get_details_bad_request()
+            .expect("bad request details");
+        let fields: Vec<_> = bad_request
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(fields, ["accounts[1].name", "accounts[2].updated_at"]);
         assert!(status.message().contains("accounts[1].name: is required"));
     }

@@ -49,18 +49,20 @@ pub async fn claim<Req: Message, Resp: Message + Default>(
     if inserted == 1 {
         return Ok(None);
     }
-    let (stored_fingerprint, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(AssertSqlSafe(
-        format!(
+    let (stored_fingerprint, response): (Vec<u8>, Option<Vec<u8>>) =
+        sqlx::query_as(AssertSqlSafe(format!(
             "SELECT fingerprint, response FROM {schema}.idempotency_keys \
              WHERE method = $1 AND request_id = $2"
-        ),
-    ))
-    .bind(method)
-    .bind(request_id)
-    .fetch_one(&mut *tx)
-    .await?;
+        )))
+        .bind(method)
+        .bind(request_id)
+        .fetch_one(&mut *tx)
+        .await?;
     if stored_fingerprint != fingerprint {
-        return Err(ApiError::invalid("request_id", "was already used for a different request"));
+        return Err(ApiError::invalid(
+            "request_id",
+            "was already used for a different request",
+        ));
     }
     let response = response
         .ok_or_else(|| anyhow::anyhow!("idempotency key {request_id} has no stored response"))?;

@@ -18,7 +18,10 @@ impl Amount {
     }
 
     pub fn to_proto(self) -> Money {
-        Money { currency_code: self.currency_code().to_owned(), amount_minor: self.minor }
+        Money {
+            currency_code: self.currency_code().to_owned(),
+            amount_minor: self.minor,
+        }
     }
 }
 
@@ -30,14 +33,21 @@ pub fn is_currency_code(code: &str) -> bool {
 }
 
 /// Validates a non-negative amount, recording violations under `field`.
-pub fn non_negative(value: Option<&Money>, field: &str, violations: &mut Violations) -> Option<Amount> {
+pub fn non_negative(
+    value: Option<&Money>,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<Amount> {
     let Some(value) = value else {
         violations.add(field, "is required");
         return None;
     };
     let mut ok = true;
     if !is_currency_code(&value.currency_code) {
-        violations.add(format!("{field}.currency_code"), "must be an ISO 4217 code such as USD");
+        violations.add(
+            format!("{field}.currency_code"),
+            "must be an ISO 4217 code such as USD",
+        );
         ok = false;
     }
     if value.amount_minor < 0 {
@@ -47,7 +57,10 @@ pub fn non_negative(value: Option<&Money>, field: &str, violations: &mut Violati
     ok.then(|| {
         let mut currency = [0u8; 3];
         currency.copy_from_slice(value.currency_code.as_bytes());
-        Amount { currency, minor: value.amount_minor }
+        Amount {
+            currency,
+            minor: value.amount_minor,
+        }
     })
 }
 
@@ -67,11 +80,17 @@ mod tests {
     #[test]
     fn rejects_negative_and_unknown() {
         let mut violations = Violations::default();
-        let money = Money { currency_code: "XYZ".into(), amount_minor: -5 };
+        let money = Money {
+            currency_code: "XYZ".into(),
+            amount_minor: -5,
+        };
         assert!(non_negative(Some(&money), "arr", &mut violations).is_none());
         let fields: Vec<_> = violations.iter().map(|(f, _)| f.to_owned()).collect();
         assert_eq!(fields, ["arr.currency_code", "arr.amount_minor"]);
-        let good = Money { currency_code: "EUR".into(), amount_minor: 1200 };
+        let good = Money {
+            currency_code: "EUR".into(),
+            amount_minor: 1200,
+        };
         let amount = non_negative(Some(&good), "arr", &mut violations).unwrap();
         assert_eq!(amount.currency_code(), "EUR");
     }

@@ -29,8 +29,8 @@ pub async fn enqueue(
     payload: &impl Message,
 ) -> sqlx::Result<Uuid> {
     let message_id = Uuid::now_v7();
-    let trace_context = serde_json::to_value(capture_context(&tracing::Span::current()))
-        .unwrap_or_default();
+    let trace_context =
+        serde_json::to_value(capture_context(&tracing::Span::current())).unwrap_or_default();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {schema}.outbox (message_id, topic, payload, trace_context) VALUES ($1, $2, $3, $4)"
     )))
@@ -64,7 +64,10 @@ impl Delivery {
 /// Sends messages of a service's topics to their receivers.
 pub trait Deliver: Send + Sync + 'static {
     /// Delivers one message; `Ok` means the receiver acknowledged it.
-    fn deliver(&self, delivery: &Delivery) -> impl Future<Output = Result<(), tonic::Status>> + Send;
+    fn deliver(
+        &self,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send;
 }
 
 /// Dispatcher tuning.
@@ -112,7 +115,12 @@ struct PendingRow {
 
 impl<D: Deliver> Dispatcher<D> {
     pub fn new(pool: PgPool, schema: &'static str, deliver: D, config: DispatchConfig) -> Self {
-        Self { pool, schema, deliver, config }
+        Self {
+            pool,
+            schema,
+            deliver,
+            config,
+        }
     }
 
     /// Runs until `cancel` fires; failures of the database are logged and retried.
@@ -174,11 +182,17 @@ impl<D: Deliver> Dispatcher<D> {
             let carrier: HashMap<String, String> =
                 serde_json::from_value(row.trace_context).unwrap_or_default();
             set_parent_from(&span, &carrier);
-            let outcome = tokio::time::timeout(self.config.delivery_timeout, self.deliver.deliver(&delivery))
-                .instrument(span.clone())
-                .await
-                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("delivery timed out")));
-            let labels = [("schema", schema.to_owned()), ("topic", delivery.topic.clone())];
+            let outcome = tokio::time::timeout(
+                self.config.delivery_timeout,
+                self.deliver.deliver(&delivery),
+            )
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("delivery timed out")));
+            let labels = [
+                ("schema", schema.to_owned()),
+                ("topic", delivery.topic.clone()),
+            ];
             match outcome {
                 Ok(()) => {
                     delivered += 1;
@@ -204,11 +218,11 @@ impl<D: Deliver> Dispatcher<D> {
                     });
                     sqlx::query(AssertSqlSafe(format!(
                         "UPDATE {schema}.outbox SET attempts = attempts + 1, last_error = $2, \
-                         next_attempt_at = now() + $3 WHERE id = $1"
+                         next_attempt_at = now() + $3 * interval '1 millisecond' WHERE id = $1"
                     )))
                     .bind(row.id)
                     .bind(format!("{:?}: {}", status.code(), status.message()))
-                    .bind(delay)
+                    .bind(delay.as_millis() as i64)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -221,9 +235,9 @@ impl<D: Deliver> Dispatcher<D> {
     async fn purge_delivered(&self) -> sqlx::Result<u64> {
         let schema = self.schema;
         let result = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {schema}.outbox WHERE delivered_at < now() - $1"
+            "DELETE FROM {schema}.outbox WHERE delivered_at < now() - $1 * interval '1 second'"
         )))
-        .bind(self.config.retention)
+        .bind(self.config.retention.as_secs() as i64)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
@@ -234,7 +248,10 @@ impl<D: Deliver> Dispatcher<D> {
 /// so that a recovering receiver is not hit by every sender at once.
 fn retry_delay(config: &DispatchConfig, attempts: i32) -> Duration {
     let exponent = attempts.clamp(0, 30) as u32;
-    let step = config.first_retry.saturating_mul(2u32.saturating_pow(exponent)).min(config.max_retry);
+    let step = config
+        .first_retry
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(config.max_retry);
     let jitter: f64 = rand::random_range(0.5..=1.0);
     step.mul_f64(jitter)
 }

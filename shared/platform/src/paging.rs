@@ -29,7 +29,9 @@ pub fn decode_token<C: DeserializeOwned>(token: &str) -> ApiResult<Option<C>> {
     }
     let invalid = || ApiError::invalid("page_token", "is not a token this API returned");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| invalid())
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| invalid())
 }
 
 /// Encodes a cursor as a page token.
@@ -47,7 +49,9 @@ pub fn finish_page<T, C: Serialize>(
 ) -> String {
     if rows.len() > size as usize {
         rows.truncate(size as usize);
-        rows.last().map(|last| encode_token(&cursor(last))).unwrap_or_default()
+        rows.last()
+            .map(|last| encode_token(&cursor(last)))
+            .unwrap_or_default()
     } else {
         String::new()
     }

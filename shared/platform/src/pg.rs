@@ -46,7 +46,11 @@ impl PgCluster {
     /// Initialises (if needed) and starts a cluster.
     pub fn start(dir: DataDir, tuning: Tuning) -> anyhow::Result<Self> {
         let bin_dir = find_bin_dir()?;
-        let run_as = if nix::unistd::geteuid().is_root() { Some("postgres".to_owned()) } else { None };
+        let run_as = if nix::unistd::geteuid().is_root() {
+            Some("postgres".to_owned())
+        } else {
+            None
+        };
         let (temp, root) = match dir {
             DataDir::Temporary => {
                 let temp = tempfile::Builder::new().prefix("tenure-pg-").tempdir()?;
@@ -63,7 +67,14 @@ impl PgCluster {
             give_to(&root, user)?;
         }
         let data_dir = root.join("data");
-        let mut cluster = Self { bin_dir, data_dir, port: 0, run_as, _temp: temp, running: false };
+        let mut cluster = Self {
+            bin_dir,
+            data_dir,
+            port: 0,
+            run_as,
+            _temp: temp,
+            running: false,
+        };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
         }
@@ -114,12 +125,25 @@ impl PgCluster {
         let output = self
             .command(
                 "initdb",
-                &["-D", &data_dir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+                &[
+                    "-D",
+                    &data_dir,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ],
             )
             .output()
             .context("running initdb")?;
         if !output.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -132,16 +156,36 @@ impl PgCluster {
             self.port, tuning.max_connections
         );
         if tuning.unsafe_fast {
-            server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            server_options
+                .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let output = self
-            .command("pg_ctl", &["-D", &data_dir, "-l", &log, "-w", "-t", "60", "-o", &server_options, "start"])
+            .command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &data_dir,
+                    "-l",
+                    &log,
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    &server_options,
+                    "start",
+                ],
+            )
             .stdin(Stdio::null())
             .output()
             .context("running pg_ctl start")?;
         if !output.status.success() {
             let log_tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let log_tail: String = log_tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            let log_tail: String = log_tail
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ");
             bail!(
                 "pg_ctl start failed: {} {}",
                 String::from_utf8_lossy(&output.stderr).trim(),
@@ -237,7 +281,10 @@ pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, dir)| dir).ok_or_else(|| anyhow::anyhow!(MISSING_BINARIES))
+    versions
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or_else(|| anyhow::anyhow!(MISSING_BINARIES))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -247,11 +294,18 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Makes `path` owned by `user`, so the server can write it.
 fn give_to(path: &Path, user: &str) -> anyhow::Result<()> {
-    let account = nix::unistd::User::from_name(user)?
-        .ok_or_else(|| anyhow::anyhow!("running as root needs the `{user}` system user (the postgresql package creates it)"))?;
+    let account = nix::unistd::User::from_name(user)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "running as root needs the `{user}` system user (the postgresql package creates it)"
+        )
+    })?;
     for entry in walk(path)? {
-        std::os::unix::fs::chown(&entry, Some(account.uid.as_raw()), Some(account.gid.as_raw()))
-            .with_context(|| format!("chown {}", entry.display()))?;
+        std::os::unix::fs::chown(
+            &entry,
+            Some(account.uid.as_raw()),
+            Some(account.gid.as_raw()),
+        )
+        .with_context(|| format!("chown {}", entry.display()))?;
     }
     Ok(())
 }
@@ -284,7 +338,10 @@ pub mod testing {
         }
         CLUSTER
             .get_or_init(|| {
-                let tuning = Tuning { max_connections: 400, unsafe_fast: true };
+                let tuning = Tuning {
+                    max_connections: 400,
+                    unsafe_fast: true,
+                };
                 PgCluster::start(DataDir::Temporary, tuning)
                     .map(|cluster| {
                         let url = cluster.admin_url();
@@ -303,7 +360,8 @@ pub mod testing {
         let server = server_url()?;
         let mut conn = PgConnection::connect(&server).await?;
         let name = format!("tenure_test_{}", uuid::Uuid::new_v4().simple());
-        conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+        conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await?;
         conn.close().await.ok();
         Ok(url_with_database(&server, &name))
     }
@@ -327,8 +385,14 @@ pub mod testing {
 
         #[test]
         fn replaces_the_database_in_urls() {
-            assert_eq!(url_with_database("postgres://u@h:5/db", "t"), "postgres://u@h:5/t");
-            assert_eq!(url_with_database("postgres://u@h:5", "t"), "postgres://u@h:5/t");
+            assert_eq!(
+                url_with_database("postgres://u@h:5/db", "t"),
+                "postgres://u@h:5/t"
+            );
+            assert_eq!(
+                url_with_database("postgres://u@h:5", "t"),
+                "postgres://u@h:5/t"
+            );
             assert_eq!(
                 url_with_database("postgres://u@h/db?sslmode=disable", "t"),
                 "postgres://u@h/t?sslmode=disable"

@@ -29,16 +29,21 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tenure_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health");
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
     for name in service_names {
         reflection = reflection.with_service_name(*name);
     }
-    let reflection = reflection.build_v1().context("building the reflection service")?;
+    let reflection = reflection
+        .build_v1()
+        .context("building the reflection service")?;
 
     let draining = CancellationToken::new();
     let signal = {
@@ -48,9 +53,13 @@ pub async fn serve(
         async move {
             shutdown.await;
             tracing::info!(services = ?names, "shutting down: draining in-flight calls");
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             for name in names {
-                health.set_service_status(name, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             draining.cancel();
         }
@@ -91,9 +100,20 @@ impl RunningServer {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
-            serve(listener, routes, service_names, &config, stop.cancelled_owned()).await
+            serve(
+                listener,
+                routes,
+                service_names,
+                &config,
+                stop.cancelled_owned(),
+            )
+            .await
         });
-        Ok(Self { addr, shutdown, task })
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
     }
 
     /// `http://addr`, for clients.
@@ -140,7 +160,9 @@ pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
         .with_http_listener(addr)
         .set_buckets_for_metric(
             Matcher::Suffix("seconds".to_owned()),
-            &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
         )?
         .install()
         .with_context(|| format!("serving metrics on {addr}"))?;

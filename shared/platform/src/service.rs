@@ -50,7 +50,12 @@ pub struct RunningService {
 
 impl RunningService {
     pub fn new(name: &'static str, server: RunningServer) -> Self {
-        Self { name, server, background: CancellationToken::new(), tasks: Vec::new() }
+        Self {
+            name,
+            server,
+            background: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
     }
 
     /// Runs `task` until the service stops; it gets the stop token.
@@ -111,8 +116,15 @@ pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen_addr)
             .await
             .with_context(|| format!("binding {listen_addr}"))?;
-        let context = ServiceContext { pool, peers: cli.peers, server: cli.server, listener };
-        let service = (spec.start)(context).await.with_context(|| format!("starting {}", spec.name))?;
+        let context = ServiceContext {
+            pool,
+            peers: cli.peers,
+            server: cli.server,
+            listener,
+        };
+        let service = (spec.start)(context)
+            .await
+            .with_context(|| format!("starting {}", spec.name))?;
         tracing::info!(service = spec.name, addr = %service.server.addr, "serving");
         crate::server::shutdown_signal().await;
         service.stop().await

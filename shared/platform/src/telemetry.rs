@@ -63,7 +63,9 @@ pub fn init_for_tests(
 }
 
 fn resource(service_name: &str) -> Resource {
-    Resource::builder().with_service_name(service_name.to_owned()).build()
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build()
 }
 
 fn install(provider: &SdkTracerProvider, logs: Option<LogFormat>) -> anyhow::Result<()> {
@@ -74,9 +76,8 @@ fn install(provider: &SdkTracerProvider, logs: Option<LogFormat>) -> anyhow::Res
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("tenure"))
         .with_filter(LevelFilter::INFO);
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = match logs {
         Some(LogFormat::Json) => Some(
             tracing_subscriber::fmt::layer()
@@ -86,11 +87,17 @@ fn install(provider: &SdkTracerProvider, logs: Option<LogFormat>) -> anyhow::Res
                 .with_filter(filter())
                 .boxed(),
         ),
-        Some(LogFormat::Pretty) => {
-            Some(tracing_subscriber::fmt::layer().with_target(false).with_filter(filter()).boxed())
-        }
+        Some(LogFormat::Pretty) => Some(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(filter())
+                .boxed(),
+        ),
         None => None,
     };
-    tracing_subscriber::registry().with(otel).with(fmt).try_init()?;
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(fmt)
+        .try_init()?;
     Ok(())
 }

@@ -42,7 +42,10 @@ pub fn past_timestamp(
 }
 
 pub fn to_timestamp(value: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: value.timestamp(), nanos: value.timestamp_subsec_nanos() as i32 }
+    Timestamp {
+        seconds: value.timestamp(),
+        nanos: value.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// Converts a calendar date, or records a violation for `field`.
@@ -63,7 +66,11 @@ pub fn date(value: Option<&Date>, field: &str, violations: &mut Violations) -> O
 
 pub fn to_date(value: NaiveDate) -> Date {
     use chrono::Datelike as _;
-    Date { year: value.year(), month: value.month() as i32, day: value.day() as i32 }
+    Date {
+        year: value.year(),
+        month: value.month() as i32,
+        day: value.day() as i32,
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +80,18 @@ mod tests {
     #[test]
     fn rejects_impossible_dates_and_future_times() {
         let mut violations = Violations::default();
-        assert!(date(Some(&Date { year: 2026, month: 2, day: 30 }), "d", &mut violations).is_none());
+        assert!(
+            date(
+                Some(&Date {
+                    year: 2026,
+                    month: 2,
+                    day: 30
+                }),
+                "d",
+                &mut violations
+            )
+            .is_none()
+        );
         let future = to_timestamp(Utc::now() + chrono::Duration::hours(2));
         let tolerance = chrono::Duration::minutes(5);
         assert!(past_timestamp(Some(&future), "t", tolerance, &mut violations).is_none());
@@ -86,7 +104,10 @@ mod tests {
     fn round_trips() {
         let now = DateTime::from_timestamp(1_764_000_000, 123_000_000).unwrap();
         let mut violations = Violations::default();
-        assert_eq!(timestamp(Some(&to_timestamp(now)), "t", &mut violations), Some(now));
+        assert_eq!(
+            timestamp(Some(&to_timestamp(now)), "t", &mut violations),
+            Some(now)
+        );
         let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
         assert_eq!(date(Some(&to_date(day)), "d", &mut violations), Some(day));
         assert!(violations.is_empty());

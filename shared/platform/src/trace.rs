@@ -147,7 +147,12 @@ where
             let _ = span.set_parent(parent);
         }
         span.record("trace_id", trace_id(&span));
-        let call = CallRecord { span: span.clone(), service, method, started: Instant::now() };
+        let call = CallRecord {
+            span: span.clone(),
+            service,
+            method,
+            started: Instant::now(),
+        };
 
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -163,7 +168,13 @@ where
                     }
                     None => Some(call),
                 };
-                Ok(http::Response::from_parts(parts, CallBody { inner: body, record }))
+                Ok(http::Response::from_parts(
+                    parts,
+                    CallBody {
+                        inner: body,
+                        record,
+                    },
+                ))
             }
             .instrument(span),
         )
@@ -334,7 +345,10 @@ mod tests {
     fn splits_grpc_paths() {
         assert_eq!(
             rpc_names("/tenure.ingestion.v1.IngestionService/GetAccount"),
-            ("tenure.ingestion.v1.IngestionService".to_owned(), "GetAccount".to_owned())
+            (
+                "tenure.ingestion.v1.IngestionService".to_owned(),
+                "GetAccount".to_owned()
+            )
         );
         assert_eq!(rpc_names("/odd"), ("odd".to_owned(), String::new()));
     }
@@ -348,7 +362,13 @@ mod tests {
         let propagator = TraceContextPropagator::new();
         let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
-        let sent = SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::NONE);
+        let sent = SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
         let context = opentelemetry::Context::new().with_remote_span_context(sent);
 
         let mut headers = HeaderMap::new();

@@ -2,8 +2,7 @@
 //! these re-exports.
 
 /// Encoded `FileDescriptorSet` of every Tenure proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    tonic::include_file_descriptor_set!("tenure_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenure_descriptor");
 
 pub mod common {
     pub mod v1 {

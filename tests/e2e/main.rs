@@ -1,0 +1,10 @@
+//! Integration tests of the Tenure stack: every service on a random port,
+//! real Postgres (a throwaway cluster per test process, or `DATABASE_URL`),
+//! one database per test.
+
+mod health;
+mod ingestion;
+mod outbox;
+mod playbooks;
+mod renewals;
+mod stack;

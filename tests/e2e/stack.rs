@@ -1,0 +1,326 @@
+//! The stack as a whole: health checks, reflection, traces across services,
+//! field-level validation errors.
+
+use std::collections::BTreeSet;
+
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use opentelemetry::{Key, Value};
+use tenure_platform::client::channel;
+use tenure_proto::health::v1::GetAccountHealthRequest;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::ingestion::v1::{Account, BatchUpsertAccountsRequest, ListAccountsRequest};
+use tenure_tests::{TestStack, untraced_channel, violated_fields, wait_for_spans};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+use crate::ingestion::account;
+
+const SERVICES: [(&str, &str); 4] = [
+    ("ingestion", "tenure.ingestion.v1.IngestionService"),
+    ("health", "tenure.health.v1.HealthService"),
+    ("renewals", "tenure.renewals.v1.RenewalsService"),
+    ("playbooks", "tenure.playbooks.v1.PlaybooksService"),
+];
+
+#[tokio::test]
+async fn every_service_reports_serving() {
+    let app = TestStack::spawn().await;
+    for (name, grpc_service) in SERVICES {
+        let url = app.stack.url(name).expect("service url");
+        let mut client = HealthClient::new(channel(&url).unwrap());
+        for service in [grpc_service, ""] {
+            let status = client
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{name} health check failed: {e}"))
+                .into_inner()
+                .status();
+            assert_eq!(status.as_str_name(), "SERVING", "{name} {service:?}");
+        }
+        let unknown = client
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await;
+        assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    let statuses = tenure::status::check_all(&app.stack.peers).await;
+    assert!(
+        statuses.iter().all(|s| s.is_serving()),
+        "{}",
+        tenure::status::render(&statuses)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_each_service() {
+    let app = TestStack::spawn().await;
+    for (name, grpc_service) in SERVICES {
+        let url = app.stack.url(name).expect("service url");
+        let mut client = ServerReflectionClient::new(channel(&url).unwrap());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .expect("reflection call")
+            .into_inner();
+        let response = responses
+            .message()
+            .await
+            .expect("reflection answer")
+            .expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer from {name}");
+        };
+        let listed: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        let expected: BTreeSet<String> = [
+            grpc_service,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        assert_eq!(listed, expected, "{name}");
+    }
+    app.stop().await;
+}
+
+fn attribute<'a>(span: &'a opentelemetry_sdk::trace::SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == Key::from(key.to_owned()))
+        .map(|kv| &kv.value)
+}
+
+/// A request carrying a `traceparent` of the test's own.
+fn traced<T>(message: T, trace_id: TraceId, parent: SpanId) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let header = format!("00-{trace_id}-{parent}-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", header.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn one_trace_spans_health_and_ingestion() {
+    let mut app = TestStack::spawn().await;
+    app.ingestion
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account("trace-co", "Trace Co", 1)],
+        })
+        .await
+        .expect("upsert");
+
+    let trace_id = TraceId::from_hex("5af7183fc1d4e2b3a8f9e0d1c2b3a4f5").unwrap();
+    let caller = SpanId::from_hex("1111222233334444").unwrap();
+    let mut health = HealthServiceClient::new(untraced_channel(&app.stack.peers.health_url));
+    let answer = health
+        .get_account_health(traced(
+            GetAccountHealthRequest {
+                account_id: "trace-co".into(),
+            },
+            trace_id,
+            caller,
+        ))
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(answer.account_name, "Trace Co");
+
+    let health_method = "tenure.health.v1.HealthService/GetAccountHealth";
+    let ingestion_method = "tenure.ingestion.v1.IngestionService/GetAccount";
+    let spans = wait_for_spans(trace_id, |spans| {
+        spans.iter().filter(|s| s.name == ingestion_method).count() >= 2
+            && spans.iter().any(|s| s.name == health_method)
+    })
+    .await;
+    let find = |name: &str, kind: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.span_kind == kind)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {kind:?} span {name} in {:#?}",
+                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+                )
+            })
+    };
+    let health_server = find(health_method, SpanKind::Server);
+    let client = find(ingestion_method, SpanKind::Client);
+    let ingestion_server = find(ingestion_method, SpanKind::Server);
+
+    assert_eq!(
+        health_server.parent_span_id, caller,
+        "health continues the caller's trace"
+    );
+    assert_eq!(
+        client.parent_span_id,
+        health_server.span_context.span_id(),
+        "the outgoing call is a child"
+    );
+    assert_eq!(
+        ingestion_server.parent_span_id,
+        client.span_context.span_id(),
+        "ingestion continues it"
+    );
+
+    for (span, service, method) in [
+        (
+            health_server,
+            "tenure.health.v1.HealthService",
+            "GetAccountHealth",
+        ),
+        (
+            ingestion_server,
+            "tenure.ingestion.v1.IngestionService",
+            "GetAccount",
+        ),
+    ] {
+        assert_eq!(attribute(span, "rpc.system"), Some(&Value::from("grpc")));
+        assert_eq!(attribute(span, "rpc.service"), Some(&Value::from(service)));
+        assert_eq!(attribute(span, "rpc.method"), Some(&Value::from(method)));
+        assert_eq!(
+            attribute(span, "rpc.grpc.status_code"),
+            Some(&Value::I64(0))
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_delivery_continues_the_writers_trace() {
+    let app = TestStack::spawn().await;
+    let trace_id = TraceId::from_hex("7a3c1e5f9b2d4c6e8f0a1b2c3d4e5f60").unwrap();
+    let caller = SpanId::from_hex("2222333344445555").unwrap();
+    let mut ingestion =
+        IngestionServiceClient::new(untraced_channel(&app.stack.peers.ingestion_url));
+    let request = BatchUpsertAccountsRequest {
+        request_id: String::new(),
+        accounts: vec![account("later", "Later Co", 1)],
+    };
+    ingestion
+        .batch_upsert_accounts(traced(request, trace_id, caller))
+        .await
+        .expect("upsert");
+
+    let upsert = "tenure.ingestion.v1.IngestionService/BatchUpsertAccounts";
+    let notify = "tenure.health.v1.HealthService/NotifyAccountsChanged";
+    let spans = wait_for_spans(trace_id, |spans| {
+        spans
+            .iter()
+            .any(|s| s.name == notify && s.span_kind == SpanKind::Server)
+    })
+    .await;
+    let find = |name: &str, kind: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.span_kind == kind)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let written = find(upsert, SpanKind::Server);
+    let delivery = find("outbox.deliver", SpanKind::Internal);
+    let sent = find(notify, SpanKind::Client);
+    let received = find(notify, SpanKind::Server);
+    assert_eq!(written.parent_span_id, caller);
+    assert_eq!(
+        delivery.parent_span_id,
+        written.span_context.span_id(),
+        "delivery continues the write's span"
+    );
+    assert_eq!(sent.parent_span_id, delivery.span_context.span_id());
+    assert_eq!(received.parent_span_id, sent.span_context.span_id());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn errors_carry_their_status_code_on_the_span() {
+    let app = TestStack::spawn().await;
+    let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+    let caller = SpanId::from_hex("b7ad6b7169203331").unwrap();
+    let mut health = HealthServiceClient::new(untraced_channel(&app.stack.peers.health_url));
+    let status = health
+        .get_account_health(traced(
+            GetAccountHealthRequest {
+                account_id: "nobody".into(),
+            },
+            trace_id,
+            caller,
+        ))
+        .await
+        .expect_err("unknown account");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let method = "tenure.health.v1.HealthService/GetAccountHealth";
+    let spans = wait_for_spans(trace_id, |spans| spans.iter().any(|s| s.name == method)).await;
+    let span = spans
+        .iter()
+        .find(|s| s.name == method)
+        .expect("server span");
+    assert_eq!(
+        attribute(span, "rpc.grpc.status_code"),
+        Some(&Value::I64(tonic::Code::NotFound as i64))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_batch_is_rejected_whole_with_field_violations() {
+    let app = TestStack::spawn().await;
+    let mut missing_name = account("b", "", 1);
+    missing_name.name.clear();
+    let mut future = account("c", "Future Inc", 1);
+    future.updated_at = Some(tenure_platform::time::to_timestamp(
+        chrono::Utc::now() + chrono::Duration::days(2),
+    ));
+    let request = BatchUpsertAccountsRequest {
+        request_id: "bad-batch".into(),
+        accounts: vec![
+            account("a", "Good Co", 1),
+            missing_name,
+            future,
+            Account {
+                lifecycle_stage: 42,
+                ..account("d", "D", 1)
+            },
+        ],
+    };
+    let status = app
+        .ingestion
+        .clone()
+        .batch_upsert_accounts(request)
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        violated_fields(&status),
+        [
+            "accounts[1].name",
+            "accounts[2].updated_at",
+            "accounts[3].lifecycle_stage"
+        ]
+    );
+    let listed = app
+        .ingestion
+        .clone()
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.accounts.is_empty(),
+        "nothing of a rejected batch is written"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,139 @@
+//! Helpers for Tenure's integration tests: a whole stack per test on its own
+//! database, clients for every service, and the spans the stack emitted.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use tenure::stack::{Stack, StackOptions};
+use tenure_platform::client::{TracedChannel, channel};
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
+
+/// A running stack with a client per service.
+pub struct TestStack {
+    pub stack: Stack,
+    pub ingestion: IngestionServiceClient<TracedChannel>,
+    pub health: HealthServiceClient<TracedChannel>,
+    pub renewals: RenewalsServiceClient<TracedChannel>,
+    pub playbooks: PlaybooksServiceClient<TracedChannel>,
+}
+
+impl TestStack {
+    /// Starts the four services on random ports over a new, empty database.
+    pub async fn spawn() -> Self {
+        spans();
+        let database = tenure_platform::pg::testing::fresh_database()
+            .await
+            .expect("test database");
+        let stack = Stack::start(StackOptions::for_tests(Some(database)))
+            .await
+            .expect("stack starts");
+        let peers = stack.peers.clone();
+        let connect = |url: &str| channel(url).expect("channel");
+        Self {
+            ingestion: IngestionServiceClient::new(connect(&peers.ingestion_url)),
+            health: HealthServiceClient::new(connect(&peers.health_url)),
+            renewals: RenewalsServiceClient::new(connect(&peers.renewals_url)),
+            playbooks: PlaybooksServiceClient::new(connect(&peers.playbooks_url)),
+            stack,
+        }
+    }
+
+    /// An administrative connection to the stack's database, for checks
+    /// behind the API.
+    pub async fn db(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.stack.database_url)
+            .await
+            .expect("admin connection")
+    }
+
+    pub async fn stop(self) {
+        self.stack.stop().await.expect("stack stops cleanly");
+    }
+}
+
+/// A channel without Tenure's client tracing, for requests that carry a
+/// `traceparent` of the test's own.
+pub fn untraced_channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("url")
+        .connect_lazy()
+}
+
+/// The in-memory span exporter every test process reports to.
+pub fn spans() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let guard =
+            tenure_platform::telemetry::init_for_tests(exporter.clone()).expect("telemetry");
+        // Spans are exported as they end; the guard lives as long as the process.
+        std::mem::forget(guard);
+        exporter
+    })
+}
+
+/// Waits until `found` holds for the finished spans of `trace_id`, or times out.
+pub async fn wait_for_spans(
+    trace_id: opentelemetry::trace::TraceId,
+    found: impl Fn(&[SpanData]) -> bool,
+) -> Vec<SpanData> {
+    let mut spans_of_trace = Vec::new();
+    for _ in 0..100 {
+        spans_of_trace = spans()
+            .get_finished_spans()
+            .expect("finished spans")
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace_id)
+            .collect();
+        if found(&spans_of_trace) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if std::env::var_os("TEST_SPANS").is_some() {
+        for span in spans().get_finished_spans().unwrap_or_default() {
+            eprintln!(
+                "{} {} {:?} parent {}",
+                span.span_context.trace_id(),
+                span.name,
+                span.span_kind,
+                span.parent_span_id
+            );
+        }
+    }
+    spans_of_trace
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The field paths of an `INVALID_ARGUMENT` status's `BadRequest` details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
