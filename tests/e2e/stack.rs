@@ -61,6 +61,77 @@ async fn every_service_reports_serving() {
 }
 
 #[tokio::test]
+async fn shutdown_reports_not_serving_and_drains_within_the_grace_period() {
+    let mut app = TestStack::spawn_with(|options| {
+        options.server.shutdown_grace = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let url = app.stack.url("renewals").unwrap();
+    let mut client = HealthClient::new(channel(&url).unwrap());
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: "tenure.renewals.v1.RenewalsService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap().status();
+    assert_eq!(first.as_str_name(), "SERVING");
+
+    // The open watch is an in-flight call: the stop must wait for it, but
+    // no longer than the grace period.
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(async move {
+        app.stack.stop_service("renewals").await.unwrap();
+        app
+    });
+    let next = watch.message().await.unwrap().unwrap().status();
+    assert_eq!(
+        next.as_str_name(),
+        "NOT_SERVING",
+        "watchers learn of the drain"
+    );
+    let app = stopping.await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stopped after {took:?}"
+    );
+    let refused = HealthClient::new(channel(&url).unwrap())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect_err("no longer listening");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let metrics = tenure_tests::metrics_addr();
+    let mut app = TestStack::spawn().await;
+    let _ = app
+        .health
+        .get_account_health(GetAccountHealthRequest {
+            account_id: "metrics-ghost".into(),
+        })
+        .await
+        .expect_err("unknown account");
+    let text = tenure_tests::http_get(metrics, "/metrics").await;
+    let counted = text.lines().any(|line| {
+        line.starts_with("grpc_server_handled_total{")
+            && line.contains(r#"grpc_service="tenure.health.v1.HealthService""#)
+            && line.contains(r#"grpc_method="GetAccountHealth""#)
+            && line.contains(r#"grpc_code="NotFound""#)
+    });
+    assert!(counted, "no counter for the failed call in:\n{text}");
+    assert!(
+        text.contains("grpc_server_handling_seconds_bucket{"),
+        "latency is a histogram"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn reflection_lists_each_service() {
     let app = TestStack::spawn().await;
     for (name, grpc_service) in SERVICES {

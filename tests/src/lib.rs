@@ -24,13 +24,18 @@ pub struct TestStack {
 impl TestStack {
     /// Starts the four services on random ports over a new, empty database.
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// As [`TestStack::spawn`], with options adjusted by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut StackOptions)) -> Self {
         spans();
         let database = tenure_platform::pg::testing::fresh_database()
             .await
             .expect("test database");
-        let stack = Stack::start(StackOptions::for_tests(Some(database)))
-            .await
-            .expect("stack starts");
+        let mut options = StackOptions::for_tests(Some(database));
+        adjust(&mut options);
+        let stack = Stack::start(options).await.expect("stack starts");
         let peers = stack.peers.clone();
         let connect = |url: &str| channel(url).expect("channel");
         Self {
@@ -136,4 +141,32 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// The address of this test process's Prometheus endpoint.
+pub fn metrics_addr() -> std::net::SocketAddr {
+    static ADDR: OnceLock<std::net::SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let addr = probe.local_addr().expect("address");
+        drop(probe);
+        tenure_platform::server::install_metrics(addr).expect("metrics endpoint");
+        addr
+    })
+}
+
+/// `GET path` over plain HTTP/1.0; returns the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "unexpected answer: {head}"
+    );
+    body.to_owned()
 }

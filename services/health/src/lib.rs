@@ -6,10 +6,10 @@ pub mod grpc;
 pub mod queue;
 
 use tenure_platform::client::channel;
-use tenure_platform::server::RunningServer;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::health::v1::health_service_server::HealthServiceServer;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tonic::service::Routes;
 
 /// The Postgres schema health owns.
 pub const SCHEMA: &str = "health";
@@ -30,17 +30,10 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 /// Starts the gRPC server.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
-    let api = grpc::HealthApi::new(context.pool.clone(), ingestion);
-    let max_bytes = context.server.max_message_bytes;
-    let server = HealthServiceServer::new(api)
-        .max_decoding_message_size(max_bytes)
-        .max_encoding_message_size(max_bytes);
-    let routes = tonic::service::Routes::new(server);
-    let running = RunningServer::start(
-        context.listener,
-        routes,
-        GRPC_SERVICES,
-        context.server.clone(),
-    )?;
-    Ok(RunningService::new("health", running))
+    let bytes = context.server.max_message_bytes;
+    let api = HealthServiceServer::new(grpc::HealthApi::new(context.pool.clone(), ingestion))
+        .max_decoding_message_size(bytes)
+        .max_encoding_message_size(bytes);
+    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    Ok(service)
 }

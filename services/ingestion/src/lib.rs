@@ -8,9 +8,9 @@ pub mod accounts;
 pub mod grpc;
 pub mod notify;
 
-use tenure_platform::server::RunningServer;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
+use tonic::service::Routes;
 
 /// The Postgres schema ingestion owns.
 pub const SCHEMA: &str = "ingestion";
@@ -30,20 +30,15 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 
 /// Starts the gRPC server and the outbox dispatcher.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
-    let limits = grpc::Limits::from_env()?;
-    let api = grpc::IngestionApi::new(context.pool.clone(), limits);
-    let max_bytes = context.server.max_message_bytes;
-    let server = IngestionServiceServer::new(api)
-        .max_decoding_message_size(max_bytes)
-        .max_encoding_message_size(max_bytes);
-    let routes = tonic::service::Routes::new(server);
-    let running = RunningServer::start(
-        context.listener,
-        routes,
-        GRPC_SERVICES,
-        context.server.clone(),
-    )?;
-    let mut service = RunningService::new("ingestion", running);
+    let bytes = context.server.max_message_bytes;
+    let api = IngestionServiceServer::new(grpc::IngestionApi::new(
+        context.pool.clone(),
+        grpc::Limits::from_env()?,
+    ))
+    .max_decoding_message_size(bytes)
+    .max_encoding_message_size(bytes);
+    let mut service =
+        RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)

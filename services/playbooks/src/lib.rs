@@ -8,9 +8,9 @@ pub mod definition;
 pub mod grpc;
 pub mod store;
 
-use tenure_platform::server::RunningServer;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::playbooks::v1::playbooks_service_server::PlaybooksServiceServer;
+use tonic::service::Routes;
 
 /// The Postgres schema playbooks owns.
 pub const SCHEMA: &str = "playbooks";
@@ -30,17 +30,10 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 
 /// Starts the gRPC server.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
-    let api = grpc::PlaybooksApi::new(context.pool.clone());
-    let max_bytes = context.server.max_message_bytes;
-    let server = PlaybooksServiceServer::new(api)
-        .max_decoding_message_size(max_bytes)
-        .max_encoding_message_size(max_bytes);
-    let routes = tonic::service::Routes::new(server);
-    let running = RunningServer::start(
-        context.listener,
-        routes,
-        GRPC_SERVICES,
-        context.server.clone(),
-    )?;
-    Ok(RunningService::new("playbooks", running))
+    let bytes = context.server.max_message_bytes;
+    let api = PlaybooksServiceServer::new(grpc::PlaybooksApi::new(context.pool.clone()))
+        .max_decoding_message_size(bytes)
+        .max_encoding_message_size(bytes);
+    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    Ok(service)
 }

@@ -7,9 +7,9 @@
 pub mod grpc;
 pub mod outcomes;
 
-use tenure_platform::server::RunningServer;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;
+use tonic::service::Routes;
 
 /// The Postgres schema renewals owns.
 pub const SCHEMA: &str = "renewals";
@@ -29,17 +29,10 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 
 /// Starts the gRPC server.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
-    let api = grpc::RenewalsApi::new(context.pool.clone());
-    let max_bytes = context.server.max_message_bytes;
-    let server = RenewalsServiceServer::new(api)
-        .max_decoding_message_size(max_bytes)
-        .max_encoding_message_size(max_bytes);
-    let routes = tonic::service::Routes::new(server);
-    let running = RunningServer::start(
-        context.listener,
-        routes,
-        GRPC_SERVICES,
-        context.server.clone(),
-    )?;
-    Ok(RunningService::new("renewals", running))
+    let bytes = context.server.max_message_bytes;
+    let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(context.pool.clone()))
+        .max_decoding_message_size(bytes)
+        .max_encoding_message_size(bytes);
+    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    Ok(service)
 }

@@ -58,6 +58,17 @@ impl RunningService {
         }
     }
 
+    /// Serves `routes` for the service of `spec` on the listener it was given.
+    pub fn serve(
+        spec: &ServiceSpec,
+        listener: tokio::net::TcpListener,
+        routes: tonic::service::Routes,
+        config: ServerConfig,
+    ) -> anyhow::Result<Self> {
+        let server = RunningServer::start(listener, routes, spec.grpc_services, config)?;
+        Ok(Self::new(spec.name, server))
+    }
+
     /// Runs `task` until the service stops; it gets the stop token.
     pub fn spawn<F, Fut>(&mut self, task: F)
     where
