@@ -18,6 +18,7 @@ pub(crate) fn account(id: &str, name: &str, age_days: i64) -> Account {
         parent_account_id: String::new(),
         lifecycle_stage: LifecycleStage::Adopting as i32,
         updated_at: Some(to_timestamp(Utc::now() - Duration::days(age_days))),
+        attributes: Default::default(),
     }
 }
 
@@ -49,7 +50,7 @@ async fn an_older_update_never_overwrites_a_newer_one() {
         .batch_upsert_accounts(batch("", vec![account("acme", "Acme v2", 1)]))
         .await
         .unwrap();
-    assert_eq!(first.into_inner().applied_count, 1);
+    assert_eq!(first.into_inner().summary.unwrap().applied_count, 1);
 
     // A slower source delivers an older state afterwards.
     let stale = app
@@ -57,7 +58,7 @@ async fn an_older_update_never_overwrites_a_newer_one() {
         .batch_upsert_accounts(batch("", vec![account("acme", "Acme v1", 5)]))
         .await
         .unwrap();
-    let stale = stale.into_inner();
+    let stale = stale.into_inner().summary.unwrap();
     assert_eq!((stale.applied_count, stale.stale_count), (0, 1));
     assert_eq!(get(&app, "acme").await.unwrap().name, "Acme v2");
 
@@ -68,7 +69,9 @@ async fn an_older_update_never_overwrites_a_newer_one() {
         .batch_upsert_accounts(batch("", mixed))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .summary
+        .unwrap();
     assert_eq!((mixed.applied_count, mixed.stale_count), (1, 1));
     assert_eq!(get(&app, "acme").await.unwrap().name, "Acme v4");
 
@@ -100,7 +103,7 @@ async fn a_retried_request_is_answered_once_and_applied_once() {
         .unwrap()
         .into_inner();
     assert_eq!(first, again, "the retry gets the first answer");
-    assert_eq!(first.applied_count, 2);
+    assert_eq!(first.summary.unwrap().applied_count, 2);
 
     let db = app.db().await;
     let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.outbox")

@@ -1,13 +1,15 @@
 //! Accounts: storage with newest-source-time-wins upserts and a version
 //! history for as-of reads.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
+use crate::convert::Attributes;
+use crate::records::newest_per_key;
+
 /// An account as its source describes it.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AccountRecord {
     pub account_id: String,
     pub name: String,
@@ -18,6 +20,7 @@ pub struct AccountRecord {
     /// The `LifecycleStage` enum value of the API (0 when the source gave none).
     pub lifecycle_stage: i16,
     pub source_updated_at: DateTime<Utc>,
+    pub attributes: Json<Attributes>,
 }
 
 /// What a batch upsert did.
@@ -37,18 +40,7 @@ pub async fn upsert(
     records: Vec<AccountRecord>,
 ) -> sqlx::Result<UpsertOutcome> {
     let submitted = records.len();
-    let mut newest: HashMap<String, AccountRecord> = HashMap::with_capacity(records.len());
-    for record in records {
-        match newest.get(&record.account_id) {
-            Some(existing) if existing.source_updated_at > record.source_updated_at => {}
-            _ => {
-                newest.insert(record.account_id.clone(), record);
-            }
-        }
-    }
-    let mut batch: Vec<AccountRecord> = newest.into_values().collect();
-    // A stable order keeps concurrent batches from deadlocking on row locks.
-    batch.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    let batch = newest_per_key(records, |r| r.account_id.clone(), |r| r.source_updated_at);
 
     let mut columns = Columns::with_capacity(batch.len());
     for record in batch {
@@ -57,23 +49,26 @@ pub async fn upsert(
     let mut applied: Vec<String> = sqlx::query_scalar(
         "WITH input AS ( \
            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                $6::text[], $7::int2[], $8::timestamptz[]) \
-             AS t(account_id, name, segment, industry, owner, parent_account_id, lifecycle_stage, source_updated_at) \
+                                $6::text[], $7::int2[], $8::timestamptz[], $9::jsonb[]) \
+             AS t(account_id, name, segment, industry, owner, parent_account_id, lifecycle_stage, \
+                  source_updated_at, attributes) \
          ), upserted AS ( \
            INSERT INTO ingestion.accounts AS a \
-             (account_id, name, segment, industry, owner, parent_account_id, lifecycle_stage, source_updated_at) \
+             (account_id, name, segment, industry, owner, parent_account_id, lifecycle_stage, \
+              source_updated_at, attributes) \
            SELECT * FROM input \
            ON CONFLICT (account_id) DO UPDATE SET \
              name = EXCLUDED.name, segment = EXCLUDED.segment, industry = EXCLUDED.industry, \
              owner = EXCLUDED.owner, parent_account_id = EXCLUDED.parent_account_id, \
              lifecycle_stage = EXCLUDED.lifecycle_stage, source_updated_at = EXCLUDED.source_updated_at, \
-             updated_at = now() \
+             attributes = EXCLUDED.attributes, updated_at = now() \
            WHERE a.source_updated_at < EXCLUDED.source_updated_at \
            RETURNING a.* \
          ) \
          INSERT INTO ingestion.account_versions \
-           (account_id, valid_from, name, segment, industry, owner, parent_account_id, lifecycle_stage) \
-         SELECT account_id, source_updated_at, name, segment, industry, owner, parent_account_id, lifecycle_stage \
+           (account_id, valid_from, name, segment, industry, owner, parent_account_id, lifecycle_stage, attributes) \
+         SELECT account_id, source_updated_at, name, segment, industry, owner, parent_account_id, \
+                lifecycle_stage, attributes \
          FROM upserted \
          ON CONFLICT (account_id, valid_from) DO NOTHING \
          RETURNING account_id",
@@ -86,6 +81,7 @@ pub async fn upsert(
     .bind(&columns.parent_account_id)
     .bind(&columns.lifecycle_stage)
     .bind(&columns.source_updated_at)
+    .bind(&columns.attributes)
     .fetch_all(&mut *tx)
     .await?;
     applied.sort();
@@ -103,6 +99,7 @@ struct Columns {
     parent_account_id: Vec<Option<String>>,
     lifecycle_stage: Vec<i16>,
     source_updated_at: Vec<DateTime<Utc>>,
+    attributes: Vec<Json<Attributes>>,
 }
 
 impl Columns {
@@ -116,6 +113,7 @@ impl Columns {
             parent_account_id: Vec::with_capacity(n),
             lifecycle_stage: Vec::with_capacity(n),
             source_updated_at: Vec::with_capacity(n),
+            attributes: Vec::with_capacity(n),
         }
     }
 
@@ -128,11 +126,12 @@ impl Columns {
         self.parent_account_id.push(record.parent_account_id);
         self.lifecycle_stage.push(record.lifecycle_stage);
         self.source_updated_at.push(record.source_updated_at);
+        self.attributes.push(record.attributes);
     }
 }
 
 const SELECT_ACCOUNT: &str = "SELECT account_id, name, segment, industry, owner, parent_account_id, \
-     lifecycle_stage, source_updated_at FROM ingestion.accounts";
+     lifecycle_stage, source_updated_at, attributes FROM ingestion.accounts";
 
 pub async fn get(pool: &PgPool, account_id: &str) -> sqlx::Result<Option<AccountRecord>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -1,24 +1,32 @@
 //! The gRPC edge of ingestion: validates requests into domain values, runs
-//! them in one transaction with their outbox messages, and answers.
+//! each write in one transaction with its outbox messages, and answers.
 
-use chrono::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, Utc};
 use sqlx::PgPool;
-use tenure_platform::{ApiError, ApiResult, Violations, idempotency, outbox, paging, time};
-use tenure_proto::health::v1::NotifyAccountsChangedRequest;
+use sqlx::types::Json;
+use tenure_platform::{ApiError, ApiResult, Violations, paging, time};
 use tenure_proto::ingestion::v1::{self as pb, ingestion_service_server::IngestionService};
-use tonic::{Request, Response, Status};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::SCHEMA;
 use crate::accounts::{self, AccountFilter, AccountRecord};
-use crate::notify::TOPIC_ACCOUNTS_CHANGED;
+use crate::convert::{self, Checker, MAX_ID, MAX_LABEL, MAX_NAME, attribute_to_proto};
+use crate::events::EventStore;
+use crate::writes::{Changes, parse_batch, require_accounts, summary};
+use crate::{changes, records, signals, timeline};
 
 /// Size limits, from the environment.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Most items in one batch call (`INGESTION_MAX_BATCH_ITEMS`).
+    /// Most items in one batch call or stream chunk (`INGESTION_MAX_BATCH_ITEMS`).
     pub max_batch_items: usize,
     /// How far in the future a source timestamp may be (`INGESTION_FUTURE_TOLERANCE`).
     pub future_tolerance: Duration,
+    /// Largest JSON of an item's free properties (`INGESTION_MAX_PROPERTIES_BYTES`).
+    pub max_properties_bytes: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +34,7 @@ impl Default for Limits {
         Self {
             max_batch_items: 5000,
             future_tolerance: Duration::minutes(5),
+            max_properties_bytes: 16 * 1024,
         }
     }
 }
@@ -34,8 +43,13 @@ impl Limits {
     pub fn from_env() -> anyhow::Result<Self> {
         let mut limits = Self::default();
         if let Ok(value) = std::env::var("INGESTION_MAX_BATCH_ITEMS") {
-            limits.max_batch_items = value.parse().map_err(|_| {
-                anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a count")
+            limits.max_batch_items = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a positive count")
+            })?;
+        }
+        if let Ok(value) = std::env::var("INGESTION_MAX_PROPERTIES_BYTES") {
+            limits.max_properties_bytes = value.parse().map_err(|_| {
+                anyhow::anyhow!("INGESTION_MAX_PROPERTIES_BYTES={value:?} is not a byte count")
             })?;
         }
         if let Ok(value) = std::env::var("INGESTION_FUTURE_TOLERANCE") {
@@ -50,84 +64,180 @@ impl Limits {
         }
         Ok(limits)
     }
+
+    pub fn checker<'a>(&self, violations: &'a mut Violations) -> Checker<'a> {
+        Checker {
+            violations,
+            future_tolerance: self.future_tolerance,
+            max_properties: self.max_properties_bytes,
+        }
+    }
 }
 
-const MAX_ID: usize = 128;
-const MAX_NAME: usize = 512;
-const MAX_LABEL: usize = 128;
-
+/// The ingestion API; cheap to clone.
+#[derive(Clone)]
 pub struct IngestionApi {
-    pool: PgPool,
-    limits: Limits,
+    pub(crate) pool: PgPool,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) events: Arc<EventStore>,
 }
 
 impl IngestionApi {
     pub fn new(pool: PgPool, limits: Limits) -> Self {
-        Self { pool, limits }
-    }
-
-    fn check_batch_size(&self, len: usize, field: &str) -> ApiResult<()> {
-        if len == 0 {
-            return Err(ApiError::invalid(field, "must not be empty"));
+        Self {
+            pool,
+            limits: Arc::new(limits),
+            events: Arc::new(EventStore::default()),
         }
-        if len > self.limits.max_batch_items {
-            return Err(ApiError::invalid(
-                field,
-                format!("must hold at most {} items", self.limits.max_batch_items),
-            ));
-        }
-        Ok(())
     }
 
     async fn batch_upsert_accounts(
         &self,
         request: pb::BatchUpsertAccountsRequest,
     ) -> ApiResult<pb::BatchUpsertAccountsResponse> {
-        const METHOD: &str = "BatchUpsertAccounts";
-        self.check_batch_size(request.accounts.len(), "accounts")?;
-        let mut violations = Violations::default();
-        let records: Vec<AccountRecord> = request
-            .accounts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, account)| {
-                account_from_proto(
-                    account,
-                    &format!("accounts[{i}]"),
-                    &self.limits,
-                    &mut violations,
-                )
-            })
-            .collect();
-        violations.into_result()?;
-
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        let records = parse_batch(
+            &self.limits,
+            &request.accounts,
+            "accounts",
+            account_from_proto,
+        )?;
+        let mut write = match self
+            .begin("BatchUpsertAccounts", &request.request_id, &request)
+            .await?
         {
-            return Ok(previous);
+            Ok(write) => write,
+            Err(replay) => return Ok(replay),
+        };
+        let outcome = accounts::upsert(&mut write.tx, records).await?;
+        let mut changes = Changes::default();
+        for account in &request.accounts {
+            if outcome.applied.binary_search(&account.account_id).is_ok() {
+                let time = account
+                    .updated_at
+                    .as_ref()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
+                changes.account(&account.account_id, time.unwrap_or_else(Utc::now));
+            }
         }
-        let outcome = accounts::upsert(&mut tx, records).await?;
-        if !outcome.applied.is_empty() {
-            let earliest = request
-                .accounts
-                .iter()
-                .filter_map(|a| a.updated_at)
-                .min_by_key(|t| (t.seconds, t.nanos));
-            let notice = NotifyAccountsChangedRequest {
-                request_id: String::new(),
-                account_ids: outcome.applied.clone(),
-                earliest_event_time: earliest,
-            };
-            outbox::enqueue(&mut tx, SCHEMA, TOPIC_ACCOUNTS_CHANGED, &notice).await?;
-        }
-        let response = pb::BatchUpsertAccountsResponse {
+        let summary = pb::UpsertSummary {
             applied_count: outcome.applied.len() as i32,
             stale_count: outcome.stale as i32,
         };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        self.finish(
+            write,
+            changes,
+            pb::BatchUpsertAccountsResponse {
+                summary: Some(summary),
+            },
+        )
+        .await
+    }
+
+    async fn batch_upsert_contacts(
+        &self,
+        request: pb::BatchUpsertContactsRequest,
+    ) -> ApiResult<pb::BatchUpsertContactsResponse> {
+        let records = parse_batch(
+            &self.limits,
+            &request.contacts,
+            "contacts",
+            convert::contact,
+        )?;
+        let mut write = match self
+            .begin("BatchUpsertContacts", &request.request_id, &request)
+            .await?
+        {
+            Ok(write) => write,
+            Err(replay) => return Ok(replay),
+        };
+        require_accounts(
+            &mut write.tx,
+            "contacts",
+            records.iter().map(|r| Some(r.account_id.as_str())),
+        )
+        .await?;
+        let accounts: Vec<String> = records.iter().map(|r| r.account_id.clone()).collect();
+        let had_role = changes::roles_held(&mut write.tx, &accounts).await?;
+        let upserted = records::upsert(&mut write.tx, records).await?;
+        let relationship_changes = changes::relationship_changes(&upserted.applied, &had_role);
+        changes::insert_relationship_changes(&mut write.tx, &relationship_changes).await?;
+        let mut changed = Changes::default();
+        changed.record(&upserted);
+        let response = pb::BatchUpsertContactsResponse {
+            summary: Some(summary(&upserted)),
+            relationship_change_count: relationship_changes.len() as i32,
+        };
+        self.finish(write, changed, response).await
+    }
+
+    async fn batch_upsert_subscriptions(
+        &self,
+        request: pb::BatchUpsertSubscriptionsRequest,
+    ) -> ApiResult<pb::BatchUpsertSubscriptionsResponse> {
+        let records = parse_batch(
+            &self.limits,
+            &request.subscriptions,
+            "subscriptions",
+            convert::subscription,
+        )?;
+        let mut write = match self
+            .begin("BatchUpsertSubscriptions", &request.request_id, &request)
+            .await?
+        {
+            Ok(write) => write,
+            Err(replay) => return Ok(replay),
+        };
+        require_accounts(
+            &mut write.tx,
+            "subscriptions",
+            records.iter().map(|r| Some(r.account_id.as_str())),
+        )
+        .await?;
+        let upserted = records::upsert(&mut write.tx, records).await?;
+        changes::insert_subscription_changes(&mut write.tx, &upserted.applied).await?;
+        let mut changed = Changes::default();
+        changed.record(&upserted);
+        changed.subscriptions = upserted
+            .applied
+            .iter()
+            .map(|a| a.new.subscription_id.clone())
+            .collect();
+        let response = pb::BatchUpsertSubscriptionsResponse {
+            summary: Some(summary(&upserted)),
+        };
+        self.finish(write, changed, response).await
+    }
+
+    async fn ingest_events(
+        &self,
+        request: pb::IngestEventsRequest,
+    ) -> ApiResult<pb::IngestEventsResponse> {
+        let events = parse_batch(
+            &self.limits,
+            &request.events,
+            "events",
+            crate::events::event,
+        )?;
+        self.events.ensure_partitions(&self.pool, &events).await?;
+        let mut tx = self.pool.begin().await?;
+        require_accounts(
+            &mut tx,
+            "events",
+            events.iter().map(|e| Some(e.account_id.as_str())),
+        )
+        .await?;
+        let accepted = self.events.ingest(&mut tx, &events).await?;
+        let mut changed = Changes::default();
+        for (event, _) in events.iter().zip(&accepted).filter(|(_, new)| **new) {
+            changed.account(&event.account_id, event.occurred_at);
+        }
+        crate::writes::enqueue_changes(&mut tx, changed).await?;
         tx.commit().await?;
-        Ok(response)
+        let accepted_count = accepted.iter().filter(|a| **a).count();
+        Ok(pb::IngestEventsResponse {
+            accepted_count: accepted_count as i32,
+            duplicate_count: (events.len() - accepted_count) as i32,
+        })
     }
 
     async fn get_account(
@@ -179,6 +289,83 @@ impl IngestionApi {
             next_page_token,
         })
     }
+
+    async fn list_account_timeline(
+        &self,
+        request: pb::ListAccountTimelineRequest,
+    ) -> ApiResult<pb::ListAccountTimelineResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<(chrono::DateTime<Utc>, String, String)> =
+            paging::decode_token(&request.page_token)?;
+        self.require_account(&request.account_id).await?;
+        let mut rows = timeline::page(
+            &self.pool,
+            &request.account_id,
+            after.as_ref(),
+            i64::from(size) + 1,
+        )
+        .await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |e| {
+            (e.occurred_at, e.kind.clone(), e.record_id.clone())
+        });
+        Ok(pb::ListAccountTimelineResponse {
+            entries: rows
+                .into_iter()
+                .map(|e| pb::TimelineEntry {
+                    occurred_at: Some(time::to_timestamp(e.occurred_at)),
+                    kind: e.kind,
+                    record_id: e.record_id,
+                    summary: e.summary,
+                })
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    async fn require_account(&self, account_id: &str) -> ApiResult<()> {
+        let mut violations = Violations::default();
+        violations.require_text(account_id, "account_id", MAX_ID);
+        violations.into_result()?;
+        if accounts::get(&self.pool, account_id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("account {account_id}")));
+        }
+        Ok(())
+    }
+
+    async fn get_account_signals(
+        &self,
+        request: pb::GetAccountSignalsRequest,
+    ) -> ApiResult<pb::GetAccountSignalsResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
+        violations.into_result()?;
+        let inputs = signals::load(&self.pool, &request.account_id, as_of)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("account {} as of {as_of}", request.account_id))
+            })?;
+        Ok(pb::GetAccountSignalsResponse {
+            signals: Some(signals::compute(&inputs, as_of)),
+        })
+    }
+}
+
+/// The `as_of` of a signals request: today when unset, never in the future.
+fn as_of_date(
+    value: Option<&tenure_proto::common::v1::Date>,
+    violations: &mut Violations,
+) -> NaiveDate {
+    let today = Utc::now().date_naive();
+    let Some(value) = value else { return today };
+    match time::date(Some(value), "as_of", violations) {
+        Some(day) if day > today => {
+            violations.add("as_of", "must not be in the future");
+            today
+        }
+        Some(day) => day,
+        None => today,
+    }
 }
 
 fn non_empty(value: String) -> Option<String> {
@@ -187,28 +374,32 @@ fn non_empty(value: String) -> Option<String> {
 
 /// Validates one account of a batch; violations are named under `path`.
 fn account_from_proto(
+    c: &mut Checker<'_>,
     account: &pb::Account,
     path: &str,
-    limits: &Limits,
-    violations: &mut Violations,
 ) -> Option<AccountRecord> {
-    let before = violations.len();
-    violations.require_text(&account.account_id, format!("{path}.account_id"), MAX_ID);
-    violations.require_text(&account.name, format!("{path}.name"), MAX_NAME);
-    violations.limit_text(&account.segment, format!("{path}.segment"), MAX_LABEL);
-    violations.limit_text(&account.industry, format!("{path}.industry"), MAX_LABEL);
-    violations.limit_text(&account.owner, format!("{path}.owner"), MAX_NAME);
-    violations.limit_text(
+    let before = c.violations.len();
+    c.violations
+        .require_text(&account.account_id, format!("{path}.account_id"), MAX_ID);
+    c.violations
+        .require_text(&account.name, format!("{path}.name"), MAX_NAME);
+    c.violations
+        .limit_text(&account.segment, format!("{path}.segment"), MAX_LABEL);
+    c.violations
+        .limit_text(&account.industry, format!("{path}.industry"), MAX_LABEL);
+    c.violations
+        .limit_text(&account.owner, format!("{path}.owner"), MAX_NAME);
+    c.violations.limit_text(
         &account.parent_account_id,
         format!("{path}.parent_account_id"),
         MAX_ID,
     );
-    violations.check(
+    c.violations.check(
         account.parent_account_id.is_empty() || account.parent_account_id != account.account_id,
         format!("{path}.parent_account_id"),
         "must not be the account itself",
     );
-    violations.check(
+    c.violations.check(
         pb::LifecycleStage::try_from(account.lifecycle_stage).is_ok(),
         format!("{path}.lifecycle_stage"),
         "is not a known stage",
@@ -216,10 +407,11 @@ fn account_from_proto(
     let updated_at = time::past_timestamp(
         account.updated_at.as_ref(),
         &format!("{path}.updated_at"),
-        limits.future_tolerance,
-        violations,
+        c.future_tolerance,
+        c.violations,
     );
-    if violations.len() > before {
+    let attributes = c.attributes(&account.attributes, path);
+    if c.violations.len() > before {
         return None;
     }
     Some(AccountRecord {
@@ -231,6 +423,7 @@ fn account_from_proto(
         parent_account_id: non_empty(account.parent_account_id.clone()),
         lifecycle_stage: account.lifecycle_stage as i16,
         source_updated_at: updated_at?,
+        attributes: Json(attributes),
     })
 }
 
@@ -244,33 +437,215 @@ fn account_to_proto(record: AccountRecord) -> pb::Account {
         parent_account_id: record.parent_account_id.unwrap_or_default(),
         lifecycle_stage: i32::from(record.lifecycle_stage),
         updated_at: Some(time::to_timestamp(record.source_updated_at)),
+        attributes: record
+            .attributes
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), attribute_to_proto(v)))
+            .collect(),
     }
+}
+
+pub(crate) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl IngestionService for IngestionApi {
+    type StreamEventsStream = ResponseStream<pb::StreamEventsResponse>;
+    type StreamAccountSignalsStream = ResponseStream<pb::StreamAccountSignalsResponse>;
+
     async fn batch_upsert_accounts(
         &self,
         request: Request<pb::BatchUpsertAccountsRequest>,
     ) -> Result<Response<pb::BatchUpsertAccountsResponse>, Status> {
-        Ok(Response::new(
-            self.batch_upsert_accounts(request.into_inner()).await?,
-        ))
+        respond(self.batch_upsert_accounts(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_contacts(
+        &self,
+        request: Request<pb::BatchUpsertContactsRequest>,
+    ) -> Result<Response<pb::BatchUpsertContactsResponse>, Status> {
+        respond(self.batch_upsert_contacts(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_subscriptions(
+        &self,
+        request: Request<pb::BatchUpsertSubscriptionsRequest>,
+    ) -> Result<Response<pb::BatchUpsertSubscriptionsResponse>, Status> {
+        respond(self.batch_upsert_subscriptions(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_features(
+        &self,
+        request: Request<pb::BatchUpsertFeaturesRequest>,
+    ) -> Result<Response<pb::BatchUpsertFeaturesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertFeatures",
+                &r.request_id,
+                &r,
+                ("features", &r.features),
+                convert::feature,
+                |s| pb::BatchUpsertFeaturesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_tickets(
+        &self,
+        request: Request<pb::BatchUpsertTicketsRequest>,
+    ) -> Result<Response<pb::BatchUpsertTicketsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertTickets",
+                &r.request_id,
+                &r,
+                ("tickets", &r.tickets),
+                convert::ticket,
+                |s| pb::BatchUpsertTicketsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_survey_responses(
+        &self,
+        request: Request<pb::BatchUpsertSurveyResponsesRequest>,
+    ) -> Result<Response<pb::BatchUpsertSurveyResponsesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertSurveyResponses",
+                &r.request_id,
+                &r,
+                ("responses", &r.responses),
+                convert::survey,
+                |s| pb::BatchUpsertSurveyResponsesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_invoices(
+        &self,
+        request: Request<pb::BatchUpsertInvoicesRequest>,
+    ) -> Result<Response<pb::BatchUpsertInvoicesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertInvoices",
+                &r.request_id,
+                &r,
+                ("invoices", &r.invoices),
+                convert::invoice,
+                |s| pb::BatchUpsertInvoicesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_external_signals(
+        &self,
+        request: Request<pb::BatchUpsertExternalSignalsRequest>,
+    ) -> Result<Response<pb::BatchUpsertExternalSignalsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertExternalSignals",
+                &r.request_id,
+                &r,
+                ("signals", &r.signals),
+                convert::external_signal,
+                |s| pb::BatchUpsertExternalSignalsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_success_metrics(
+        &self,
+        request: Request<pb::BatchUpsertSuccessMetricsRequest>,
+    ) -> Result<Response<pb::BatchUpsertSuccessMetricsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertSuccessMetrics",
+                &r.request_id,
+                &r,
+                ("metrics", &r.metrics),
+                convert::success_metric,
+                |s| pb::BatchUpsertSuccessMetricsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn ingest_events(
+        &self,
+        request: Request<pb::IngestEventsRequest>,
+    ) -> Result<Response<pb::IngestEventsResponse>, Status> {
+        respond(self.ingest_events(request.into_inner()).await)
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<pb::StreamEventsRequest>>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        Ok(Response::new(crate::stream::acknowledge_chunks(
+            self.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        Ok(Response::new(self.get_account(request.into_inner()).await?))
+        respond(self.get_account(request.into_inner()).await)
     }
 
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        Ok(Response::new(
-            self.list_accounts(request.into_inner()).await?,
-        ))
+        respond(self.list_accounts(request.into_inner()).await)
+    }
+
+    async fn list_account_timeline(
+        &self,
+        request: Request<pb::ListAccountTimelineRequest>,
+    ) -> Result<Response<pb::ListAccountTimelineResponse>, Status> {
+        respond(self.list_account_timeline(request.into_inner()).await)
+    }
+
+    async fn get_account_signals(
+        &self,
+        request: Request<pb::GetAccountSignalsRequest>,
+    ) -> Result<Response<pb::GetAccountSignalsResponse>, Status> {
+        respond(self.get_account_signals(request.into_inner()).await)
+    }
+
+    async fn stream_account_signals(
+        &self,
+        request: Request<pb::StreamAccountSignalsRequest>,
+    ) -> Result<Response<Self::StreamAccountSignalsStream>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
+        for (i, id) in request.account_ids.iter().enumerate() {
+            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result().map_err(Status::from)?;
+        Ok(Response::new(crate::stream::signals(
+            self.pool.clone(),
+            request.account_ids,
+            as_of,
+        )))
     }
 }

@@ -1,12 +1,24 @@
 //! Ingestion: the system of record for raw customer data.
 //!
-//! Domain types and storage live in [`accounts`]; [`grpc`] is the thin edge
-//! that converts protos to domain values and back; [`notify`] delivers the
-//! outbox to the services that react to changes.
+//! Accounts live in [`accounts`], every other kind of source record in the
+//! versioned store of [`records`] (kinds in [`kinds`], derived changes in
+//! [`changes`]), usage in [`events`]. [`signals`] computes an account's
+//! features as of a date and [`timeline`] lists what happened to it.
+//! [`grpc`], [`writes`] and [`stream`] are the gRPC edge ([`convert`]
+//! validates protos into domain values); [`notify`] delivers the outbox.
 
 pub mod accounts;
+pub mod changes;
+pub mod convert;
+pub mod events;
 pub mod grpc;
+pub mod kinds;
 pub mod notify;
+pub mod records;
+pub mod signals;
+pub mod stream;
+pub mod timeline;
+pub mod writes;
 
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;

@@ -5,14 +5,19 @@ use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 
 use crate::SCHEMA;
 
 /// Accounts changed: health rescores them.
 pub const TOPIC_ACCOUNTS_CHANGED: &str = "health.accounts_changed";
+/// Subscriptions changed: renewals refreshes its pipeline.
+pub const TOPIC_SUBSCRIPTIONS_CHANGED: &str = "renewals.subscriptions_changed";
 
 pub struct Notifier {
     health: HealthServiceClient<TracedChannel>,
+    renewals: RenewalsServiceClient<TracedChannel>,
 }
 
 impl Deliver for Notifier {
@@ -22,6 +27,15 @@ impl Deliver for Notifier {
                 let mut request: NotifyAccountsChangedRequest = delivery.decode()?;
                 request.request_id = delivery.message_id.to_string();
                 self.health.clone().notify_accounts_changed(request).await?;
+                Ok(())
+            }
+            TOPIC_SUBSCRIPTIONS_CHANGED => {
+                let mut request: NotifySubscriptionsChangedRequest = delivery.decode()?;
+                request.request_id = delivery.message_id.to_string();
+                self.renewals
+                    .clone()
+                    .notify_subscriptions_changed(request)
+                    .await?;
                 Ok(())
             }
             other => Err(tonic::Status::unimplemented(format!(
@@ -35,6 +49,7 @@ impl Deliver for Notifier {
 pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
         health: HealthServiceClient::new(channel(&peers.health_url)?),
+        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
     };
     Ok(Dispatcher::new(
         pool,

@@ -97,6 +97,38 @@ impl RenewalsApi {
     }
 }
 
+impl RenewalsApi {
+    async fn notify_subscriptions_changed(
+        &self,
+        request: pb::NotifySubscriptionsChangedRequest,
+    ) -> ApiResult<pb::NotifySubscriptionsChangedResponse> {
+        const METHOD: &str = "NotifySubscriptionsChanged";
+        let mut violations = Violations::default();
+        violations.check(
+            !request.subscription_ids.is_empty(),
+            "subscription_ids",
+            "must not be empty",
+        );
+        for (i, id) in request.subscription_ids.iter().enumerate() {
+            violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let marked = crate::queue::mark(&mut tx, &request.subscription_ids).await?;
+        let response = pb::NotifySubscriptionsChangedResponse {
+            marked_count: marked as i32,
+        };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+}
+
 fn new_outcome_from_proto(outcome: Option<&pb::RenewalOutcome>) -> ApiResult<NewOutcome> {
     let Some(outcome) = outcome else {
         return Err(ApiError::invalid("outcome", "is required"));
@@ -196,6 +228,16 @@ impl RenewalsService for RenewalsApi {
     ) -> Result<Response<pb::ListRenewalOutcomesResponse>, Status> {
         Ok(Response::new(
             self.list_renewal_outcomes(request.into_inner()).await?,
+        ))
+    }
+
+    async fn notify_subscriptions_changed(
+        &self,
+        request: Request<pb::NotifySubscriptionsChangedRequest>,
+    ) -> Result<Response<pb::NotifySubscriptionsChangedResponse>, Status> {
+        Ok(Response::new(
+            self.notify_subscriptions_changed(request.into_inner())
+                .await?,
         ))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod grpc;
 pub mod outcomes;
+pub mod queue;
 
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;

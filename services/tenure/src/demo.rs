@@ -55,6 +55,7 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
                 parent_account_id: String::new(),
                 lifecycle_stage: stage as i32,
                 updated_at: Some(to_timestamp(now - Days::new(age_days))),
+                attributes: Default::default(),
             }
         };
     let accounts = vec![
@@ -108,10 +109,11 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
         .await
         .context("upserting accounts")?
         .into_inner();
+    let summary = upserted.summary.unwrap_or_default();
     writeln!(
         out,
         "ingestion  BatchUpsertAccounts: {} applied, {} stale (an older copy of acme was ignored)",
-        upserted.applied_count, upserted.stale_count
+        summary.applied_count, summary.stale_count
     )?;
 
     let listed = ingestion

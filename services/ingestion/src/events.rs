@@ -1,0 +1,264 @@
+//! Usage events: deduplicated by message id, stored in monthly partitions,
+//! and rolled up per account, day, feature and user as they arrive.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tenure_proto::ingestion::v1 as pb;
+
+use crate::convert::{Checker, MAX_ID, MAX_LABEL, properties};
+
+/// A validated usage event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub message_id: String,
+    pub account_id: String,
+    pub user_id: String,
+    pub event_name: String,
+    pub occurred_at: DateTime<Utc>,
+    pub quantity: f64,
+    pub properties: Option<serde_json::Value>,
+}
+
+/// Validates one event; problems are recorded under `path`.
+pub fn event(c: &mut Checker<'_>, item: &pb::UsageEvent, path: &str) -> Option<EventRecord> {
+    let before = c.violations.len();
+    c.violations
+        .require_text(&item.message_id, format!("{path}.message_id"), MAX_ID);
+    c.violations
+        .require_text(&item.account_id, format!("{path}.account_id"), MAX_ID);
+    c.violations
+        .require_text(&item.user_id, format!("{path}.user_id"), MAX_ID);
+    c.violations
+        .require_text(&item.event_name, format!("{path}.event_name"), MAX_LABEL);
+    c.violations.check(
+        item.quantity.is_finite() && item.quantity >= 0.0,
+        format!("{path}.quantity"),
+        "must be a finite number, not negative",
+    );
+    let occurred_at = tenure_platform::time::past_timestamp(
+        item.occurred_at.as_ref(),
+        &format!("{path}.occurred_at"),
+        c.future_tolerance,
+        c.violations,
+    );
+    let props = item
+        .properties
+        .as_ref()
+        .map(|p| properties(c, Some(p), &format!("{path}.properties")));
+    if c.violations.len() > before {
+        return None;
+    }
+    Some(EventRecord {
+        message_id: item.message_id.clone(),
+        account_id: item.account_id.clone(),
+        user_id: item.user_id.clone(),
+        event_name: item.event_name.clone(),
+        occurred_at: occurred_at?,
+        quantity: if item.quantity == 0.0 {
+            1.0
+        } else {
+            item.quantity
+        },
+        properties: props,
+    })
+}
+
+/// Writes events; remembers which monthly partitions exist.
+#[derive(Debug, Default)]
+pub struct EventStore {
+    partitions: Mutex<HashSet<(i32, u32)>>,
+}
+
+fn month_start(year: i32, month: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(NaiveDate::MIN)
+}
+
+fn next_month(year: i32, month: u32) -> (i32, u32) {
+    if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    }
+}
+
+impl EventStore {
+    /// Creates the monthly partitions `events` need, each once per process.
+    /// Runs in its own transaction so that ingest transactions take no DDL locks.
+    pub async fn ensure_partitions(
+        &self,
+        pool: &PgPool,
+        events: &[EventRecord],
+    ) -> sqlx::Result<()> {
+        let months: BTreeSet<(i32, u32)> = events
+            .iter()
+            .map(|e| (e.occurred_at.year(), e.occurred_at.month()))
+            .collect();
+        let missing: Vec<(i32, u32)> = {
+            let known = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+            months.into_iter().filter(|m| !known.contains(m)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ingestion.usage_events', 0))")
+            .execute(&mut *tx)
+            .await?;
+        for &(year, month) in &missing {
+            let (next_year, next) = next_month(year, month);
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE TABLE IF NOT EXISTS ingestion.usage_events_{year:04}_{month:02} \
+                 PARTITION OF ingestion.usage_events FOR VALUES FROM ('{}') TO ('{}')",
+                month_start(year, month),
+                month_start(next_year, next),
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(missing);
+        Ok(())
+    }
+
+    /// Stores the events not seen before, inside the caller's transaction,
+    /// and keeps the daily rollups current. Returns, per input event,
+    /// whether it was new (`false`: a duplicate, stored earlier or earlier
+    /// in this batch).
+    pub async fn ingest(
+        &self,
+        tx: &mut PgConnection,
+        events: &[EventRecord],
+    ) -> sqlx::Result<Vec<bool>> {
+        let mut seen = HashSet::with_capacity(events.len());
+        let first_in_batch: Vec<bool> = events
+            .iter()
+            .map(|e| seen.insert(e.message_id.as_str()))
+            .collect();
+        let candidates: Vec<&str> = events
+            .iter()
+            .zip(&first_in_batch)
+            .filter(|(_, first)| **first)
+            .map(|(e, _)| e.message_id.as_str())
+            .collect();
+        let fresh: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO ingestion.event_ids (message_id) SELECT unnest($1::text[]) \
+             ON CONFLICT DO NOTHING RETURNING message_id",
+        )
+        .bind(&candidates)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fresh: HashSet<String> = fresh.into_iter().collect();
+        let accepted: Vec<bool> = events
+            .iter()
+            .zip(&first_in_batch)
+            .map(|(e, first)| *first && fresh.contains(&e.message_id))
+            .collect();
+        let new_events: Vec<&EventRecord> = events
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, a)| **a)
+            .map(|(e, _)| e)
+            .collect();
+        if new_events.is_empty() {
+            return Ok(accepted);
+        }
+        insert_events(tx, &new_events).await?;
+        update_rollups(tx, &new_events).await?;
+        Ok(accepted)
+    }
+}
+
+async fn insert_events(tx: &mut PgConnection, events: &[&EventRecord]) -> sqlx::Result<()> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut accounts = Vec::with_capacity(events.len());
+    let mut users = Vec::with_capacity(events.len());
+    let mut names = Vec::with_capacity(events.len());
+    let mut times = Vec::with_capacity(events.len());
+    let mut quantities = Vec::with_capacity(events.len());
+    let mut props = Vec::with_capacity(events.len());
+    for e in events {
+        ids.push(e.message_id.as_str());
+        accounts.push(e.account_id.as_str());
+        users.push(e.user_id.as_str());
+        names.push(e.event_name.as_str());
+        times.push(e.occurred_at);
+        quantities.push(e.quantity);
+        props.push(e.properties.clone());
+    }
+    sqlx::query(
+        "INSERT INTO ingestion.usage_events \
+           (message_id, account_id, user_id, event_name, occurred_at, quantity, properties) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+                              $6::float8[], $7::jsonb[])",
+    )
+    .bind(&ids)
+    .bind(&accounts)
+    .bind(&users)
+    .bind(&names)
+    .bind(&times)
+    .bind(&quantities)
+    .bind(&props)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds events to the per-day rollups, in key order so that concurrent
+/// writers lock rows in the same order.
+async fn update_rollups(tx: &mut PgConnection, events: &[&EventRecord]) -> sqlx::Result<()> {
+    let mut features: BTreeMap<(&str, NaiveDate, &str), (i64, f64)> = BTreeMap::new();
+    let mut users: BTreeSet<(&str, NaiveDate, &str)> = BTreeSet::new();
+    for e in events {
+        let day = e.occurred_at.date_naive();
+        let entry = features
+            .entry((e.account_id.as_str(), day, e.event_name.as_str()))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += e.quantity;
+        users.insert((e.account_id.as_str(), day, e.user_id.as_str()));
+    }
+    let (mut f_accounts, mut f_days, mut f_names, mut f_events, mut f_quantity) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((account, day, name), (count, quantity)) in features {
+        f_accounts.push(account);
+        f_days.push(day);
+        f_names.push(name);
+        f_events.push(count);
+        f_quantity.push(quantity);
+    }
+    sqlx::query(
+        "INSERT INTO ingestion.usage_daily_features AS r (account_id, day, feature, events, quantity) \
+         SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::float8[]) \
+         ON CONFLICT (account_id, day, feature) DO UPDATE SET \
+           events = r.events + EXCLUDED.events, quantity = r.quantity + EXCLUDED.quantity",
+    )
+    .bind(&f_accounts)
+    .bind(&f_days)
+    .bind(&f_names)
+    .bind(&f_events)
+    .bind(&f_quantity)
+    .execute(&mut *tx)
+    .await?;
+    let (mut u_accounts, mut u_days, mut u_users) = (Vec::new(), Vec::new(), Vec::new());
+    for (account, day, user) in users {
+        u_accounts.push(account);
+        u_days.push(day);
+        u_users.push(user);
+    }
+    sqlx::query(
+        "INSERT INTO ingestion.usage_daily_users (account_id, day, user_id) \
+         SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&u_accounts)
+    .bind(&u_days)
+    .bind(&u_users)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

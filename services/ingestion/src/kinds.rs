@@ -1,0 +1,433 @@
+//! The kinds of source records ingestion keeps besides accounts, as plain
+//! domain values (stored as JSON in the generic record store).
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::records::Record;
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Sponsor,
+    Champion,
+    Admin,
+    User,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ContactRecord {
+    pub contact_id: String,
+    pub account_id: String,
+    pub email: String,
+    pub name: String,
+    pub title: String,
+    pub roles: Vec<Role>,
+    pub active: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ContactRecord {
+    /// Whether the contact holds `role` and is still involved.
+    pub fn acts_as(&self, role: Role) -> bool {
+        self.active && self.roles.contains(&role)
+    }
+}
+
+impl Record for ContactRecord {
+    const KIND: &'static str = "contact";
+    fn record_id(&self) -> &str {
+        &self.contact_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Trial,
+    Active,
+    Canceled,
+    Expired,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LineItemRecord {
+    pub product: String,
+    pub plan: String,
+    pub quantity: i32,
+    pub arr_minor: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SubscriptionRecord {
+    pub subscription_id: String,
+    pub account_id: String,
+    pub status: SubscriptionStatus,
+    pub term_start: NaiveDate,
+    pub term_end: NaiveDate,
+    pub currency: String,
+    pub arr_minor: i64,
+    pub seats: i32,
+    pub auto_renew: bool,
+    pub line_items: Vec<LineItemRecord>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SubscriptionRecord {
+    /// Paying (or trialling) on `day`.
+    pub fn in_force_on(&self, day: NaiveDate) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Active | SubscriptionStatus::Trial
+        ) && self.term_start <= day
+            && day < self.term_end
+    }
+}
+
+impl Record for SubscriptionRecord {
+    const KIND: &'static str = "subscription";
+    fn record_id(&self) -> &str {
+        &self.subscription_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureTier {
+    Basic,
+    Advanced,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FeatureRecord {
+    pub feature_name: String,
+    pub display_name: String,
+    pub tier: FeatureTier,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for FeatureRecord {
+    const KIND: &'static str = "feature";
+    fn record_id(&self) -> &str {
+        &self.feature_name
+    }
+    fn account_id(&self) -> Option<&str> {
+        None
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketCategory {
+    Defect,
+    HowTo,
+    FeatureRequest,
+    Billing,
+    Other,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    Pending,
+    Solved,
+    Closed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TicketRecord {
+    pub ticket_id: String,
+    pub account_id: String,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// 1 (most urgent) to 4.
+    pub priority: u8,
+    pub category: TicketCategory,
+    pub status: TicketStatus,
+    pub csat: Option<u8>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TicketRecord {
+    /// Open at `instant`: opened before it and not closed by then.
+    pub fn open_at(&self, instant: DateTime<Utc>) -> bool {
+        self.opened_at < instant && self.closed_at.is_none_or(|closed| closed >= instant)
+    }
+}
+
+impl Record for TicketRecord {
+    const KIND: &'static str = "ticket";
+    fn record_id(&self) -> &str {
+        &self.ticket_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.opened_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyKind {
+    Nps,
+    Csat,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SurveyRecord {
+    pub response_id: String,
+    pub account_id: String,
+    pub contact_id: String,
+    pub kind: SurveyKind,
+    pub score: i32,
+    pub comment: String,
+    pub responded_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for SurveyRecord {
+    const KIND: &'static str = "survey";
+    fn record_id(&self) -> &str {
+        &self.response_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.responded_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    Open,
+    Paid,
+    Void,
+    Uncollectible,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct InvoiceRecord {
+    pub invoice_id: String,
+    pub account_id: String,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub paid_on: Option<NaiveDate>,
+    pub status: InvoiceStatus,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InvoiceRecord {
+    /// Days overdue on `day` (0 when not due, paid by then, or void).
+    pub fn days_overdue_on(&self, day: NaiveDate) -> i64 {
+        let unpaid = self.paid_on.is_none_or(|paid| paid > day);
+        if self.status == InvoiceStatus::Void || !unpaid || self.issued_on > day {
+            return 0;
+        }
+        (day - self.due_on).num_days().max(0)
+    }
+}
+
+impl Record for InvoiceRecord {
+    const KIND: &'static str = "invoice";
+    fn record_id(&self) -> &str {
+        &self.invoice_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        start_of(self.issued_on)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    FundingRound,
+    Acquisition,
+    Layoffs,
+    KeyPersonChange,
+    CompetitorEngagement,
+    Other,
+}
+
+impl SignalKind {
+    /// Signals that put the renewal at risk.
+    pub fn is_risk(self) -> bool {
+        matches!(
+            self,
+            Self::Acquisition | Self::Layoffs | Self::KeyPersonChange | Self::CompetitorEngagement
+        )
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SignalRecord {
+    pub signal_id: String,
+    pub account_id: String,
+    pub kind: SignalKind,
+    pub occurred_at: DateTime<Utc>,
+    pub source: String,
+    pub properties: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Record for SignalRecord {
+    const KIND: &'static str = "external_signal";
+    fn record_id(&self) -> &str {
+        &self.signal_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MetricRecord {
+    pub metric_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub unit: String,
+    pub baseline: f64,
+    pub target: f64,
+    pub direction: Direction,
+    /// Dated actual values, in date order.
+    pub values: Vec<(NaiveDate, f64)>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl MetricRecord {
+    /// Progress from baseline to target of the latest value on or before
+    /// `day`, in percent (100 = target reached; may exceed 100 or be negative).
+    pub fn attainment_on(&self, day: NaiveDate) -> Option<f64> {
+        let (_, latest) = self
+            .values
+            .iter()
+            .rev()
+            .find(|(measured, _)| *measured <= day)?;
+        let span = self.target - self.baseline;
+        if span == 0.0 {
+            return None;
+        }
+        // The direction is carried by the sign of the span; it documents intent.
+        Some((latest - self.baseline) / span * 100.0)
+    }
+}
+
+impl Record for MetricRecord {
+    const KIND: &'static str = "success_metric";
+    fn record_id(&self) -> &str {
+        &self.metric_id
+    }
+    fn account_id(&self) -> Option<&str> {
+        Some(&self.account_id)
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.values
+            .first()
+            .map(|(day, _)| start_of(*day))
+            .unwrap_or(self.updated_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn invoices_are_overdue_only_while_unpaid() {
+        let invoice = InvoiceRecord {
+            invoice_id: "i".into(),
+            account_id: "a".into(),
+            currency: "USD".into(),
+            amount_minor: 100,
+            issued_on: day(2026, 1, 1),
+            due_on: day(2026, 1, 31),
+            paid_on: Some(day(2026, 3, 1)),
+            status: InvoiceStatus::Paid,
+            updated_at: Utc::now(),
+        };
+        assert_eq!(invoice.days_overdue_on(day(2026, 1, 15)), 0);
+        assert_eq!(
+            invoice.days_overdue_on(day(2026, 2, 10)),
+            10,
+            "paid later than the as-of day"
+        );
+        assert_eq!(invoice.days_overdue_on(day(2026, 3, 2)), 0);
+    }
+
+    #[test]
+    fn attainment_runs_from_baseline_to_target_either_way() {
+        let mut metric = MetricRecord {
+            metric_id: "m".into(),
+            account_id: "a".into(),
+            name: "sales cycle".into(),
+            unit: "days".into(),
+            baseline: 90.0,
+            target: 60.0,
+            direction: Direction::LowerIsBetter,
+            values: vec![(day(2026, 1, 1), 80.0), (day(2026, 3, 1), 66.0)],
+            updated_at: Utc::now(),
+        };
+        assert_eq!(metric.attainment_on(day(2026, 2, 1)).unwrap().round(), 33.0);
+        assert_eq!(metric.attainment_on(day(2026, 4, 1)).unwrap().round(), 80.0);
+        assert!(metric.attainment_on(day(2025, 12, 1)).is_none());
+        metric.target = 90.0;
+        assert!(metric.attainment_on(day(2026, 4, 1)).is_none());
+    }
+}

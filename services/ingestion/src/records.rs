@@ -1,0 +1,187 @@
+//! The store of source records other than accounts: the newest state of each
+//! record (its head) and every applied version, with newest-source-time-wins
+//! upserts and as-of reads.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::{PgConnection, PgPool};
+
+/// A kind of source record kept in the generic store.
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Unpin + 'static {
+    /// Stable name of the kind in storage, e.g. `ticket`.
+    const KIND: &'static str;
+    fn record_id(&self) -> &str;
+    /// The account it belongs to; `None` for catalog records (features).
+    fn account_id(&self) -> Option<&str>;
+    /// The source's time of this state; newer wins.
+    fn updated_at(&self) -> DateTime<Utc>;
+    /// When what it records happened, for recomputing history from then on.
+    fn event_time(&self) -> DateTime<Utc> {
+        self.updated_at()
+    }
+}
+
+/// A record that an upsert applied, with the state it replaced.
+#[derive(Debug, Clone)]
+pub struct Applied<R> {
+    pub new: R,
+    pub old: Option<R>,
+}
+
+/// What a batch upsert did.
+#[derive(Debug)]
+pub struct Upserted<R> {
+    pub applied: Vec<Applied<R>>,
+    /// Items not applied because the stored state is as new or newer.
+    pub stale: usize,
+}
+
+/// Applies a batch inside the caller's transaction. Within the batch the
+/// newest item per record wins; against storage only a strictly newer
+/// `updated_at` replaces the head. Each applied state is kept as a version.
+pub async fn upsert<R: Record>(
+    tx: &mut PgConnection,
+    records: Vec<R>,
+) -> sqlx::Result<Upserted<R>> {
+    let submitted = records.len();
+    let batch = newest_per_key(records, |r| r.record_id().to_owned(), |r| r.updated_at());
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut accounts = Vec::with_capacity(batch.len());
+    let mut times = Vec::with_capacity(batch.len());
+    let mut data = Vec::with_capacity(batch.len());
+    for record in &batch {
+        ids.push(record.record_id().to_owned());
+        accounts.push(record.account_id().map(str::to_owned));
+        times.push(record.updated_at());
+        data.push(serde_json::to_value(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    let rows: Vec<(serde_json::Value, Option<serde_json::Value>)> = sqlx::query_as(
+        "WITH input AS ( \
+           SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
+             AS t(record_id, account_id, updated_at, data) \
+         ), old AS ( \
+           SELECT h.record_id, h.data FROM ingestion.record_heads h \
+           JOIN input i ON h.kind = $1 AND h.record_id = i.record_id \
+         ), upserted AS ( \
+           INSERT INTO ingestion.record_heads AS h (kind, record_id, account_id, updated_at, data) \
+           SELECT $1, record_id, account_id, updated_at, data FROM input \
+           ON CONFLICT (kind, record_id) DO UPDATE SET \
+             account_id = EXCLUDED.account_id, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data \
+           WHERE h.updated_at < EXCLUDED.updated_at \
+           RETURNING h.record_id, h.account_id, h.updated_at, h.data \
+         ), versions AS ( \
+           INSERT INTO ingestion.record_versions (kind, record_id, account_id, valid_from, data) \
+           SELECT $1, record_id, account_id, updated_at, data FROM upserted \
+           ON CONFLICT DO NOTHING \
+         ) \
+         SELECT u.data, o.data FROM upserted u LEFT JOIN old o USING (record_id) ORDER BY u.record_id",
+    )
+    .bind(R::KIND)
+    .bind(&ids)
+    .bind(&accounts)
+    .bind(&times)
+    .bind(&data)
+    .fetch_all(&mut *tx)
+    .await?;
+    let decode = |value: serde_json::Value| {
+        serde_json::from_value::<R>(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    let mut applied = Vec::with_capacity(rows.len());
+    for (new, old) in rows {
+        applied.push(Applied {
+            new: decode(new)?,
+            old: old.map(decode).transpose()?,
+        });
+    }
+    let stale = submitted - applied.len();
+    Ok(Upserted { applied, stale })
+}
+
+/// Keeps the newest item per key (the later one on ties), sorted by key so
+/// that concurrent batches lock rows in the same order.
+pub fn newest_per_key<T, K: Ord + std::hash::Hash + Eq>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> K,
+    time: impl Fn(&T) -> DateTime<Utc>,
+) -> Vec<T> {
+    let mut newest: std::collections::HashMap<K, T> =
+        std::collections::HashMap::with_capacity(items.len());
+    for item in items {
+        let k = key(&item);
+        match newest.get(&k) {
+            Some(existing) if time(existing) > time(&item) => {}
+            _ => {
+                newest.insert(k, item);
+            }
+        }
+    }
+    let mut kept: Vec<T> = newest.into_values().collect();
+    kept.sort_by_key(|item| key(item));
+    kept
+}
+
+/// The records of `account_id` as they stood at `cutoff`: the latest version
+/// from before it, or, for a record first reported later (a backfill), its
+/// earliest version. Callers judge event times (opened, paid, …) against the
+/// cutoff themselves.
+pub async fn as_of<R: Record>(
+    pool: &PgPool,
+    account_id: &str,
+    cutoff: DateTime<Utc>,
+) -> sqlx::Result<Vec<R>> {
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
+         WHERE account_id = $1 AND kind = $2 \
+         ORDER BY record_id, (valid_from < $3) DESC, \
+                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
+    )
+    .bind(account_id)
+    .bind(R::KIND)
+    .bind(cutoff)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
+}
+
+/// Catalog records (no account) as they stood at `cutoff`, by the same rule.
+pub async fn catalog_as_of<R: Record>(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+) -> sqlx::Result<Vec<R>> {
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
+         WHERE kind = $1 AND account_id IS NULL \
+         ORDER BY record_id, (valid_from < $2) DESC, \
+                  CASE WHEN valid_from < $2 THEN valid_from END DESC, valid_from ASC",
+    )
+    .bind(R::KIND)
+    .bind(cutoff)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
+}
+
+/// The ids among `account_ids` that name no account.
+pub async fn unknown_accounts(
+    tx: &mut PgConnection,
+    account_ids: &[String],
+) -> sqlx::Result<std::collections::HashSet<String>> {
+    let mut wanted: Vec<String> = account_ids.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT account_id FROM ingestion.accounts WHERE account_id = ANY($1)")
+            .bind(&wanted)
+            .fetch_all(&mut *tx)
+            .await?;
+    let known: std::collections::HashSet<String> = known.into_iter().collect();
+    Ok(wanted
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .collect())
+}

@@ -1,0 +1,185 @@
+//! The streaming RPCs: event chunks acknowledged once committed, and signals
+//! of many accounts with flow control.
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+use tenure_platform::{ApiError, ApiResult, Violations};
+use tenure_proto::ingestion::v1 as pb;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::events::{self, EventRecord};
+use crate::grpc::IngestionApi;
+use crate::signals;
+use crate::writes::{Changes, enqueue_changes};
+
+/// Chunks in flight between the stream reader and the client: a slow
+/// client slows the producer instead of filling memory.
+const BUFFERED: usize = 4;
+
+/// Reads event chunks and answers each once it is committed, with a status
+/// per event. A database failure ends the stream with that status; chunks
+/// acknowledged before it are durable, later ones are not.
+pub fn acknowledge_chunks(
+    api: IngestionApi,
+    mut inbound: Streaming<pb::StreamEventsRequest>,
+) -> crate::grpc::ResponseStream<pb::StreamEventsResponse> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED);
+    tokio::spawn(
+        async move {
+            loop {
+                let chunk = match inbound.message().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(code = ?status.code(), "event stream ended by the client");
+                        break;
+                    }
+                };
+                let answer = api.ingest_chunk(chunk).await.map_err(Status::from);
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    break;
+                }
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+impl IngestionApi {
+    async fn ingest_chunk(
+        &self,
+        chunk: pb::StreamEventsRequest,
+    ) -> ApiResult<pb::StreamEventsResponse> {
+        if chunk.events.len() > self.limits.max_batch_items {
+            return Err(ApiError::invalid(
+                "events",
+                format!(
+                    "a chunk may hold at most {} events",
+                    self.limits.max_batch_items
+                ),
+            ));
+        }
+        let mut results: Vec<pb::EventResult> = Vec::with_capacity(chunk.events.len());
+        let mut valid: Vec<(usize, EventRecord)> = Vec::with_capacity(chunk.events.len());
+        for (i, item) in chunk.events.iter().enumerate() {
+            let mut violations = Violations::default();
+            let mut checker = self.limits.checker(&mut violations);
+            match events::event(&mut checker, item, &format!("events[{i}]")) {
+                Some(event) => valid.push((i, event)),
+                None => results.push(rejected(i, violations.to_string())),
+            }
+        }
+        let records: Vec<EventRecord> = valid.iter().map(|(_, e)| e.clone()).collect();
+        self.events.ensure_partitions(&self.pool, &records).await?;
+        let mut tx = self.pool.begin().await?;
+        let accounts: Vec<String> = records.iter().map(|e| e.account_id.clone()).collect();
+        let unknown = crate::records::unknown_accounts(&mut tx, &accounts).await?;
+        let (known, unknown_items): (Vec<_>, Vec<_>) = valid
+            .into_iter()
+            .partition(|(_, e)| !unknown.contains(&e.account_id));
+        for (i, event) in &unknown_items {
+            results.push(rejected(
+                *i,
+                format!(
+                    "events[{i}].account_id: names no known account: {:?}",
+                    event.account_id
+                ),
+            ));
+        }
+        let records: Vec<EventRecord> = known.iter().map(|(_, e)| e.clone()).collect();
+        let accepted = self.events.ingest(&mut tx, &records).await?;
+        let mut changes = Changes::default();
+        for ((i, event), new) in known.iter().zip(&accepted) {
+            let status = if *new {
+                pb::EventStatus::Accepted
+            } else {
+                pb::EventStatus::Duplicate
+            };
+            results.push(pb::EventResult {
+                index: *i as i32,
+                status: status as i32,
+                reason: String::new(),
+            });
+            if *new {
+                changes.account(&event.account_id, event.occurred_at);
+            }
+        }
+        enqueue_changes(&mut tx, changes).await?;
+        tx.commit().await?;
+        results.sort_by_key(|r| r.index);
+        let count = |status: pb::EventStatus| {
+            results.iter().filter(|r| r.status == status as i32).count() as i32
+        };
+        Ok(pb::StreamEventsResponse {
+            chunk_id: chunk.chunk_id,
+            accepted_count: count(pb::EventStatus::Accepted),
+            duplicate_count: count(pb::EventStatus::Duplicate),
+            rejected_count: count(pb::EventStatus::Rejected),
+            results,
+        })
+    }
+}
+
+fn rejected(index: usize, reason: String) -> pb::EventResult {
+    pb::EventResult {
+        index: index as i32,
+        status: pb::EventStatus::Rejected as i32,
+        reason,
+    }
+}
+
+/// Streams the signals of `account_ids` (every account, in id order, when
+/// empty) as of `as_of`. Unknown ids end the stream with NOT_FOUND.
+pub fn signals(
+    pool: PgPool,
+    account_ids: Vec<String>,
+    as_of: NaiveDate,
+) -> crate::grpc::ResponseStream<pb::StreamAccountSignalsResponse> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED * 8);
+    tokio::spawn(
+        async move {
+            let result: ApiResult<()> = async {
+                let mut pending = account_ids;
+                let every_account = pending.is_empty();
+                let mut after: Option<String> = None;
+                loop {
+                    if every_account {
+                        pending = sqlx::query_scalar(
+                            "SELECT account_id FROM ingestion.accounts \
+                             WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT 500",
+                        )
+                        .bind(&after)
+                        .fetch_all(&pool)
+                        .await?;
+                        if pending.is_empty() {
+                            return Ok(());
+                        }
+                        after = pending.last().cloned();
+                    }
+                    for account_id in pending.drain(..) {
+                        let inputs = signals::load(&pool, &account_id, as_of)
+                            .await?
+                            .ok_or_else(|| ApiError::NotFound(format!("account {account_id} as of {as_of}")))?;
+                        let message = pb::StreamAccountSignalsResponse { signals: Some(signals::compute(&inputs, as_of)) };
+                        if sender.send(Ok(message)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    if !every_account {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(error) = result {
+                let _ = sender.send(Err(Status::from(error))).await;
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    Box::pin(ReceiverStream::new(receiver))
+}
