@@ -2,9 +2,13 @@
 //! real Postgres (a throwaway cluster per test process, or `DATABASE_URL`),
 //! one database per test.
 
+mod events;
+mod fixtures;
 mod health;
 mod ingestion;
 mod outbox;
 mod playbooks;
+mod records;
 mod renewals;
+mod signals;
 mod stack;

@@ -1,0 +1,170 @@
+//! Usage events: deduplication, the acknowledged stream, rollups.
+
+use tenure_proto::ingestion::v1 as pb;
+use tenure_tests::{TestStack, violated_fields};
+
+use crate::fixtures::*;
+use crate::ingestion::account;
+
+async fn with_accounts(ids: &[&str]) -> TestStack {
+    let mut app = TestStack::spawn().await;
+    let accounts = ids.iter().map(|id| account(id, id, 400)).collect();
+    let request = pb::BatchUpsertAccountsRequest {
+        request_id: String::new(),
+        accounts,
+    };
+    app.ingestion
+        .batch_upsert_accounts(request)
+        .await
+        .expect("accounts");
+    app
+}
+
+#[tokio::test]
+async fn duplicates_across_batches_are_stored_once() {
+    let mut app = with_accounts(&["acme"]).await;
+    let first: Vec<_> = (0..3)
+        .map(|i| event(&format!("e-{i}"), "acme", "u1", "reports", days_ago(1)))
+        .collect();
+    let answer = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: first.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.accepted_count, answer.duplicate_count), (3, 0));
+
+    let mut second = first[1..].to_vec();
+    second.push(event("e-3", "acme", "u2", "api", days_ago(1)));
+    second.push(event("e-3", "acme", "u2", "api", days_ago(1)));
+    let answer = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest { events: second })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.accepted_count, answer.duplicate_count), (1, 3));
+
+    let db = app.db().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.usage_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 4);
+    let rolled: i64 =
+        sqlx::query_scalar("SELECT sum(events)::int8 FROM ingestion.usage_daily_features")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(rolled, 4, "rollups count each event once");
+
+    let mut bad = event("e-9", "nobody", "u1", "reports", days_ago(1));
+    bad.quantity = -1.0;
+    let future = event("e-10", "acme", "u1", "reports", days_ago(-2));
+    let status = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("e-11", "acme", "u", "x", days_ago(1)), bad, future],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["events[1].quantity", "events[2].occurred_at"]
+    );
+    let status = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("e-12", "nobody", "u", "x", days_ago(1))],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["events[0].account_id"]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.usage_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 4, "nothing of a rejected batch is written");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_stream_acknowledges_each_chunk_with_a_status_per_event() {
+    let mut app = with_accounts(&["acme", "globex"]).await;
+    let chunk = |id: i64, events: Vec<pb::UsageEvent>| pb::StreamEventsRequest {
+        chunk_id: id,
+        events,
+    };
+    let mut invalid = event("s-bad", "acme", "", "reports", days_ago(1));
+    invalid.user_id.clear();
+    let chunks = vec![
+        chunk(
+            1,
+            vec![
+                event("s-1", "acme", "u1", "reports", days_ago(1)),
+                event("s-2", "globex", "u9", "api", days_ago(40)),
+            ],
+        ),
+        chunk(
+            2,
+            vec![
+                event("s-2", "globex", "u9", "api", days_ago(40)),
+                invalid,
+                event("s-3", "ghost", "u1", "x", days_ago(1)),
+                event("s-4", "acme", "u2", "api", days_ago(2)),
+            ],
+        ),
+    ];
+    let mut acks = app
+        .ingestion
+        .stream_events(tokio_stream::iter(chunks))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let first = acks.message().await.unwrap().expect("first ack");
+    assert_eq!((first.chunk_id, first.accepted_count), (1, 2));
+    let second = acks.message().await.unwrap().expect("second ack");
+    assert_eq!(second.chunk_id, 2);
+    let statuses: Vec<(i32, pb::EventStatus)> = second
+        .results
+        .iter()
+        .map(|r| (r.index, r.status()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (0, pb::EventStatus::Duplicate),
+            (1, pb::EventStatus::Rejected),
+            (2, pb::EventStatus::Rejected),
+            (3, pb::EventStatus::Accepted),
+        ]
+    );
+    assert!(
+        second.results[1].reason.contains("user_id"),
+        "{}",
+        second.results[1].reason
+    );
+    assert!(second.results[2].reason.contains("account_id"));
+    assert!(
+        acks.message().await.unwrap().is_none(),
+        "the stream ends after the last chunk"
+    );
+
+    let db = app.db().await;
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT message_id FROM ingestion.usage_events ORDER BY message_id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(stored, ["s-1", "s-2", "s-4"]);
+    let partitions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'ingestion.usage_events'::regclass",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(partitions >= 1);
+    app.stop().await;
+}

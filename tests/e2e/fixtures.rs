@@ -1,0 +1,132 @@
+//! Builders of realistic source records for the tests.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use tenure_platform::time::{to_date, to_timestamp};
+use tenure_proto::common::v1::{Date, Money};
+use tenure_proto::ingestion::v1 as pb;
+
+pub(crate) fn days_ago(days: i64) -> DateTime<Utc> {
+    Utc::now() - Duration::days(days)
+}
+
+pub(crate) fn ts(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(to_timestamp(at))
+}
+
+pub(crate) fn date(day: NaiveDate) -> Option<Date> {
+    Some(to_date(day))
+}
+
+pub(crate) fn today_minus(days: u64) -> NaiveDate {
+    Utc::now().date_naive() - chrono::Days::new(days)
+}
+
+pub(crate) fn usd(minor: i64) -> Option<Money> {
+    Some(Money {
+        currency_code: "USD".into(),
+        amount_minor: minor,
+    })
+}
+
+pub(crate) fn contact(
+    id: &str,
+    account: &str,
+    roles: &[pb::ContactRole],
+    active: bool,
+    at: DateTime<Utc>,
+) -> pb::Contact {
+    pb::Contact {
+        contact_id: id.into(),
+        account_id: account.into(),
+        email: format!("{id}@{account}.test"),
+        name: id.into(),
+        title: "VP".into(),
+        roles: roles.iter().map(|r| *r as i32).collect(),
+        active,
+        updated_at: ts(at),
+    }
+}
+
+pub(crate) fn subscription(
+    id: &str,
+    account: &str,
+    seats: i32,
+    arr: i64,
+    start: NaiveDate,
+    end: NaiveDate,
+    at: DateTime<Utc>,
+) -> pb::Subscription {
+    pb::Subscription {
+        subscription_id: id.into(),
+        account_id: account.into(),
+        status: pb::SubscriptionStatus::Active as i32,
+        term_start: date(start),
+        term_end: date(end),
+        arr: usd(arr),
+        seats,
+        auto_renew: true,
+        line_items: vec![pb::LineItem {
+            product: "platform".into(),
+            plan: "pro".into(),
+            quantity: seats,
+            arr: usd(arr),
+        }],
+        updated_at: ts(at),
+    }
+}
+
+pub(crate) fn ticket(
+    id: &str,
+    account: &str,
+    priority: pb::TicketPriority,
+    category: pb::TicketCategory,
+    opened: DateTime<Utc>,
+    closed: Option<DateTime<Utc>>,
+) -> pb::Ticket {
+    pb::Ticket {
+        ticket_id: id.into(),
+        account_id: account.into(),
+        opened_at: ts(opened),
+        closed_at: closed.and_then(ts),
+        priority: priority as i32,
+        category: category as i32,
+        status: if closed.is_some() {
+            pb::TicketStatus::Closed
+        } else {
+            pb::TicketStatus::Open
+        } as i32,
+        csat: 0,
+        updated_at: ts(closed.unwrap_or(opened)),
+    }
+}
+
+pub(crate) fn nps(id: &str, account: &str, score: i32, at: DateTime<Utc>) -> pb::SurveyResponse {
+    pb::SurveyResponse {
+        response_id: id.into(),
+        account_id: account.into(),
+        contact_id: "c-1".into(),
+        kind: pb::SurveyKind::Nps as i32,
+        score,
+        comment: String::new(),
+        responded_at: ts(at),
+        updated_at: ts(at),
+    }
+}
+
+pub(crate) fn event(
+    id: &str,
+    account: &str,
+    user: &str,
+    name: &str,
+    at: DateTime<Utc>,
+) -> pb::UsageEvent {
+    pb::UsageEvent {
+        message_id: id.into(),
+        account_id: account.into(),
+        user_id: user.into(),
+        event_name: name.into(),
+        occurred_at: ts(at),
+        quantity: 1.0,
+        properties: None,
+    }
+}

@@ -1,0 +1,155 @@
+//! Account signals as of a date.
+
+use tenure_proto::ingestion::v1 as pb;
+use tenure_proto::ingestion::v1::{TicketCategory, TicketPriority};
+use tenure_tests::TestStack;
+
+use crate::fixtures::*;
+use crate::ingestion::account;
+
+async fn signals_as_of(app: &mut TestStack, account: &str, days_back: u64) -> pb::AccountSignals {
+    app.ingestion
+        .get_account_signals(pb::GetAccountSignalsRequest {
+            account_id: account.into(),
+            as_of: date(today_minus(days_back)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .signals
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signals_as_of_a_past_date_ignore_later_data() {
+    let mut app = TestStack::spawn().await;
+    let mut acme = account("acme", "Acme", 400);
+    acme.attributes.insert(
+        "plan_tier".into(),
+        pb::AttributeValue {
+            value: Some(pb::attribute_value::Value::Category("gold".into())),
+        },
+    );
+    app.ingestion
+        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![acme],
+        })
+        .await
+        .unwrap();
+    let (start, end) = (today_minus(300), today_minus(300) + chrono::Days::new(365));
+    app.ingestion
+        .batch_upsert_subscriptions(pb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![subscription(
+                "sub-1",
+                "acme",
+                10,
+                50_000_00,
+                start,
+                end,
+                days_ago(300),
+            )],
+        })
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..6)
+        .map(|i| {
+            event(
+                &format!("old-{i}"),
+                "acme",
+                &format!("u{i}"),
+                "reports",
+                days_ago(35 + i),
+            )
+        })
+        .chain((0..3).map(|i| event(&format!("new-{i}"), "acme", "u0", "reports", days_ago(2))))
+        .collect();
+    app.ingestion
+        .ingest_events(pb::IngestEventsRequest { events })
+        .await
+        .unwrap();
+    app.ingestion
+        .batch_upsert_tickets(pb::BatchUpsertTicketsRequest {
+            request_id: String::new(),
+            tickets: vec![
+                ticket(
+                    "t-old",
+                    "acme",
+                    TicketPriority::P1,
+                    TicketCategory::Defect,
+                    days_ago(40),
+                    Some(days_ago(5)),
+                ),
+                ticket(
+                    "t-new",
+                    "acme",
+                    TicketPriority::P1,
+                    TicketCategory::Defect,
+                    days_ago(3),
+                    None,
+                ),
+            ],
+        })
+        .await
+        .unwrap();
+
+    let before = signals_as_of(&mut app, "acme", 30).await;
+    assert_eq!(before.seats_purchased, 10);
+    assert_eq!(before.active_users_30d, 6, "users of days 35-40 ago");
+    assert_eq!(
+        before.open_tickets_p1, 1,
+        "t-old was still open then; t-new did not exist"
+    );
+    assert_eq!(before.days_since_last_activity, Some(5));
+    assert_eq!(before.license_utilization_pct, Some(60.0));
+    assert_eq!(
+        before.attributes["plan_tier"].value,
+        Some(pb::attribute_value::Value::Category("gold".into()))
+    );
+
+    // Data arriving later about later days leaves the past as it was.
+    app.ingestion
+        .batch_upsert_subscriptions(pb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![subscription(
+                "sub-1",
+                "acme",
+                80,
+                90_000_00,
+                start,
+                end,
+                days_ago(1),
+            )],
+        })
+        .await
+        .unwrap();
+    app.ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("later", "acme", "u77", "api", days_ago(1))],
+        })
+        .await
+        .unwrap();
+    let again = signals_as_of(&mut app, "acme", 30).await;
+    assert_eq!(again, before, "the past does not change with later data");
+
+    let now = signals_as_of(&mut app, "acme", 0).await;
+    assert_eq!(now.seats_purchased, 80);
+    assert_eq!(now.open_tickets_p1, 1);
+    assert_eq!(now.active_users_7d, 2);
+    assert!(now.days_to_renewal.is_some());
+
+    let mut stream = app
+        .ingestion
+        .stream_account_signals(pb::StreamAccountSignalsRequest {
+            account_ids: vec![],
+            as_of: date(today_minus(30)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let streamed = stream.message().await.unwrap().unwrap().signals.unwrap();
+    assert_eq!(streamed, before);
+    assert!(stream.message().await.unwrap().is_none());
+    app.stop().await;
+}
