@@ -143,7 +143,7 @@ async fn subscription_changes_are_dated_and_reach_renewals() {
         "sub-1",
         "acme",
         50,
-        120_000_00,
+        120_000 * 100,
         start,
         end,
         days_ago(100),
@@ -153,7 +153,7 @@ async fn subscription_changes_are_dated_and_reach_renewals() {
         "sub-1",
         "acme",
         60,
-        150_000_00,
+        150_000 * 100,
         start,
         end,
         days_ago(10),
@@ -163,7 +163,7 @@ async fn subscription_changes_are_dated_and_reach_renewals() {
         "sub-1",
         "acme",
         10,
-        1_00,
+        100,
         start,
         end,
         days_ago(50),
@@ -261,7 +261,7 @@ async fn every_other_kind_is_upserted_and_a_bad_batch_writes_nothing() {
         invoices: vec![pb::Invoice {
             invoice_id: "inv-1".into(),
             account_id: "acme".into(),
-            amount: usd(10_000_00),
+            amount: usd(10_000 * 100),
             issued_on: date(today_minus(60)),
             due_on: date(today_minus(30)),
             paid_on: None,
@@ -382,7 +382,7 @@ async fn every_other_kind_is_upserted_and_a_bad_batch_writes_nothing() {
         (Some(4), Some(-5))
     );
     assert_eq!(signals.max_days_overdue, 30);
-    assert_eq!(signals.overdue_amounts, vec![usd(10_000_00).unwrap()]);
+    assert_eq!(signals.overdue_amounts, vec![usd(10_000 * 100).unwrap()]);
     assert_eq!(signals.risk_signals_90d, 1);
     assert_eq!(
         signals.success_plan_attainment_pct.map(f64::round),
