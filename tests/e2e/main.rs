@@ -5,6 +5,7 @@
 mod events;
 mod fixtures;
 mod health;
+mod import;
 mod ingestion;
 mod outbox;
 mod playbooks;

@@ -1,7 +1,8 @@
 //! The Tenure command line's library: the whole stack in one process
-//! ([`stack`]), health checks of a running stack ([`status`]) and a guided
-//! demo ([`demo`]).
+//! ([`stack`]), health checks of a running stack ([`status`]), a guided
+//! demo ([`demo`]) and file imports ([`import`]).
 
 pub mod demo;
+pub mod import;
 pub mod stack;
 pub mod status;

@@ -35,6 +35,23 @@ enum Command {
         #[command(flatten)]
         peers: PeerConfig,
     },
+    /// Load a CSV or JSON Lines file of one record kind through the ingestion API.
+    Import {
+        /// What the file holds.
+        #[arg(value_enum)]
+        kind: tenure::import::Kind,
+        /// The file: `.csv` is read as CSV, anything else as JSON Lines.
+        file: PathBuf,
+        /// Where rejected rows go, with their reasons (default: FILE.rejected.jsonl).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Rows per call.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Ingestion service URL.
+        #[arg(long, env = "INGESTION_URL", default_value = "http://127.0.0.1:50051")]
+        ingestion_url: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +96,37 @@ fn main() -> anyhow::Result<()> {
                 }
                 stack.stop().await?;
                 result.map(|_| ())
+            }
+            Command::Import {
+                kind,
+                file,
+                rejects,
+                batch,
+                ingestion_url,
+            } => {
+                let rejects = rejects.unwrap_or_else(|| {
+                    let mut name = file.clone().into_os_string();
+                    name.push(".rejected.jsonl");
+                    PathBuf::from(name)
+                });
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let summary = tenure::import::run(
+                    &ingestion_url,
+                    kind,
+                    &file,
+                    &rejects,
+                    batch.clamp(1, 5000),
+                    progress,
+                )
+                .await?;
+                println!(
+                    "{} rows: {} accepted, {} unchanged (stale or duplicate), {} rejected",
+                    summary.rows, summary.accepted, summary.unchanged, summary.rejected
+                );
+                if summary.rejected > 0 {
+                    println!("rejected rows and their reasons: {}", rejects.display());
+                }
+                Ok(())
             }
             Command::Status { peers } => {
                 let statuses = tenure::status::check_all(&peers).await;
