@@ -29,23 +29,59 @@ const FEATURES: [&str; 12] = [
     "sso.login",
     "billing.view",
 ];
-const CHUNK: usize = 2_000;
+const CHUNK: usize = 5_000;
 
-fn events(total: usize) -> Vec<pb::UsageEvent> {
+/// How the generated events are spread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Live traffic: a week of sessions in time order, each a burst of one
+    /// user's events on one feature, busier accounts more often.
+    Sessions,
+    /// The worst case for rollups: every event at a random time in the last
+    /// 90 days, for a random user and feature.
+    Uniform,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Skewed towards small values: a few accounts and features are busy.
+    fn skewed(&mut self, n: usize) -> usize {
+        let a = self.below(n);
+        let b = self.below(n);
+        a.min(b)
+    }
+}
+
+fn events(total: usize, shape: Shape, prefix: &str) -> Vec<pb::UsageEvent> {
     let now = Utc::now();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..total)
-        .map(|i| {
-            let account = (next() % ACCOUNTS as u64) as usize;
-            let user = (next() % USERS_PER_ACCOUNT as u64) as usize;
-            let feature = FEATURES[(next() % FEATURES.len() as u64) as usize];
-            let seconds_ago = (next() % (90 * 24 * 3600)) as i64;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let week = 7 * 24 * 3600;
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let account = rng.skewed(ACCOUNTS);
+        let user = rng.below(USERS_PER_ACCOUNT);
+        let feature = FEATURES[rng.skewed(FEATURES.len())];
+        let (burst, seconds_ago) = match shape {
+            Shape::Sessions => (
+                1 + rng.below(20),
+                week - (out.len() as i64 * week / total as i64),
+            ),
+            Shape::Uniform => (1, (rng.next() % (90 * 24 * 3600)) as i64),
+        };
+        for _ in 0..burst.min(total - out.len()) {
+            let i = out.len();
             let mut properties = prost_types::Struct::default();
             for (key, value) in [
                 ("client", if i % 3 == 0 { "web" } else { "desktop" }),
@@ -58,17 +94,18 @@ fn events(total: usize) -> Vec<pb::UsageEvent> {
                     },
                 );
             }
-            pb::UsageEvent {
-                message_id: format!("evt-{i:09}"),
+            out.push(pb::UsageEvent {
+                message_id: format!("{prefix}-{i:09}"),
                 account_id: format!("acct-{account:05}"),
                 user_id: format!("user-{account:05}-{user:02}"),
                 event_name: feature.to_owned(),
                 occurred_at: Some(to_timestamp(now - Duration::seconds(seconds_ago))),
                 quantity: 1.0,
                 properties: Some(properties),
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 async fn create_accounts(app: &mut TestStack) {
@@ -165,25 +202,29 @@ fn copy_text(events: &[pb::UsageEvent]) -> Vec<u8> {
     out
 }
 
-async fn copy_all(database_url: &str, events: &[pb::UsageEvent]) -> (u64, std::time::Duration) {
+async fn copy_all(
+    database_url: &str,
+    table: &str,
+    events: &[pb::UsageEvent],
+) -> (u64, std::time::Duration) {
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .expect("connect");
-    sqlx::raw_sql(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE SCHEMA IF NOT EXISTS bench; \
-         CREATE TABLE bench.usage_events (LIKE ingestion.usage_events INCLUDING DEFAULTS) PARTITION BY RANGE (occurred_at); \
-         CREATE INDEX ON bench.usage_events (account_id, occurred_at); \
-         CREATE TABLE bench.usage_events_all PARTITION OF bench.usage_events DEFAULT;",
-    )
+         CREATE TABLE {table} (LIKE ingestion.usage_events INCLUDING DEFAULTS) PARTITION BY RANGE (occurred_at); \
+         CREATE INDEX ON {table} (account_id, occurred_at); \
+         CREATE TABLE {table}_all PARTITION OF {table} DEFAULT;"
+    )))
     .execute(&mut conn)
     .await
     .expect("copy target");
     let data = copy_text(events);
     let started = Instant::now();
     let mut copy = conn
-        .copy_in_raw(
-            "COPY bench.usage_events (message_id, account_id, user_id, event_name, occurred_at, quantity, properties) FROM STDIN",
-        )
+        .copy_in_raw(&format!(
+            "COPY {table} (message_id, account_id, user_id, event_name, occurred_at, quantity, properties) FROM STDIN"
+        ))
         .await
         .expect("copy in");
     for piece in data.chunks(1 << 20) {
@@ -191,6 +232,12 @@ async fn copy_all(database_url: &str, events: &[pb::UsageEvent]) -> (u64, std::t
     }
     let rows = copy.finish().await.expect("copy finish");
     (rows, started.elapsed())
+}
+
+async fn copy_table(database_url: &str, table: &str, events: &[pb::UsageEvent]) -> f64 {
+    let (copied, time) = copy_all(database_url, table, events).await;
+    assert_eq!(copied as usize, events.len());
+    events.len() as f64 / time.as_secs_f64()
 }
 
 fn main() {
@@ -204,24 +251,23 @@ fn main() {
     runtime.block_on(async move {
         let mut app = TestStack::spawn().await;
         create_accounts(&mut app).await;
-        eprintln!("generating {total} events");
-        let events = events(total);
-
-        let (copied, copy_time) = copy_all(&app.stack.database_url, &events).await;
-        let (accepted, grpc_time) = stream_all(&app, events, streams).await;
-        assert_eq!(accepted, total, "every event accepted once");
-        assert_eq!(copied as usize, total);
-
-        let copy_rate = total as f64 / copy_time.as_secs_f64();
-        let grpc_rate = total as f64 / grpc_time.as_secs_f64();
-        println!("events:            {total}");
-        println!("plain COPY:        {:>10.0} events/s  ({:.2} s)", copy_rate, copy_time.as_secs_f64());
-        println!(
-            "gRPC StreamEvents: {:>10.0} events/s  ({:.2} s, {streams} streams, chunks of {CHUNK}; dedup, partitions, rollups, outbox)",
-            grpc_rate,
-            grpc_time.as_secs_f64()
-        );
-        println!("ratio gRPC/COPY:   {:.1} %", grpc_rate / copy_rate * 100.0);
+        println!("events per run: {total}; gRPC: {streams} concurrent StreamEvents, chunks of {CHUNK}");
+        println!("{:<10} {:>14} {:>14} {:>8}", "shape", "COPY ev/s", "gRPC ev/s", "ratio");
+        for (shape, prefix) in [(Shape::Sessions, "s"), (Shape::Uniform, "u")] {
+            let events = events(total, shape, prefix);
+            let copy_rate = copy_table(&app.stack.database_url, &format!("bench.copy_{prefix}"), &events).await;
+            let (accepted, grpc_time) = stream_all(&app, events, streams).await;
+            assert_eq!(accepted, total, "every event accepted once");
+            let grpc_rate = total as f64 / grpc_time.as_secs_f64();
+            println!(
+                "{:<10} {:>14.0} {:>14.0} {:>7.1}%",
+                format!("{shape:?}").to_lowercase(),
+                copy_rate,
+                grpc_rate,
+                grpc_rate / copy_rate * 100.0
+            );
+        }
+        println!("(gRPC path: validation, account check, message-id dedup, monthly partitions, daily rollups, outbox; COPY: the same rows into an identical table)");
         app.stop().await;
     });
 }

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 /// Marks accounts as changed; returns how many were not marked before.
-/// The earliest event time only ever moves back.
+/// The earliest event time only ever moves back. A busy account already
+/// marked within the last minute is left as it is, so a stream of notices
+/// does not rewrite the same rows.
 pub async fn mark(
     tx: &mut PgConnection,
     account_ids: &[String],
@@ -20,6 +22,9 @@ pub async fn mark(
            ON CONFLICT (account_id) DO UPDATE SET \
              last_marked_at = now(), \
              earliest_event_time = LEAST(q.earliest_event_time, EXCLUDED.earliest_event_time) \
+           WHERE EXCLUDED.earliest_event_time < q.earliest_event_time \
+              OR (q.earliest_event_time IS NULL AND EXCLUDED.earliest_event_time IS NOT NULL) \
+              OR q.last_marked_at < now() - interval '1 minute' \
            RETURNING (xmax = 0) AS inserted \
          ) SELECT count(*) FILTER (WHERE inserted) FROM marked",
     )

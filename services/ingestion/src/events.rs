@@ -174,39 +174,46 @@ impl EventStore {
     }
 }
 
+/// Writes events with COPY, the fastest way into a (partitioned) table.
 async fn insert_events(tx: &mut PgConnection, events: &[&EventRecord]) -> sqlx::Result<()> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut accounts = Vec::with_capacity(events.len());
-    let mut users = Vec::with_capacity(events.len());
-    let mut names = Vec::with_capacity(events.len());
-    let mut times = Vec::with_capacity(events.len());
-    let mut quantities = Vec::with_capacity(events.len());
-    let mut props = Vec::with_capacity(events.len());
+    let mut data = String::with_capacity(events.len() * 160);
     for e in events {
-        ids.push(e.message_id.as_str());
-        accounts.push(e.account_id.as_str());
-        users.push(e.user_id.as_str());
-        names.push(e.event_name.as_str());
-        times.push(e.occurred_at);
-        quantities.push(e.quantity);
-        props.push(e.properties.clone());
+        for field in [&e.message_id, &e.account_id, &e.user_id, &e.event_name] {
+            copy_escape(&mut data, field);
+            data.push('\t');
+        }
+        data.push_str(&e.occurred_at.to_rfc3339());
+        data.push('\t');
+        data.push_str(&e.quantity.to_string());
+        data.push('\t');
+        match &e.properties {
+            Some(properties) => copy_escape(&mut data, &properties.to_string()),
+            None => data.push_str("\\N"),
+        }
+        data.push('\n');
     }
-    sqlx::query(
-        "INSERT INTO ingestion.usage_events \
-           (message_id, account_id, user_id, event_name, occurred_at, quantity, properties) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-                              $6::float8[], $7::jsonb[])",
-    )
-    .bind(&ids)
-    .bind(&accounts)
-    .bind(&users)
-    .bind(&names)
-    .bind(&times)
-    .bind(&quantities)
-    .bind(&props)
-    .execute(&mut *tx)
-    .await?;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY ingestion.usage_events \
+             (message_id, account_id, user_id, event_name, occurred_at, quantity, properties) FROM STDIN",
+        )
+        .await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
     Ok(())
+}
+
+/// Appends `value` escaped for COPY's text format.
+fn copy_escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Adds events to the per-day rollups, in key order so that concurrent
@@ -261,4 +268,16 @@ async fn update_rollups(tx: &mut PgConnection, events: &[&EventRecord]) -> sqlx:
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_escape;
+
+    #[test]
+    fn escapes_copy_text_specials() {
+        let mut out = String::new();
+        copy_escape(&mut out, "a\tb\nc\\d\re");
+        assert_eq!(out, "a\\tb\\nc\\\\d\\re");
+    }
 }

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::accounts::{self, AccountFilter, AccountRecord};
 use crate::convert::{self, Checker, MAX_ID, MAX_LABEL, MAX_NAME, attribute_to_proto};
 use crate::events::EventStore;
+use crate::records::KnownAccounts;
 use crate::writes::{Changes, parse_batch, require_accounts, summary};
 use crate::{changes, records, signals, timeline};
 
@@ -80,6 +81,7 @@ pub struct IngestionApi {
     pub(crate) pool: PgPool,
     pub(crate) limits: Arc<Limits>,
     pub(crate) events: Arc<EventStore>,
+    pub(crate) accounts: Arc<KnownAccounts>,
 }
 
 impl IngestionApi {
@@ -88,6 +90,7 @@ impl IngestionApi {
             pool,
             limits: Arc::new(limits),
             events: Arc::new(EventStore::default()),
+            accounts: Arc::new(KnownAccounts::default()),
         }
     }
 
@@ -151,6 +154,7 @@ impl IngestionApi {
             Err(replay) => return Ok(replay),
         };
         require_accounts(
+            &self.accounts,
             &mut write.tx,
             "contacts",
             records.iter().map(|r| Some(r.account_id.as_str())),
@@ -188,6 +192,7 @@ impl IngestionApi {
             Err(replay) => return Ok(replay),
         };
         require_accounts(
+            &self.accounts,
             &mut write.tx,
             "subscriptions",
             records.iter().map(|r| Some(r.account_id.as_str())),
@@ -221,6 +226,7 @@ impl IngestionApi {
         self.events.ensure_partitions(&self.pool, &events).await?;
         let mut tx = self.pool.begin().await?;
         require_accounts(
+            &self.accounts,
             &mut tx,
             "events",
             events.iter().map(|e| Some(e.account_id.as_str())),

@@ -166,22 +166,52 @@ pub async fn catalog_as_of<R: Record>(
         .collect()
 }
 
-/// The ids among `account_ids` that name no account.
-pub async fn unknown_accounts(
-    tx: &mut PgConnection,
-    account_ids: &[String],
-) -> sqlx::Result<std::collections::HashSet<String>> {
-    let mut wanted: Vec<String> = account_ids.to_vec();
-    wanted.sort();
-    wanted.dedup();
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT account_id FROM ingestion.accounts WHERE account_id = ANY($1)")
-            .bind(&wanted)
-            .fetch_all(&mut *tx)
-            .await?;
-    let known: std::collections::HashSet<String> = known.into_iter().collect();
-    Ok(wanted
-        .into_iter()
-        .filter(|id| !known.contains(id))
-        .collect())
+/// Account ids known to exist. Accounts are never deleted, so a positive
+/// answer stays true; the cache saves the lookup on every event chunk.
+#[derive(Debug, Default)]
+pub struct KnownAccounts {
+    ids: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+/// Beyond this many cached ids the cache starts over, bounding its memory.
+const KNOWN_ACCOUNTS_CAPACITY: usize = 1_000_000;
+
+impl KnownAccounts {
+    /// The ids among `account_ids` that name no account.
+    pub async fn unknown(
+        &self,
+        tx: &mut PgConnection,
+        account_ids: &[String],
+    ) -> sqlx::Result<std::collections::HashSet<String>> {
+        let mut wanted: Vec<String> = {
+            let ids = self.ids.read().unwrap_or_else(|e| e.into_inner());
+            account_ids
+                .iter()
+                .filter(|id| !ids.contains(*id))
+                .cloned()
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(Default::default());
+        }
+        wanted.sort();
+        wanted.dedup();
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT account_id FROM ingestion.accounts WHERE account_id = ANY($1)",
+        )
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await?;
+        let found: std::collections::HashSet<String> = found.into_iter().collect();
+        let missing = wanted
+            .into_iter()
+            .filter(|id| !found.contains(id))
+            .collect();
+        let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
+        if ids.len() + found.len() > KNOWN_ACCOUNTS_CAPACITY {
+            ids.clear();
+        }
+        ids.extend(found);
+        Ok(missing)
+    }
 }

@@ -77,7 +77,7 @@ impl IngestionApi {
         self.events.ensure_partitions(&self.pool, &records).await?;
         let mut tx = self.pool.begin().await?;
         let accounts: Vec<String> = records.iter().map(|e| e.account_id.clone()).collect();
-        let unknown = crate::records::unknown_accounts(&mut tx, &accounts).await?;
+        let unknown = self.accounts.unknown(&mut tx, &accounts).await?;
         let (known, unknown_items): (Vec<_>, Vec<_>) = valid
             .into_iter()
             .partition(|(_, e)| !unknown.contains(&e.account_id));

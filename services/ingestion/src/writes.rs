@@ -16,7 +16,7 @@ use crate::SCHEMA;
 use crate::convert::Checker;
 use crate::grpc::{IngestionApi, Limits};
 use crate::notify::{TOPIC_ACCOUNTS_CHANGED, TOPIC_SUBSCRIPTIONS_CHANGED};
-use crate::records::{self, Record, Upserted};
+use crate::records::{self, KnownAccounts, Record, Upserted};
 
 /// A write in progress.
 pub struct Write<'r> {
@@ -96,6 +96,7 @@ pub fn parse_batch<P, R>(
 
 /// Names each item whose account does not exist.
 pub async fn require_accounts<'a>(
+    known: &KnownAccounts,
     tx: &mut PgConnection,
     field: &str,
     accounts: impl Iterator<Item = Option<&'a str>>,
@@ -105,7 +106,7 @@ pub async fn require_accounts<'a>(
     if named.is_empty() {
         return Ok(());
     }
-    let unknown = records::unknown_accounts(tx, &named).await?;
+    let unknown = known.unknown(tx, &named).await?;
     let mut violations = Violations::default();
     for (i, account) in accounts.iter().enumerate() {
         if let Some(account) = account.filter(|a| unknown.contains(*a)) {
@@ -174,7 +175,13 @@ impl IngestionApi {
             Ok(write) => write,
             Err(replay) => return Ok(replay),
         };
-        require_accounts(&mut write.tx, field, records.iter().map(|r| r.account_id())).await?;
+        require_accounts(
+            &self.accounts,
+            &mut write.tx,
+            field,
+            records.iter().map(|r| r.account_id()),
+        )
+        .await?;
         let upserted = records::upsert(&mut write.tx, records).await?;
         let mut changes = Changes::default();
         changes.record(&upserted);
