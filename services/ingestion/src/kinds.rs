@@ -6,6 +6,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::Record;
 
+/// Implements [`Record`] from the id field, whether the kind belongs to an
+/// account, and (optionally) how its event time is found.
+macro_rules! record {
+    ($type:ty, $kind:literal, $id:ident, $scope:ident) => {
+        record!($type, $kind, $id, $scope, |r| r.updated_at);
+    };
+    ($type:ty, $kind:literal, $id:ident, $scope:ident, $event:expr) => {
+        impl Record for $type {
+            const KIND: &'static str = $kind;
+            fn record_id(&self) -> &str {
+                &self.$id
+            }
+            record!(@account $scope);
+            fn updated_at(&self) -> DateTime<Utc> {
+                self.updated_at
+            }
+            fn event_time(&self) -> DateTime<Utc> {
+                let event: fn(&$type) -> DateTime<Utc> = $event;
+                event(self)
+            }
+        }
+    };
+    (@account account) => {
+        fn account_id(&self) -> Option<&str> {
+            Some(&self.account_id)
+        }
+    };
+    (@account catalog) => {
+        fn account_id(&self) -> Option<&str> {
+            None
+        }
+    };
+}
+
 fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
@@ -38,18 +72,7 @@ impl ContactRecord {
     }
 }
 
-impl Record for ContactRecord {
-    const KIND: &'static str = "contact";
-    fn record_id(&self) -> &str {
-        &self.contact_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-}
+record!(ContactRecord, "contact", contact_id, account);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -94,18 +117,7 @@ impl SubscriptionRecord {
     }
 }
 
-impl Record for SubscriptionRecord {
-    const KIND: &'static str = "subscription";
-    fn record_id(&self) -> &str {
-        &self.subscription_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-}
+record!(SubscriptionRecord, "subscription", subscription_id, account);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -122,18 +134,7 @@ pub struct FeatureRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for FeatureRecord {
-    const KIND: &'static str = "feature";
-    fn record_id(&self) -> &str {
-        &self.feature_name
-    }
-    fn account_id(&self) -> Option<&str> {
-        None
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-}
+record!(FeatureRecord, "feature", feature_name, catalog);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -175,21 +176,7 @@ impl TicketRecord {
     }
 }
 
-impl Record for TicketRecord {
-    const KIND: &'static str = "ticket";
-    fn record_id(&self) -> &str {
-        &self.ticket_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn event_time(&self) -> DateTime<Utc> {
-        self.opened_at
-    }
-}
+record!(TicketRecord, "ticket", ticket_id, account, |r| r.opened_at);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -210,21 +197,8 @@ pub struct SurveyRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for SurveyRecord {
-    const KIND: &'static str = "survey";
-    fn record_id(&self) -> &str {
-        &self.response_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn event_time(&self) -> DateTime<Utc> {
-        self.responded_at
-    }
-}
+record!(SurveyRecord, "survey", response_id, account, |r| r
+    .responded_at);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -259,21 +233,9 @@ impl InvoiceRecord {
     }
 }
 
-impl Record for InvoiceRecord {
-    const KIND: &'static str = "invoice";
-    fn record_id(&self) -> &str {
-        &self.invoice_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn event_time(&self) -> DateTime<Utc> {
-        start_of(self.issued_on)
-    }
-}
+record!(InvoiceRecord, "invoice", invoice_id, account, |r| start_of(
+    r.issued_on
+));
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -307,21 +269,8 @@ pub struct SignalRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Record for SignalRecord {
-    const KIND: &'static str = "external_signal";
-    fn record_id(&self) -> &str {
-        &self.signal_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn event_time(&self) -> DateTime<Utc> {
-        self.occurred_at
-    }
-}
+record!(SignalRecord, "external_signal", signal_id, account, |r| r
+    .occurred_at);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -362,24 +311,11 @@ impl MetricRecord {
     }
 }
 
-impl Record for MetricRecord {
-    const KIND: &'static str = "success_metric";
-    fn record_id(&self) -> &str {
-        &self.metric_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        Some(&self.account_id)
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn event_time(&self) -> DateTime<Utc> {
-        self.values
-            .first()
-            .map(|(day, _)| start_of(*day))
-            .unwrap_or(self.updated_at)
-    }
-}
+record!(MetricRecord, "success_metric", metric_id, account, |r| r
+    .values
+    .first()
+    .map(|(day, _)| start_of(*day))
+    .unwrap_or(r.updated_at));
 
 #[cfg(test)]
 mod tests {

@@ -130,20 +130,7 @@ pub async fn as_of<R: Record>(
     account_id: &str,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
-    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
-         WHERE account_id = $1 AND kind = $2 \
-         ORDER BY record_id, (valid_from < $3) DESC, \
-                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
-    )
-    .bind(account_id)
-    .bind(R::KIND)
-    .bind(cutoff)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .collect()
+    versions_as_of(pool, Some(account_id), cutoff).await
 }
 
 /// Catalog records (no account) as they stood at `cutoff`, by the same rule.
@@ -151,12 +138,21 @@ pub async fn catalog_as_of<R: Record>(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
+    versions_as_of(pool, None, cutoff).await
+}
+
+async fn versions_as_of<R: Record>(
+    pool: &PgPool,
+    account_id: Option<&str>,
+    cutoff: DateTime<Utc>,
+) -> sqlx::Result<Vec<R>> {
     let rows: Vec<serde_json::Value> = sqlx::query_scalar(
         "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
-         WHERE kind = $1 AND account_id IS NULL \
-         ORDER BY record_id, (valid_from < $2) DESC, \
-                  CASE WHEN valid_from < $2 THEN valid_from END DESC, valid_from ASC",
+         WHERE account_id IS NOT DISTINCT FROM $1 AND kind = $2 \
+         ORDER BY record_id, (valid_from < $3) DESC, \
+                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
     )
+    .bind(account_id)
     .bind(R::KIND)
     .bind(cutoff)
     .fetch_all(pool)
