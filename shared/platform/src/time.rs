@@ -1,6 +1,6 @@
 //! Conversions between protobuf time types and chrono, with validation.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use prost_types::Timestamp;
 use tenure_proto::common::v1::Date;
 
@@ -18,12 +18,21 @@ pub fn timestamp(
     };
     let converted = u32::try_from(value.nanos)
         .ok()
-        .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos));
+        .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
+        .filter(|t| (MIN_YEAR..=MAX_YEAR).contains(&t.year()));
     if converted.is_none() {
-        violations.add(field, "is not a valid timestamp");
+        violations.add(
+            field,
+            format!("is not a valid timestamp in years {MIN_YEAR}-{MAX_YEAR}"),
+        );
     }
     converted
 }
+
+/// Business dates and times Tenure accepts; beyond them date arithmetic
+/// (a year back, 90 days back) could leave chrono's range.
+pub const MIN_YEAR: i32 = 1900;
+pub const MAX_YEAR: i32 = 2200;
 
 /// Converts a timestamp that must not lie further in the future than
 /// `tolerance` (clocks of sources drift a little, never by hours).
@@ -57,15 +66,18 @@ pub fn date(value: Option<&Date>, field: &str, violations: &mut Violations) -> O
     let converted = u32::try_from(value.month)
         .ok()
         .zip(u32::try_from(value.day).ok())
-        .and_then(|(month, day)| NaiveDate::from_ymd_opt(value.year, month, day));
+        .and_then(|(month, day)| NaiveDate::from_ymd_opt(value.year, month, day))
+        .filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()));
     if converted.is_none() {
-        violations.add(field, "is not a valid calendar date");
+        violations.add(
+            field,
+            format!("is not a valid calendar date in years {MIN_YEAR}-{MAX_YEAR}"),
+        );
     }
     converted
 }
 
 pub fn to_date(value: NaiveDate) -> Date {
-    use chrono::Datelike as _;
     Date {
         year: value.year(),
         month: value.month() as i32,
@@ -96,8 +108,19 @@ mod tests {
         let tolerance = chrono::Duration::minutes(5);
         assert!(past_timestamp(Some(&future), "t", tolerance, &mut violations).is_none());
         assert!(timestamp(None, "missing", &mut violations).is_none());
+        let ancient = Timestamp {
+            seconds: -70_000_000_000,
+            nanos: 0,
+        };
+        assert!(timestamp(Some(&ancient), "ancient", &mut violations).is_none());
+        let far = Date {
+            year: 9999,
+            month: 1,
+            day: 1,
+        };
+        assert!(date(Some(&far), "far", &mut violations).is_none());
         let fields: Vec<_> = violations.iter().map(|(f, _)| f).collect();
-        assert_eq!(fields, ["d", "t", "missing"]);
+        assert_eq!(fields, ["d", "t", "missing", "ancient", "far"]);
     }
 
     #[test]
