@@ -11,5 +11,6 @@ mod outbox;
 mod playbooks;
 mod records;
 mod renewals;
+mod scoring;
 mod signals;
 mod stack;

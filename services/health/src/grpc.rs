@@ -8,7 +8,8 @@ use tenure_proto::ingestion::v1::GetAccountRequest;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tonic::{Request, Response, Status};
 
-use crate::{SCHEMA, queue};
+use crate::scoring::Scorer;
+use crate::{SCHEMA, cards, queue, store};
 
 const MAX_ID: usize = 128;
 const MAX_ACCOUNTS_PER_NOTICE: usize = 100_000;
@@ -16,11 +17,17 @@ const MAX_ACCOUNTS_PER_NOTICE: usize = 100_000;
 pub struct HealthApi {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
+    scorer: Scorer,
 }
 
 impl HealthApi {
     pub fn new(pool: PgPool, ingestion: IngestionServiceClient<TracedChannel>) -> Self {
-        Self { pool, ingestion }
+        let scorer = Scorer::new(pool.clone(), ingestion.clone());
+        Self {
+            pool,
+            ingestion,
+            scorer,
+        }
     }
 
     async fn notify_accounts_changed(
@@ -94,6 +101,99 @@ impl HealthApi {
     }
 }
 
+impl HealthApi {
+    async fn create_scorecard(
+        &self,
+        request: pb::CreateScorecardRequest,
+    ) -> ApiResult<pb::CreateScorecardResponse> {
+        const METHOD: &str = "CreateScorecard";
+        let (name, def) = cards::from_proto(request.scorecard.as_ref())?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let stored = store::insert_scorecard(&mut tx, &name, &def).await?;
+        let response = pb::CreateScorecardResponse {
+            scorecard: Some(cards::to_proto(&stored)),
+        };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn get_scorecard(
+        &self,
+        request: pb::GetScorecardRequest,
+    ) -> ApiResult<pb::GetScorecardResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.name, "name", MAX_ID);
+        violations.check(request.version >= 0, "version", "must not be negative");
+        violations.into_result()?;
+        let version = (request.version > 0).then_some(request.version);
+        let stored = store::scorecard(&self.pool, &request.name, version)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("scorecard {}", request.name)))?;
+        Ok(pb::GetScorecardResponse {
+            scorecard: Some(cards::to_proto(&stored)),
+        })
+    }
+
+    async fn list_scorecards(
+        &self,
+        request: pb::ListScorecardsRequest,
+    ) -> ApiResult<pb::ListScorecardsResponse> {
+        let size = tenure_platform::paging::page_size(request.page_size)?;
+        let after: Option<String> = tenure_platform::paging::decode_token(&request.page_token)?;
+        let mut rows =
+            store::list_latest(&self.pool, after.as_deref(), i64::from(size) + 1).await?;
+        let next_page_token =
+            tenure_platform::paging::finish_page(&mut rows, size, |r| r.name.clone());
+        Ok(pb::ListScorecardsResponse {
+            scorecards: rows.iter().map(cards::to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn recompute_health(
+        &self,
+        request: pb::RecomputeHealthRequest,
+    ) -> ApiResult<pb::RecomputeHealthResponse> {
+        let mut violations = Violations::default();
+        violations.check(
+            !request.account_ids.is_empty(),
+            "account_ids",
+            "must not be empty",
+        );
+        violations.check(
+            request.account_ids.len() <= 10_000,
+            "account_ids",
+            "must hold at most 10000 ids",
+        );
+        for (i, id) in request.account_ids.iter().enumerate() {
+            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let healths = self.scorer.recompute(request.account_ids).await?;
+        Ok(pb::RecomputeHealthResponse { healths })
+    }
+
+    async fn get_health(&self, request: pb::GetHealthRequest) -> ApiResult<pb::GetHealthResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.into_result()?;
+        let health = store::latest_score(&self.pool, &request.account_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("a score for account {}", request.account_id))
+            })?;
+        Ok(pb::GetHealthResponse {
+            health: Some(health),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl HealthService for HealthApi {
     async fn notify_accounts_changed(
@@ -112,5 +212,48 @@ impl HealthService for HealthApi {
         Ok(Response::new(
             self.get_account_health(request.into_inner()).await?,
         ))
+    }
+
+    async fn create_scorecard(
+        &self,
+        request: Request<pb::CreateScorecardRequest>,
+    ) -> Result<Response<pb::CreateScorecardResponse>, Status> {
+        Ok(Response::new(
+            self.create_scorecard(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_scorecard(
+        &self,
+        request: Request<pb::GetScorecardRequest>,
+    ) -> Result<Response<pb::GetScorecardResponse>, Status> {
+        Ok(Response::new(
+            self.get_scorecard(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_scorecards(
+        &self,
+        request: Request<pb::ListScorecardsRequest>,
+    ) -> Result<Response<pb::ListScorecardsResponse>, Status> {
+        Ok(Response::new(
+            self.list_scorecards(request.into_inner()).await?,
+        ))
+    }
+
+    async fn recompute_health(
+        &self,
+        request: Request<pb::RecomputeHealthRequest>,
+    ) -> Result<Response<pb::RecomputeHealthResponse>, Status> {
+        Ok(Response::new(
+            self.recompute_health(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_health(
+        &self,
+        request: Request<pb::GetHealthRequest>,
+    ) -> Result<Response<pb::GetHealthResponse>, Status> {
+        Ok(Response::new(self.get_health(request.into_inner()).await?))
     }
 }

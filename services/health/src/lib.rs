@@ -1,9 +1,18 @@
 //! Health: scorecards, explainable scores, history and learned indicators.
 //!
-//! [`queue`] keeps the accounts whose data changed; [`grpc`] is the edge.
+//! [`scorecard`] holds the scoring rules (pure), [`signals`] turns
+//! ingestion's account signals into named values, [`scoring`] scores
+//! accounts and keeps changed ones current, [`store`] keeps scorecards and
+//! scores, [`queue`] the accounts ingestion reported as changed; [`grpc`]
+//! and [`cards`] are the edge.
 
+pub mod cards;
 pub mod grpc;
 pub mod queue;
+pub mod scorecard;
+pub mod scoring;
+pub mod signals;
+pub mod store;
 
 use tenure_platform::client::channel;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
@@ -27,13 +36,16 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
 
-/// Starts the gRPC server.
+/// Starts the gRPC server and the scorer of changed accounts.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
     let bytes = context.server.max_message_bytes;
+    let scorer = scoring::Scorer::new(context.pool.clone(), ingestion.clone());
     let api = HealthServiceServer::new(grpc::HealthApi::new(context.pool.clone(), ingestion))
         .max_decoding_message_size(bytes)
         .max_encoding_message_size(bytes);
-    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    let mut service =
+        RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.spawn(|stop| scorer.run(stop));
     Ok(service)
 }

@@ -1,0 +1,182 @@
+//! Scoring accounts: their signals from ingestion, the scorecard of their
+//! segment, the explained result stored with its snapshot of the day.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tenure_platform::client::TracedChannel;
+use tenure_platform::{ApiError, ApiResult, time};
+use tenure_proto::health::v1 as pb;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::ingestion::v1::{AccountSignals, StreamAccountSignalsRequest};
+use tokio_util::sync::CancellationToken;
+
+use crate::scorecard::{self, Band, Scored};
+use crate::store::{self, StoredScorecard};
+
+#[derive(Clone)]
+pub struct Scorer {
+    pool: PgPool,
+    ingestion: IngestionServiceClient<TracedChannel>,
+}
+
+fn band_to_proto(band: Band) -> pb::Band {
+    match band {
+        Band::Red => pb::Band::Red,
+        Band::Yellow => pb::Band::Yellow,
+        Band::Green => pb::Band::Green,
+    }
+}
+
+/// The explained result as the API shows it.
+pub fn to_health(
+    signals: &AccountSignals,
+    card: &StoredScorecard,
+    scored: &Scored,
+) -> pb::AccountHealth {
+    pb::AccountHealth {
+        account_id: signals.account_id.clone(),
+        score: scored.score,
+        band: band_to_proto(scored.band) as i32,
+        scorecard_name: card.name.clone(),
+        scorecard_version: card.version,
+        groups: scored
+            .groups
+            .iter()
+            .map(|g| pb::GroupScore {
+                name: g.name.clone(),
+                score: g.score,
+                contribution: g.contribution,
+            })
+            .collect(),
+        measures: scored
+            .measures
+            .iter()
+            .map(|m| pb::MeasureScore {
+                group: m.group.clone(),
+                name: m.name.clone(),
+                signal: m.signal.clone(),
+                raw_value: m.raw_value,
+                score: m.score,
+                weight: m.weight,
+                effective_weight: m.effective_weight,
+                contribution: m.contribution,
+                missing: m.score.is_none(),
+            })
+            .collect(),
+        as_of: signals.as_of,
+        compute_time: Some(time::to_timestamp(Utc::now())),
+    }
+}
+
+impl Scorer {
+    pub fn new(pool: PgPool, ingestion: IngestionServiceClient<TracedChannel>) -> Self {
+        Self { pool, ingestion }
+    }
+
+    /// Scores `account_ids` from their current signals and stores the results.
+    pub async fn recompute(&self, account_ids: Vec<String>) -> ApiResult<Vec<pb::AccountHealth>> {
+        let request = StreamAccountSignalsRequest {
+            account_ids,
+            as_of: None,
+        };
+        let mut stream = self
+            .ingestion
+            .clone()
+            .stream_account_signals(request)
+            .await
+            .map_err(|s| ApiError::from_upstream(s, "account signals"))?
+            .into_inner();
+        let mut cards: HashMap<String, Option<StoredScorecard>> = HashMap::new();
+        let mut results = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| ApiError::from_upstream(s, "account signals"))?
+        {
+            let Some(signals) = message.signals else {
+                continue;
+            };
+            let card = match cards.get(&signals.segment) {
+                Some(card) => card.clone(),
+                None => {
+                    let card = store::scorecard_for_segment(&self.pool, &signals.segment).await?;
+                    cards.insert(signals.segment.clone(), card.clone());
+                    card
+                }
+            };
+            let Some(card) = card else {
+                return Err(ApiError::FailedPrecondition(
+                    "no scorecard: create a default one first".into(),
+                ));
+            };
+            let values = crate::signals::values(&signals);
+            let Some(scored) = scorecard::score(&card.definition.0, &values) else {
+                tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
+                continue;
+            };
+            let health = to_health(&signals, &card, &scored);
+            let as_of = signals
+                .as_of
+                .as_ref()
+                .and_then(|d| chrono::NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+                .unwrap_or_else(|| Utc::now().date_naive());
+            store::save_score(&mut tx, &health, as_of).await?;
+            results.push(health);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Scores a batch of the accounts ingestion reported as changed; they
+    /// leave the queue only if scoring them commits.
+    pub async fn drain_once(&self, batch: i64) -> anyhow::Result<usize> {
+        if !store::any_scorecard(&self.pool).await? {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM health.rescore_queue WHERE account_id IN ( \
+               SELECT account_id FROM health.rescore_queue ORDER BY last_marked_at \
+               LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING account_id",
+        )
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let scored = self
+            .recompute(ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tx.commit().await?;
+        Ok(scored.len())
+    }
+
+    /// Keeps the scores of changed accounts current until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.drain_once(200).await {
+                Ok(n) if n > 0 => {
+                    pause = Duration::from_millis(250);
+                    continue;
+                }
+                Ok(_) => pause = Duration::from_millis(250),
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "rescoring changed accounts failed");
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
