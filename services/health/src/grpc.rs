@@ -21,8 +21,11 @@ pub struct HealthApi {
 }
 
 impl HealthApi {
-    pub fn new(pool: PgPool, ingestion: IngestionServiceClient<TracedChannel>) -> Self {
-        let scorer = Scorer::new(pool.clone(), ingestion.clone());
+    pub fn new(
+        pool: PgPool,
+        ingestion: IngestionServiceClient<TracedChannel>,
+        scorer: Scorer,
+    ) -> Self {
         Self {
             pool,
             ingestion,
@@ -183,13 +186,73 @@ impl HealthApi {
         let mut violations = Violations::default();
         violations.require_text(&request.account_id, "account_id", MAX_ID);
         violations.into_result()?;
-        let health = store::latest_score(&self.pool, &request.account_id)
+        let mut health = store::latest_score(&self.pool, &request.account_id)
             .await?
             .ok_or_else(|| {
                 ApiError::NotFound(format!("a score for account {}", request.account_id))
             })?;
+        let as_of = health
+            .as_of
+            .as_ref()
+            .and_then(|d| time::date(Some(d), "as_of", &mut Violations::default()))
+            .unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let [change_7d, change_30d, change_90d] =
+            store::trend(&self.pool, &health.account_id, as_of, health.score).await?;
+        health.trend = Some(pb::Trend {
+            change_7d,
+            change_30d,
+            change_90d,
+        });
         Ok(pb::GetHealthResponse {
             health: Some(health),
+        })
+    }
+
+    async fn get_health_history(
+        &self,
+        request: pb::GetHealthHistoryRequest,
+    ) -> ApiResult<pb::GetHealthHistoryResponse> {
+        let size = tenure_platform::paging::page_size(request.page_size)?;
+        let after: Option<chrono::NaiveDate> =
+            tenure_platform::paging::decode_token(&request.page_token)?;
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        let (from, before) = match &request.range {
+            Some(range) => (
+                range
+                    .start
+                    .as_ref()
+                    .and_then(|d| time::date(Some(d), "range.start", &mut violations)),
+                range
+                    .end
+                    .as_ref()
+                    .and_then(|d| time::date(Some(d), "range.end", &mut violations)),
+            ),
+            None => (None, None),
+        };
+        violations.into_result()?;
+        let mut rows = store::history(
+            &self.pool,
+            &request.account_id,
+            from,
+            before,
+            after,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let next_page_token = tenure_platform::paging::finish_page(&mut rows, size, |s| s.day);
+        Ok(pb::GetHealthHistoryResponse {
+            snapshots: rows
+                .into_iter()
+                .map(|s| pb::HealthSnapshot {
+                    day: Some(time::to_date(s.day)),
+                    score: s.score,
+                    band: i32::from(s.band),
+                    scorecard_name: s.scorecard_name,
+                    scorecard_version: s.scorecard_version,
+                })
+                .collect(),
+            next_page_token,
         })
     }
 }
@@ -255,5 +318,14 @@ impl HealthService for HealthApi {
         request: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
         Ok(Response::new(self.get_health(request.into_inner()).await?))
+    }
+
+    async fn get_health_history(
+        &self,
+        request: Request<pb::GetHealthHistoryRequest>,
+    ) -> Result<Response<pb::GetHealthHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.get_health_history(request.into_inner()).await?,
+        ))
     }
 }

@@ -7,7 +7,9 @@
 //! and [`cards`] are the edge.
 
 pub mod cards;
+pub mod changes;
 pub mod grpc;
+pub mod notify;
 pub mod queue;
 pub mod scorecard;
 pub mod scoring;
@@ -40,12 +42,22 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
     let bytes = context.server.max_message_bytes;
-    let scorer = scoring::Scorer::new(context.pool.clone(), ingestion.clone());
-    let api = HealthServiceServer::new(grpc::HealthApi::new(context.pool.clone(), ingestion))
-        .max_decoding_message_size(bytes)
-        .max_encoding_message_size(bytes);
+    let scorer = scoring::Scorer::new(
+        context.pool.clone(),
+        ingestion.clone(),
+        changes::DropRule::from_env()?,
+    );
+    let api = HealthServiceServer::new(grpc::HealthApi::new(
+        context.pool.clone(),
+        ingestion,
+        scorer.clone(),
+    ))
+    .max_decoding_message_size(bytes)
+    .max_encoding_message_size(bytes);
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| scorer.run(stop));
+    let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
+    service.spawn(|stop| dispatcher.run(stop));
     Ok(service)
 }

@@ -13,13 +13,17 @@ use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClien
 use tenure_proto::ingestion::v1::{AccountSignals, StreamAccountSignalsRequest};
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::{self, Change, DropRule};
+use crate::notify::TOPIC_HEALTH_CHANGED;
 use crate::scorecard::{self, Band, Scored};
 use crate::store::{self, StoredScorecard};
+use tenure_proto::playbooks::v1 as playbooks;
 
 #[derive(Clone)]
 pub struct Scorer {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
+    drop_rule: DropRule,
 }
 
 fn band_to_proto(band: Band) -> pb::Band {
@@ -68,12 +72,21 @@ pub fn to_health(
             .collect(),
         as_of: signals.as_of,
         compute_time: Some(time::to_timestamp(Utc::now())),
+        trend: None,
     }
 }
 
 impl Scorer {
-    pub fn new(pool: PgPool, ingestion: IngestionServiceClient<TracedChannel>) -> Self {
-        Self { pool, ingestion }
+    pub fn new(
+        pool: PgPool,
+        ingestion: IngestionServiceClient<TracedChannel>,
+        drop_rule: DropRule,
+    ) -> Self {
+        Self {
+            pool,
+            ingestion,
+            drop_rule,
+        }
     }
 
     /// Scores `account_ids` from their current signals and stores the results.
@@ -91,6 +104,7 @@ impl Scorer {
             .into_inner();
         let mut cards: HashMap<String, Option<StoredScorecard>> = HashMap::new();
         let mut results = Vec::new();
+        let mut events = Vec::new();
         let mut tx = self.pool.begin().await?;
         while let Some(message) = stream
             .message()
@@ -124,8 +138,47 @@ impl Scorer {
                 .as_ref()
                 .and_then(|d| chrono::NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
                 .unwrap_or_else(|| Utc::now().date_naive());
+            let before = store::before(
+                &mut tx,
+                &health.account_id,
+                as_of,
+                self.drop_rule.window_days,
+            )
+            .await?;
+            let band = band_to_proto(scored.band);
+            for change in changes::detect(before, scored.score, band, self.drop_rule) {
+                let (kind, previous_score, previous_band) = match change {
+                    Change::BandChanged { from, .. } => (
+                        playbooks::HealthChangeKind::BandChanged,
+                        before.map_or(0.0, |b| b.score),
+                        from,
+                    ),
+                    Change::ScoreDropped { peak, .. } => (
+                        playbooks::HealthChangeKind::ScoreDropped,
+                        peak,
+                        before.map_or(band, |b| b.band),
+                    ),
+                };
+                events.push(playbooks::HealthChange {
+                    account_id: health.account_id.clone(),
+                    kind: kind as i32,
+                    previous_score,
+                    score: scored.score,
+                    previous_band: changes::band_name(previous_band).to_owned(),
+                    band: changes::band_name(band).to_owned(),
+                    occurred_at: health.compute_time,
+                });
+            }
             store::save_score(&mut tx, &health, as_of).await?;
             results.push(health);
+        }
+        if !events.is_empty() {
+            let notice = playbooks::NotifyHealthChangedRequest {
+                request_id: String::new(),
+                changes: events,
+            };
+            tenure_platform::outbox::enqueue(&mut tx, crate::SCHEMA, TOPIC_HEALTH_CHANGED, &notice)
+                .await?;
         }
         tx.commit().await?;
         Ok(results)

@@ -144,3 +144,82 @@ pub async fn latest_score(pool: &PgPool, account_id: &str) -> sqlx::Result<Optio
         })
         .transpose()
 }
+
+/// The account's score before this computation, with the highest score of
+/// the `window_days` before `as_of`; `None` for a first score.
+pub async fn before(
+    tx: &mut PgConnection,
+    account_id: &str,
+    as_of: NaiveDate,
+    window_days: i64,
+) -> sqlx::Result<Option<crate::changes::Before>> {
+    let row: Option<(f64, i16, Option<f64>)> = sqlx::query_as(
+        "SELECT s.score, s.band, (SELECT max(h.score) FROM health.score_history h \
+            WHERE h.account_id = s.account_id AND h.day >= $2 - $3::int AND h.day < $2) \
+         FROM health.scores s WHERE s.account_id = $1 FOR UPDATE",
+    )
+    .bind(account_id)
+    .bind(as_of)
+    .bind(window_days as i32)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map(|(score, band, peak)| crate::changes::Before {
+        score,
+        band: tenure_proto::health::v1::Band::try_from(i32::from(band)).unwrap_or_default(),
+        peak: peak.map_or(score, |p| p.max(score)),
+    }))
+}
+
+/// Score change over 7, 30 and 90 days: `score` minus the snapshot on or
+/// before that many days before `as_of`.
+pub async fn trend(
+    pool: &PgPool,
+    account_id: &str,
+    as_of: NaiveDate,
+    score: f64,
+) -> sqlx::Result<[Option<f64>; 3]> {
+    let row: (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT \
+           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 7 ORDER BY day DESC LIMIT 1), \
+           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 30 ORDER BY day DESC LIMIT 1), \
+           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 90 ORDER BY day DESC LIMIT 1)",
+    )
+    .bind(account_id)
+    .bind(as_of)
+    .fetch_one(pool)
+    .await?;
+    Ok([row.0, row.1, row.2].map(|then| then.map(|then| score - then)))
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Snapshot {
+    pub day: NaiveDate,
+    pub score: f64,
+    pub band: i16,
+    pub scorecard_name: String,
+    pub scorecard_version: i32,
+}
+
+/// Snapshots in `[from, before)` newest first, older than the cursor day.
+pub async fn history(
+    pool: &PgPool,
+    account_id: &str,
+    from: Option<NaiveDate>,
+    before: Option<NaiveDate>,
+    after: Option<NaiveDate>,
+    limit: i64,
+) -> sqlx::Result<Vec<Snapshot>> {
+    sqlx::query_as(
+        "SELECT day, score, band, scorecard_name, scorecard_version FROM health.score_history \
+         WHERE account_id = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day < $3) \
+           AND ($4::date IS NULL OR day < $4) \
+         ORDER BY day DESC LIMIT $5",
+    )
+    .bind(account_id)
+    .bind(from)
+    .bind(before)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

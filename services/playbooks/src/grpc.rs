@@ -80,6 +80,81 @@ impl PlaybooksApi {
     }
 }
 
+impl PlaybooksApi {
+    async fn notify_health_changed(
+        &self,
+        request: pb::NotifyHealthChangedRequest,
+    ) -> ApiResult<pb::NotifyHealthChangedResponse> {
+        const METHOD: &str = "NotifyHealthChanged";
+        let mut violations = Violations::default();
+        violations.check(!request.changes.is_empty(), "changes", "must not be empty");
+        let mut rows = Vec::with_capacity(request.changes.len());
+        for (i, change) in request.changes.iter().enumerate() {
+            let path = format!("changes[{i}]");
+            violations.require_text(&change.account_id, format!("{path}.account_id"), 128);
+            let kind = match pb::HealthChangeKind::try_from(change.kind) {
+                Ok(pb::HealthChangeKind::BandChanged) => Some("health_band_changed"),
+                Ok(pb::HealthChangeKind::ScoreDropped) => Some("score_dropped"),
+                _ => None,
+            };
+            violations.check(
+                kind.is_some(),
+                format!("{path}.kind"),
+                "must be BAND_CHANGED or SCORE_DROPPED",
+            );
+            for (field, band) in [
+                ("previous_band", &change.previous_band),
+                ("band", &change.band),
+            ] {
+                violations.check(
+                    ["red", "yellow", "green"].contains(&band.as_str()),
+                    format!("{path}.{field}"),
+                    "must be red, yellow or green",
+                );
+            }
+            let occurred_at = time::timestamp(
+                change.occurred_at.as_ref(),
+                &format!("{path}.occurred_at"),
+                &mut violations,
+            );
+            if let (Some(kind), Some(occurred_at)) = (kind, occurred_at) {
+                let payload = serde_json::json!({
+                    "previous_score": change.previous_score,
+                    "score": change.score,
+                    "previous_band": change.previous_band,
+                    "band": change.band,
+                });
+                rows.push((kind, change.account_id.clone(), payload, occurred_at));
+            }
+        }
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        for (kind, account_id, payload, occurred_at) in &rows {
+            sqlx::query(
+                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at) \
+                 VALUES ('health', $1, $2, $3, $4)",
+            )
+            .bind(kind)
+            .bind(account_id)
+            .bind(payload)
+            .bind(occurred_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let response = pb::NotifyHealthChangedResponse {
+            recorded_count: rows.len() as i32,
+        };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+}
+
 fn playbook_to_proto(row: PlaybookVersion) -> pb::Playbook {
     pb::Playbook {
         name: row.name,
@@ -109,6 +184,15 @@ impl PlaybooksService for PlaybooksApi {
     ) -> Result<Response<pb::ListPlaybooksResponse>, Status> {
         Ok(Response::new(
             self.list_playbooks(request.into_inner()).await?,
+        ))
+    }
+
+    async fn notify_health_changed(
+        &self,
+        request: Request<pb::NotifyHealthChangedRequest>,
+    ) -> Result<Response<pb::NotifyHealthChangedResponse>, Status> {
+        Ok(Response::new(
+            self.notify_health_changed(request.into_inner()).await?,
         ))
     }
 }

@@ -1,0 +1,131 @@
+//! Health changes worth acting on: a band change, or a score drop of at
+//! least the configured points within the configured window. Each is
+//! reported once, when the score crosses it.
+
+use tenure_proto::health::v1::Band;
+
+/// When a drop counts (`HEALTH_DROP_POINTS`, `HEALTH_DROP_WINDOW_DAYS`).
+#[derive(Clone, Copy, Debug)]
+pub struct DropRule {
+    pub points: f64,
+    pub window_days: i64,
+}
+
+impl Default for DropRule {
+    fn default() -> Self {
+        Self {
+            points: 15.0,
+            window_days: 30,
+        }
+    }
+}
+
+impl DropRule {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mut rule = Self::default();
+        if let Ok(value) = std::env::var("HEALTH_DROP_POINTS") {
+            rule.points = value
+                .parse()
+                .ok()
+                .filter(|p: &f64| p.is_finite() && *p > 0.0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("HEALTH_DROP_POINTS={value:?} is not a positive number")
+                })?;
+        }
+        if let Ok(value) = std::env::var("HEALTH_DROP_WINDOW_DAYS") {
+            rule.window_days = value.parse().ok().filter(|d: &i64| *d > 0).ok_or_else(|| {
+                anyhow::anyhow!("HEALTH_DROP_WINDOW_DAYS={value:?} is not a positive count")
+            })?;
+        }
+        Ok(rule)
+    }
+}
+
+/// The account's score before this computation.
+#[derive(Clone, Copy, Debug)]
+pub struct Before {
+    pub score: f64,
+    pub band: Band,
+    /// Highest score within the window before now (snapshots and the last score).
+    pub peak: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Change {
+    BandChanged { from: Band, to: Band },
+    ScoreDropped { peak: f64, score: f64 },
+}
+
+/// The changes from `before` to the new `score` and `band`.
+pub fn detect(before: Option<Before>, score: f64, band: Band, rule: DropRule) -> Vec<Change> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    let mut changes = Vec::new();
+    if before.band != band {
+        changes.push(Change::BandChanged {
+            from: before.band,
+            to: band,
+        });
+    }
+    let already_dropped = before.peak - before.score >= rule.points;
+    if before.peak - score >= rule.points && !already_dropped {
+        changes.push(Change::ScoreDropped {
+            peak: before.peak,
+            score,
+        });
+    }
+    changes
+}
+
+pub fn band_name(band: Band) -> &'static str {
+    match band {
+        Band::Red => "red",
+        Band::Yellow => "yellow",
+        Band::Green => "green",
+        Band::Unspecified => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_each_change_once() {
+        let rule = DropRule::default();
+        assert!(
+            detect(None, 30.0, Band::Red, rule).is_empty(),
+            "a first score is no change"
+        );
+        let steady = Before {
+            score: 80.0,
+            band: Band::Green,
+            peak: 80.0,
+        };
+        assert!(detect(Some(steady), 79.0, Band::Green, rule).is_empty());
+        let fall = detect(Some(steady), 60.0, Band::Yellow, rule);
+        assert_eq!(
+            fall,
+            [
+                Change::BandChanged {
+                    from: Band::Green,
+                    to: Band::Yellow
+                },
+                Change::ScoreDropped {
+                    peak: 80.0,
+                    score: 60.0
+                }
+            ]
+        );
+        let after = Before {
+            score: 60.0,
+            band: Band::Yellow,
+            peak: 80.0,
+        };
+        assert!(
+            detect(Some(after), 58.0, Band::Yellow, rule).is_empty(),
+            "the drop was reported already"
+        );
+    }
+}
