@@ -169,7 +169,16 @@ impl Scorer {
                     occurred_at: health.compute_time,
                 });
             }
-            store::save_score(&mut tx, &health, as_of).await?;
+            let (currency, arr_minor) = signals.arr.as_ref().map_or((String::new(), 0), |m| {
+                (m.currency_code.clone(), m.amount_minor)
+            });
+            let facts = store::AccountFacts {
+                segment: signals.segment.clone(),
+                owner: signals.owner.clone(),
+                currency,
+                arr_minor,
+            };
+            store::save_score(&mut tx, &health, as_of, &facts).await?;
             results.push(health);
         }
         if !events.is_empty() {

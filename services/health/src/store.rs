@@ -92,19 +92,31 @@ pub async fn any_scorecard(pool: &PgPool) -> sqlx::Result<bool> {
         .await
 }
 
+/// What lists filter and sort scored accounts by.
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub struct AccountFacts {
+    pub segment: String,
+    pub owner: String,
+    pub currency: String,
+    pub arr_minor: i64,
+}
+
 /// Stores an account's score and that day's snapshot; storing the same
 /// result again changes nothing of substance.
 pub async fn save_score(
     tx: &mut PgConnection,
     health: &AccountHealth,
     as_of: NaiveDate,
+    facts: &AccountFacts,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO health.scores (account_id, score, band, scorecard_name, scorecard_version, as_of, detail, compute_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now()) \
+        "INSERT INTO health.scores (account_id, score, band, scorecard_name, scorecard_version, as_of, detail, \
+           compute_time, segment, owner, currency, arr_minor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11) \
          ON CONFLICT (account_id) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band, \
            scorecard_name = EXCLUDED.scorecard_name, scorecard_version = EXCLUDED.scorecard_version, \
-           as_of = EXCLUDED.as_of, detail = EXCLUDED.detail, compute_time = now()",
+           as_of = EXCLUDED.as_of, detail = EXCLUDED.detail, compute_time = now(), segment = EXCLUDED.segment, \
+           owner = EXCLUDED.owner, currency = EXCLUDED.currency, arr_minor = EXCLUDED.arr_minor",
     )
     .bind(&health.account_id)
     .bind(health.score)
@@ -113,6 +125,10 @@ pub async fn save_score(
     .bind(health.scorecard_version)
     .bind(as_of)
     .bind(health.encode_to_vec())
+    .bind(&facts.segment)
+    .bind(&facts.owner)
+    .bind(&facts.currency)
+    .bind(facts.arr_minor)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -219,6 +235,103 @@ pub async fn history(
     .bind(from)
     .bind(before)
     .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One row of a health list.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Listed {
+    pub account_id: String,
+    pub score: f64,
+    pub band: i16,
+    pub segment: String,
+    pub owner: String,
+    pub currency: String,
+    pub arr_minor: i64,
+    pub arr_at_risk_minor: i64,
+}
+
+/// Filters of lists and the distribution; `None` matches anything.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub band: Option<i16>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+}
+
+const LISTED: &str = "SELECT account_id, score, band, segment, owner, currency, arr_minor, \
+     CASE WHEN band < 3 THEN arr_minor ELSE 0 END AS arr_at_risk_minor FROM health.scores \
+     WHERE ($1::int2 IS NULL OR band = $1) AND ($2::text IS NULL OR segment = $2) AND ($3::text IS NULL OR owner = $3)";
+
+/// Lowest scores first, after the cursor `(score, account_id)`.
+pub async fn list_by_score(
+    pool: &PgPool,
+    filter: &ListFilter,
+    after: Option<(f64, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Listed>> {
+    let (score, id) = after.unzip();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LISTED} AND ($4::float8 IS NULL OR (score, account_id) > ($4, $5)) ORDER BY score, account_id LIMIT $6"
+    )))
+    .bind(filter.band)
+    .bind(&filter.segment)
+    .bind(&filter.owner)
+    .bind(score)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Most ARR at risk first, after the cursor `(arr_at_risk_minor, account_id)`.
+pub async fn list_by_arr_at_risk(
+    pool: &PgPool,
+    filter: &ListFilter,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Listed>> {
+    let (risk, id) = after.unzip();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM ({LISTED}) l WHERE ($4::int8 IS NULL OR (l.arr_at_risk_minor < $4) \
+           OR (l.arr_at_risk_minor = $4 AND l.account_id > $5)) \
+         ORDER BY l.arr_at_risk_minor DESC, l.account_id LIMIT $6"
+    )))
+    .bind(filter.band)
+    .bind(&filter.segment)
+    .bind(&filter.owner)
+    .bind(risk)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Score, band, currency and ARR of every account matching `filter`.
+pub async fn distribution(
+    pool: &PgPool,
+    filter: &ListFilter,
+) -> sqlx::Result<Vec<(f64, i16, String, i64)>> {
+    sqlx::query_as(
+        "SELECT score, band, currency, arr_minor FROM health.scores \
+         WHERE ($1::text IS NULL OR segment = $1) AND ($2::text IS NULL OR owner = $2)",
+    )
+    .bind(&filter.segment)
+    .bind(&filter.owner)
+    .fetch_all(pool)
+    .await
+}
+
+/// The highest scores matching `filter`.
+pub async fn top(pool: &PgPool, filter: &ListFilter, limit: i64) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LISTED} ORDER BY score DESC, account_id LIMIT $4"
+    )))
+    .bind(filter.band)
+    .bind(&filter.segment)
+    .bind(&filter.owner)
     .bind(limit)
     .fetch_all(pool)
     .await
