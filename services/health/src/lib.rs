@@ -9,6 +9,7 @@
 pub mod cards;
 pub mod changes;
 pub mod grpc;
+pub mod model;
 pub mod notify;
 pub mod queue;
 pub mod scorecard;
