@@ -7,6 +7,7 @@ mod fixtures;
 mod health;
 mod import;
 mod ingestion;
+mod learning;
 mod outbox;
 mod playbooks;
 mod records;

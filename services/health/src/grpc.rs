@@ -18,6 +18,7 @@ pub struct HealthApi {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
     scorer: Scorer,
+    trainer: crate::training::Trainer,
 }
 
 impl HealthApi {
@@ -25,11 +26,13 @@ impl HealthApi {
         pool: PgPool,
         ingestion: IngestionServiceClient<TracedChannel>,
         scorer: Scorer,
+        trainer: crate::training::Trainer,
     ) -> Self {
         Self {
             pool,
             ingestion,
             scorer,
+            trainer,
         }
     }
 
@@ -396,6 +399,70 @@ impl HealthApi {
     }
 }
 
+impl HealthApi {
+    async fn train_churn_model(
+        &self,
+        request: pb::TrainChurnModelRequest,
+    ) -> ApiResult<pb::TrainChurnModelResponse> {
+        const METHOD: &str = "TrainChurnModel";
+        let mut violations = Violations::default();
+        violations.check(
+            (0..=3650).contains(&request.horizon_days),
+            "horizon_days",
+            "must be 0-3650 (0: 90)",
+        );
+        violations.check(
+            request.l2.is_finite() && request.l2 >= 0.0,
+            "l2",
+            "must be a finite number, not negative",
+        );
+        violations.into_result()?;
+        let horizon = if request.horizon_days == 0 {
+            90
+        } else {
+            request.horizon_days
+        };
+        let l2 = if request.l2 == 0.0 { 0.01 } else { request.l2 };
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let model = self.trainer.start(horizon, l2).await?;
+        let response = pb::TrainChurnModelResponse { model: Some(model) };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn get_churn_model(
+        &self,
+        request: pb::GetChurnModelRequest,
+    ) -> ApiResult<pb::GetChurnModelResponse> {
+        let model_id = match request.model_id.as_str() {
+            "" => None,
+            id => Some(
+                uuid::Uuid::parse_str(id)
+                    .map_err(|_| ApiError::invalid("model_id", "is not a model id"))?,
+            ),
+        };
+        Ok(pb::GetChurnModelResponse {
+            model: Some(self.trainer.get(model_id).await?),
+        })
+    }
+
+    async fn predict_churn(
+        &self,
+        request: pb::PredictChurnRequest,
+    ) -> ApiResult<pb::PredictChurnResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.into_result()?;
+        self.trainer.predict(&request.account_id).await
+    }
+}
+
 #[tonic::async_trait]
 impl HealthService for HealthApi {
     async fn notify_accounts_changed(
@@ -483,6 +550,33 @@ impl HealthService for HealthApi {
     ) -> Result<Response<pb::GetHealthDistributionResponse>, Status> {
         Ok(Response::new(
             self.get_health_distribution(request.into_inner()).await?,
+        ))
+    }
+
+    async fn train_churn_model(
+        &self,
+        request: Request<pb::TrainChurnModelRequest>,
+    ) -> Result<Response<pb::TrainChurnModelResponse>, Status> {
+        Ok(Response::new(
+            self.train_churn_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_churn_model(
+        &self,
+        request: Request<pb::GetChurnModelRequest>,
+    ) -> Result<Response<pb::GetChurnModelResponse>, Status> {
+        Ok(Response::new(
+            self.get_churn_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn predict_churn(
+        &self,
+        request: Request<pb::PredictChurnRequest>,
+    ) -> Result<Response<pb::PredictChurnResponse>, Status> {
+        Ok(Response::new(
+            self.predict_churn(request.into_inner()).await?,
         ))
     }
 }

@@ -16,11 +16,13 @@ pub mod scorecard;
 pub mod scoring;
 pub mod signals;
 pub mod store;
+pub mod training;
 
 use tenure_platform::client::channel;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::health::v1::health_service_server::HealthServiceServer;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tonic::service::Routes;
 
 /// The Postgres schema health owns.
@@ -43,6 +45,9 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
     let bytes = context.server.max_message_bytes;
+    let renewals = RenewalsServiceClient::new(channel(&context.peers.renewals_url)?);
+    let trainer = training::Trainer::new(context.pool.clone(), ingestion.clone(), renewals);
+    trainer.fail_interrupted().await?;
     let scorer = scoring::Scorer::new(
         context.pool.clone(),
         ingestion.clone(),
@@ -52,6 +57,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         context.pool.clone(),
         ingestion,
         scorer.clone(),
+        trainer,
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);

@@ -96,3 +96,18 @@ pub fn values(s: &AccountSignals) -> BTreeMap<String, f64> {
     }
     out
 }
+
+/// The categorical signals of an account: its segment and its category
+/// attributes.
+pub fn categories(s: &AccountSignals) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if !s.segment.is_empty() {
+        out.insert("segment".to_owned(), s.segment.clone());
+    }
+    for (name, attribute) in &s.attributes {
+        if let Some(Value::Category(category)) = &attribute.value {
+            out.insert(format!("attributes.{name}"), category.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,324 @@
+//! Training churn models in the background and serving their predictions.
+//!
+//! Examples are past renewal outcomes from renewals, each with the
+//! account's signals from ingestion as they were `horizon_days` before its
+//! term end: ingestion answers as of that day, so nothing from after it can
+//! leak into training.
+
+use chrono::{Days, Utc};
+use prost::Message as _;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tenure_platform::client::TracedChannel;
+use tenure_platform::{ApiError, ApiResult, time};
+use tenure_proto::health::v1 as pb;
+use tenure_proto::ingestion::v1::GetAccountSignalsRequest;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
+use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::model::{self, Example, FitOptions, Model};
+use crate::signals;
+
+/// Fewest examples worth fitting.
+const MIN_EXAMPLES: usize = 10;
+
+#[derive(Clone)]
+pub struct Trainer {
+    pool: PgPool,
+    ingestion: IngestionServiceClient<TracedChannel>,
+    renewals: RenewalsServiceClient<TracedChannel>,
+}
+
+impl Trainer {
+    pub fn new(
+        pool: PgPool,
+        ingestion: IngestionServiceClient<TracedChannel>,
+        renewals: RenewalsServiceClient<TracedChannel>,
+    ) -> Self {
+        Self {
+            pool,
+            ingestion,
+            renewals,
+        }
+    }
+
+    /// Models left RUNNING by a process that stopped will never finish.
+    pub async fn fail_interrupted(&self) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE health.churn_models SET status = $1, error = 'interrupted by a restart', finish_time = now() \
+             WHERE status = $2",
+        )
+        .bind(pb::ModelStatus::Failed as i16)
+        .bind(pb::ModelStatus::Running as i16)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a RUNNING model and trains it in the background.
+    pub async fn start(&self, horizon_days: i32, l2: f64) -> ApiResult<pb::ChurnModel> {
+        let model_id = Uuid::now_v7();
+        let created: chrono::DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO health.churn_models (model_id, status, horizon_days, l2) VALUES ($1, $2, $3, $4) \
+             RETURNING create_time",
+        )
+        .bind(model_id)
+        .bind(pb::ModelStatus::Running as i16)
+        .bind(horizon_days)
+        .bind(l2)
+        .fetch_one(&self.pool)
+        .await?;
+        let trainer = self.clone();
+        tokio::spawn(
+            async move {
+                let outcome = trainer.train(model_id, horizon_days, l2).await;
+                if let Err(error) = trainer.finish(model_id, outcome).await {
+                    tracing::error!(%model_id, error = %error, "storing a trained model failed");
+                }
+            }
+            .instrument(tracing::info_span!("train_churn_model", %model_id)),
+        );
+        Ok(pb::ChurnModel {
+            model_id: model_id.to_string(),
+            status: pb::ModelStatus::Running as i32,
+            horizon_days,
+            l2,
+            create_time: Some(time::to_timestamp(created)),
+            ..Default::default()
+        })
+    }
+
+    async fn examples(&self, horizon_days: i32) -> anyhow::Result<Vec<Example>> {
+        let mut examples = Vec::new();
+        let mut page_token = String::new();
+        let today = Utc::now().date_naive();
+        loop {
+            let page = self
+                .renewals
+                .clone()
+                .list_renewal_outcomes(ListRenewalOutcomesRequest {
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            for outcome in page.outcomes {
+                let Some(term_end) = outcome.term_end_date.as_ref().and_then(|d| {
+                    chrono::NaiveDate::from_ymd_opt(
+                        d.year,
+                        u32::try_from(d.month).ok()?,
+                        u32::try_from(d.day).ok()?,
+                    )
+                }) else {
+                    continue;
+                };
+                let Some(as_of) = term_end
+                    .checked_sub_days(Days::new(horizon_days as u64))
+                    .filter(|d| *d <= today)
+                else {
+                    continue;
+                };
+                let request = GetAccountSignalsRequest {
+                    account_id: outcome.account_id.clone(),
+                    as_of: Some(time::to_date(as_of)),
+                };
+                let signals = match self.ingestion.clone().get_account_signals(request).await {
+                    Ok(answer) => answer.into_inner().signals.unwrap_or_default(),
+                    // The account was not known yet at the horizon.
+                    Err(status) if status.code() == tonic::Code::NotFound => continue,
+                    Err(status) => return Err(status.into()),
+                };
+                examples.push(Example {
+                    numbers: signals::values(&signals),
+                    categories: signals::categories(&signals),
+                    churned: outcome.kind() == OutcomeKind::Churned,
+                });
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(examples);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    async fn train(
+        &self,
+        model_id: Uuid,
+        horizon_days: i32,
+        l2: f64,
+    ) -> anyhow::Result<(Model, pb::ChurnModel)> {
+        let examples = self.examples(horizon_days).await?;
+        let churns = examples.iter().filter(|e| e.churned).count();
+        anyhow::ensure!(
+            examples.len() >= MIN_EXAMPLES && churns > 0 && churns < examples.len(),
+            "training needs at least {MIN_EXAMPLES} outcomes with both renewals and churns; found {} with {churns} churns",
+            examples.len()
+        );
+        let options = FitOptions {
+            l2,
+            ..FitOptions::default()
+        };
+        let fitting = examples.clone();
+        let (model, predictions) = tokio::task::spawn_blocking(move || {
+            (
+                Model::fit(&fitting, options),
+                model::cross_validate(&fitting, 5, options),
+            )
+        })
+        .await?;
+        let churned: Vec<bool> = examples.iter().map(|e| e.churned).collect();
+        let lift = model::univariate_lift(&model, &examples);
+        let names = model.encoding.feature_names();
+        let numeric: usize = model.encoding.numbers.len();
+        let magnitude: f64 = model.coefficients[..numeric].iter().map(|c| c.abs()).sum();
+        let mut weights: Vec<pb::SignalWeight> = names
+            .into_iter()
+            .enumerate()
+            .map(|(j, feature)| pb::SignalWeight {
+                feature,
+                coefficient: model.coefficients[j],
+                odds_ratio: model.coefficients[j].exp(),
+                lift: lift[j],
+                suggested_weight: if j < numeric && magnitude > 0.0 {
+                    model.coefficients[j].abs() / magnitude * 100.0
+                } else {
+                    0.0
+                },
+            })
+            .collect();
+        weights.sort_by(|a, b| b.coefficient.abs().total_cmp(&a.coefficient.abs()));
+        let report = pb::ChurnModel {
+            model_id: model_id.to_string(),
+            status: pb::ModelStatus::Ready as i32,
+            horizon_days,
+            l2,
+            example_count: examples.len() as i32,
+            churn_count: churns as i32,
+            cv_auc: model::auc(&predictions, &churned),
+            cv_brier: Some(model::brier(&predictions, &churned)),
+            signals: weights,
+            ..Default::default()
+        };
+        Ok((model, report))
+    }
+
+    async fn finish(
+        &self,
+        model_id: Uuid,
+        outcome: anyhow::Result<(Model, pb::ChurnModel)>,
+    ) -> sqlx::Result<()> {
+        match outcome {
+            Ok((model, report)) => {
+                tracing::info!(%model_id, examples = report.example_count, cv_auc = ?report.cv_auc, "churn model trained");
+                sqlx::query(
+                    "UPDATE health.churn_models SET status = $2, model = $3, report = $4, finish_time = now() \
+                     WHERE model_id = $1",
+                )
+                .bind(model_id)
+                .bind(pb::ModelStatus::Ready as i16)
+                .bind(Json(&model))
+                .bind(report.encode_to_vec())
+                .execute(&self.pool)
+                .await?;
+            }
+            Err(error) => {
+                tracing::warn!(%model_id, error = %format!("{error:#}"), "churn model training failed");
+                sqlx::query(
+                    "UPDATE health.churn_models SET status = $2, error = $3, finish_time = now() WHERE model_id = $1",
+                )
+                .bind(model_id)
+                .bind(pb::ModelStatus::Failed as i16)
+                .bind(format!("{error:#}"))
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A model by id, or the latest ready one.
+    pub async fn get(&self, model_id: Option<Uuid>) -> ApiResult<pb::ChurnModel> {
+        type Row = (
+            Uuid,
+            i16,
+            i32,
+            f64,
+            Option<Vec<u8>>,
+            String,
+            chrono::DateTime<Utc>,
+            Option<chrono::DateTime<Utc>>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT model_id, status, horizon_days, l2, report, error, create_time, finish_time FROM health.churn_models \
+             WHERE ($1::uuid IS NULL AND status = $2) OR model_id = $1 ORDER BY create_time DESC LIMIT 1",
+        )
+        .bind(model_id)
+        .bind(pb::ModelStatus::Ready as i16)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, status, horizon_days, l2, report, error, created, finished) =
+            row.ok_or_else(|| ApiError::NotFound("churn model".to_owned()))?;
+        let mut model = match report {
+            Some(bytes) => pb::ChurnModel::decode(bytes.as_slice())
+                .map_err(|e| anyhow::anyhow!("stored report: {e}"))?,
+            None => pb::ChurnModel::default(),
+        };
+        model.model_id = id.to_string();
+        model.status = i32::from(status);
+        model.horizon_days = horizon_days;
+        model.l2 = l2;
+        model.error = error;
+        model.create_time = Some(time::to_timestamp(created));
+        model.finish_time = finished.map(time::to_timestamp);
+        Ok(model)
+    }
+
+    /// An account's churn probability now, from the latest ready model.
+    pub async fn predict(&self, account_id: &str) -> ApiResult<pb::PredictChurnResponse> {
+        let row: Option<(Uuid, Json<Model>)> = sqlx::query_as(
+            "SELECT model_id, model FROM health.churn_models WHERE status = $1 ORDER BY create_time DESC LIMIT 1",
+        )
+        .bind(pb::ModelStatus::Ready as i16)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (model_id, Json(model)) = row.ok_or_else(|| {
+            ApiError::FailedPrecondition("no churn model is trained yet".to_owned())
+        })?;
+        let request = GetAccountSignalsRequest {
+            account_id: account_id.to_owned(),
+            as_of: None,
+        };
+        let signals = self
+            .ingestion
+            .clone()
+            .get_account_signals(request)
+            .await
+            .map_err(|s| ApiError::from_upstream(s, &format!("account {account_id}")))?
+            .into_inner()
+            .signals
+            .unwrap_or_default();
+        let (probability, contributions) =
+            model.predict(&signals::values(&signals), &signals::categories(&signals));
+        let mut top: Vec<(String, f64)> = contributions
+            .into_iter()
+            .filter(|(_, c)| *c != 0.0)
+            .collect();
+        top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        top.truncate(5);
+        Ok(pb::PredictChurnResponse {
+            model_id: model_id.to_string(),
+            churn_probability: probability,
+            top_signals: top
+                .into_iter()
+                .map(|(feature, contribution)| pb::SignalContribution {
+                    feature,
+                    contribution,
+                })
+                .collect(),
+        })
+    }
+}
