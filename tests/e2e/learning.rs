@@ -193,3 +193,76 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
     assert!((0.0..=1.0).contains(&prediction.churn_probability));
     app.stop().await;
 }
+
+fn single_measure(name: &str, signal: &str) -> hpb::CreateScorecardRequest {
+    let measure = hpb::Measure {
+        name: signal.into(),
+        signal: signal.into(),
+        weight: 1.0,
+        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule {
+            worst: 3.0,
+            best: 0.0,
+        })),
+    };
+    hpb::CreateScorecardRequest {
+        request_id: String::new(),
+        scorecard: Some(hpb::Scorecard {
+            name: name.into(),
+            groups: vec![hpb::MeasureGroup {
+                name: "Risk".into(),
+                measures: vec![measure],
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn backtests_tell_a_useful_scorecard_from_a_blind_one() {
+    let mut app = TestStack::spawn().await;
+    generate(&mut app).await;
+    app.health
+        .create_scorecard(single_measure("support", "open_tickets_p1"))
+        .await
+        .unwrap();
+    app.health
+        .create_scorecard(single_measure("news", "risk_signals_90d"))
+        .await
+        .unwrap();
+    let backtest = |name: &str| hpb::BacktestScorecardRequest {
+        name: name.into(),
+        version: 0,
+        horizon_days: 90,
+    };
+
+    let support = app
+        .health
+        .backtest_scorecard(backtest("support"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(support.example_count, ACCOUNTS as i32);
+    // 16 clean renewers rank above all 20 churners; 4 renewers tie with them.
+    assert_eq!(support.auc, Some(0.9), "{support:?}");
+    assert!(
+        support.surprise_churns.is_empty(),
+        "every churner was red at the horizon"
+    );
+    let green = support
+        .bands
+        .iter()
+        .find(|b| b.band() == hpb::Band::Green)
+        .unwrap();
+    assert_eq!(green.renewal_rate_pct, Some(100.0));
+
+    // Layoffs came after the snapshot: a scorecard of them saw nothing coming.
+    let news = app
+        .health
+        .backtest_scorecard(backtest("news"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(news.auc, Some(0.5));
+    assert_eq!(news.surprise_churns.len(), ACCOUNTS / 2);
+    app.stop().await;
+}

@@ -452,6 +452,31 @@ impl HealthApi {
         })
     }
 
+    async fn backtest_scorecard(
+        &self,
+        request: pb::BacktestScorecardRequest,
+    ) -> ApiResult<pb::BacktestScorecardResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.name, "name", MAX_ID);
+        violations.check(request.version >= 0, "version", "must not be negative");
+        violations.check(
+            (0..=3650).contains(&request.horizon_days),
+            "horizon_days",
+            "must be 0-3650 (0: 90)",
+        );
+        violations.into_result()?;
+        let version = (request.version > 0).then_some(request.version);
+        let card = store::scorecard(&self.pool, &request.name, version)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("scorecard {}", request.name)))?;
+        let horizon = if request.horizon_days == 0 {
+            90
+        } else {
+            request.horizon_days
+        };
+        self.trainer.backtest(&card, horizon).await
+    }
+
     async fn predict_churn(
         &self,
         request: pb::PredictChurnRequest,
@@ -577,6 +602,15 @@ impl HealthService for HealthApi {
     ) -> Result<Response<pb::PredictChurnResponse>, Status> {
         Ok(Response::new(
             self.predict_churn(request.into_inner()).await?,
+        ))
+    }
+
+    async fn backtest_scorecard(
+        &self,
+        request: Request<pb::BacktestScorecardRequest>,
+    ) -> Result<Response<pb::BacktestScorecardResponse>, Status> {
+        Ok(Response::new(
+            self.backtest_scorecard(request.into_inner()).await?,
         ))
     }
 }

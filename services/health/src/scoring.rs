@@ -26,7 +26,7 @@ pub struct Scorer {
     drop_rule: DropRule,
 }
 
-fn band_to_proto(band: Band) -> pb::Band {
+pub fn band_to_proto(band: Band) -> pb::Band {
     match band {
         Band::Red => pb::Band::Red,
         Band::Yellow => pb::Band::Yellow,

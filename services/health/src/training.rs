@@ -91,7 +91,12 @@ impl Trainer {
         })
     }
 
-    async fn examples(&self, horizon_days: i32) -> anyhow::Result<Vec<Example>> {
+    /// Past outcomes with the account's signals at the horizon: (account,
+    /// term end, example).
+    async fn examples(
+        &self,
+        horizon_days: i32,
+    ) -> anyhow::Result<Vec<(String, chrono::NaiveDate, Example)>> {
         let mut examples = Vec::new();
         let mut page_token = String::new();
         let today = Utc::now().date_naive();
@@ -132,11 +137,12 @@ impl Trainer {
                     Err(status) if status.code() == tonic::Code::NotFound => continue,
                     Err(status) => return Err(status.into()),
                 };
-                examples.push(Example {
+                let example = Example {
                     numbers: signals::values(&signals),
                     categories: signals::categories(&signals),
                     churned: outcome.kind() == OutcomeKind::Churned,
-                });
+                };
+                examples.push((outcome.account_id.clone(), term_end, example));
             }
             if page.next_page_token.is_empty() {
                 return Ok(examples);
@@ -151,7 +157,12 @@ impl Trainer {
         horizon_days: i32,
         l2: f64,
     ) -> anyhow::Result<(Model, pb::ChurnModel)> {
-        let examples = self.examples(horizon_days).await?;
+        let examples: Vec<Example> = self
+            .examples(horizon_days)
+            .await?
+            .into_iter()
+            .map(|(_, _, e)| e)
+            .collect();
         let churns = examples.iter().filter(|e| e.churned).count();
         anyhow::ensure!(
             examples.len() >= MIN_EXAMPLES && churns > 0 && churns < examples.len(),
@@ -319,6 +330,64 @@ impl Trainer {
                     contribution,
                 })
                 .collect(),
+        })
+    }
+
+    /// Scores past accounts at the horizon with one scorecard version.
+    pub async fn backtest(
+        &self,
+        card: &crate::store::StoredScorecard,
+        horizon_days: i32,
+    ) -> ApiResult<pb::BacktestScorecardResponse> {
+        let examples = self
+            .examples(horizon_days)
+            .await
+            .map_err(|e| anyhow::anyhow!("gathering outcomes: {e:#}"))?;
+        let mut scores = Vec::new();
+        let mut renewed = Vec::new();
+        let mut bands: std::collections::BTreeMap<i32, (i32, i32)> =
+            std::collections::BTreeMap::new();
+        let mut surprises = Vec::new();
+        for (account_id, term_end, example) in &examples {
+            let Some(scored) = crate::scorecard::score(&card.definition.0, &example.numbers) else {
+                continue;
+            };
+            let band = crate::scoring::band_to_proto(scored.band);
+            let entry = bands.entry(band as i32).or_default();
+            entry.0 += 1;
+            if !example.churned {
+                entry.1 += 1;
+            }
+            if example.churned && band == pb::Band::Green {
+                surprises.push(pb::SurpriseChurn {
+                    account_id: account_id.clone(),
+                    score: scored.score,
+                    term_end_date: Some(time::to_date(*term_end)),
+                });
+            }
+            scores.push(scored.score);
+            renewed.push(!example.churned);
+        }
+        Ok(pb::BacktestScorecardResponse {
+            name: card.name.clone(),
+            version: card.version,
+            horizon_days,
+            example_count: scores.len() as i32,
+            auc: model::auc(&scores, &renewed),
+            bands: [pb::Band::Red, pb::Band::Yellow, pb::Band::Green]
+                .into_iter()
+                .map(|band| {
+                    let (count, renewed) = bands.get(&(band as i32)).copied().unwrap_or_default();
+                    pb::BandOutcomes {
+                        band: band as i32,
+                        account_count: count,
+                        renewed_count: renewed,
+                        renewal_rate_pct: (count > 0)
+                            .then(|| f64::from(renewed) / f64::from(count) * 100.0),
+                    }
+                })
+                .collect(),
+            surprise_churns: surprises,
         })
     }
 }
