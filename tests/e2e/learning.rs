@@ -191,6 +191,12 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
         .into_inner();
     assert_eq!(prediction.model_id, later.model_id);
     assert!((0.0..=1.0).contains(&prediction.churn_probability));
+
+    let report = tenure::model::train(&app.stack.peers.health_url, 90, 0.01, true)
+        .await
+        .unwrap();
+    let first_signal = report.lines().nth(3).unwrap_or_default();
+    assert!(first_signal.starts_with("open_tickets_p1"), "{report}");
     app.stop().await;
 }
 

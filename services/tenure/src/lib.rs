@@ -4,5 +4,6 @@
 
 pub mod demo;
 pub mod import;
+pub mod model;
 pub mod stack;
 pub mod status;

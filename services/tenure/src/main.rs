@@ -35,6 +35,21 @@ enum Command {
         #[command(flatten)]
         peers: PeerConfig,
     },
+    /// Train a churn model on past renewals and print its report.
+    Train {
+        /// Days before each term end at which signals are taken.
+        #[arg(long, default_value_t = 90)]
+        horizon_days: i32,
+        /// L2 penalty.
+        #[arg(long, default_value_t = 0.01)]
+        l2: f64,
+        /// Return at once instead of waiting for the model.
+        #[arg(long)]
+        no_wait: bool,
+        /// Health service URL.
+        #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
+        health_url: String,
+    },
     /// Load a CSV or JSON Lines file of one record kind through the ingestion API.
     Import {
         /// What the file holds.
@@ -126,6 +141,18 @@ fn main() -> anyhow::Result<()> {
                 if summary.rejected > 0 {
                     println!("rejected rows and their reasons: {}", rejects.display());
                 }
+                Ok(())
+            }
+            Command::Train {
+                horizon_days,
+                l2,
+                no_wait,
+                health_url,
+            } => {
+                print!(
+                    "{}",
+                    tenure::model::train(&health_url, horizon_days, l2, !no_wait).await?
+                );
                 Ok(())
             }
             Command::Status { peers } => {

@@ -1,0 +1,82 @@
+//! `tenure train`: starts churn-model training on the health service,
+//! waits for it and prints the report.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tenure_platform::client::channel;
+use tenure_proto::health::v1 as pb;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+
+/// Trains a model; with `wait`, polls until it is ready and returns the report.
+pub async fn train(
+    health_url: &str,
+    horizon_days: i32,
+    l2: f64,
+    wait: bool,
+) -> anyhow::Result<String> {
+    let mut health = HealthServiceClient::new(channel(health_url)?);
+    let request = pb::TrainChurnModelRequest {
+        request_id: String::new(),
+        horizon_days,
+        l2,
+    };
+    let mut model = health
+        .train_churn_model(request)
+        .await?
+        .into_inner()
+        .model
+        .unwrap_or_default();
+    while wait && model.status() == pb::ModelStatus::Running {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let request = pb::GetChurnModelRequest {
+            model_id: model.model_id.clone(),
+        };
+        model = health
+            .get_churn_model(request)
+            .await?
+            .into_inner()
+            .model
+            .unwrap_or_default();
+    }
+    Ok(render(&model))
+}
+
+/// The report of a model as a table.
+pub fn render(model: &pb::ChurnModel) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "model {} {:?}: horizon {} days, {} outcomes ({} churned)",
+        model.model_id,
+        model.status(),
+        model.horizon_days,
+        model.example_count,
+        model.churn_count
+    );
+    if !model.error.is_empty() {
+        let _ = writeln!(out, "error: {}", model.error);
+    }
+    if let (Some(auc), Some(brier)) = (model.cv_auc, model.cv_brier) {
+        let _ = writeln!(out, "cross-validated AUC {auc:.3}, Brier score {brier:.3}");
+    }
+    if !model.signals.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<36} {:>11} {:>10} {:>7} {:>9}",
+            "SIGNAL", "COEFFICIENT", "ODDS RATIO", "LIFT", "WEIGHT %"
+        );
+    }
+    for s in &model.signals {
+        let lift = s
+            .lift
+            .map(|l| format!("{l:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<36} {:>11.3} {:>10.3} {:>7} {:>9.1}",
+            s.feature, s.coefficient, s.odds_ratio, lift, s.suggested_weight
+        );
+    }
+    out
+}
