@@ -613,4 +613,21 @@ impl HealthService for HealthApi {
             self.backtest_scorecard(request.into_inner()).await?,
         ))
     }
+
+    type WatchHealthChangesStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchHealthChangesResponse, Status>>;
+
+    async fn watch_health_changes(
+        &self,
+        request: Request<pb::WatchHealthChangesRequest>,
+    ) -> Result<Response<Self::WatchHealthChangesStream>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        violations.limit_text(&request.segment, "segment", MAX_ID);
+        violations.limit_text(&request.owner, "owner", MAX_ID);
+        violations.into_result()?;
+        Ok(Response::new(
+            crate::watch::watch(self.pool.clone(), request).await?,
+        ))
+    }
 }

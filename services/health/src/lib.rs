@@ -17,6 +17,7 @@ pub mod scoring;
 pub mod signals;
 pub mod store;
 pub mod training;
+pub mod watch;
 
 use tenure_platform::client::channel;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};

@@ -179,6 +179,7 @@ impl Scorer {
                 arr_minor,
             };
             store::save_score(&mut tx, &health, as_of, &facts).await?;
+            crate::watch::record(&mut tx, &health, before, &facts).await?;
             results.push(health);
         }
         if !events.is_empty() {
