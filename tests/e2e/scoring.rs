@@ -646,3 +646,75 @@ async fn watchers_follow_changes_and_resume_from_their_cursor() {
     assert_eq!(violated_fields(&bad), ["cursor"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn late_data_rewrites_the_history_it_belongs_to() {
+    let mut app = TestStack::spawn().await;
+    app.ingestion
+        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account("late", "Late", 400)],
+        })
+        .await
+        .unwrap();
+    app.health
+        .create_scorecard(card(
+            "default",
+            "",
+            vec![group(
+                "Support",
+                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
+            )],
+        ))
+        .await
+        .unwrap();
+    app.health
+        .recompute_health(hpb::RecomputeHealthRequest {
+            account_ids: vec!["late".into()],
+        })
+        .await
+        .unwrap();
+    let db = app.db().await;
+    sqlx::query(
+        "INSERT INTO health.score_history (account_id, day, score, band, scorecard_name, scorecard_version) \
+         VALUES ('late', current_date - 10, 100, 3, 'default', 1), ('late', current_date - 20, 100, 3, 'default', 1)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+
+    // A P1 opened twelve days ago arrives only now.
+    app.ingestion
+        .batch_upsert_tickets(pb::BatchUpsertTicketsRequest {
+            request_id: String::new(),
+            tickets: vec![ticket(
+                "late-t",
+                "late",
+                pb::TicketPriority::P1,
+                pb::TicketCategory::Defect,
+                days_ago(12),
+                None,
+            )],
+        })
+        .await
+        .unwrap();
+    let rewritten = eventually(Duration::from_secs(15), || async {
+        let score: f64 = sqlx::query_scalar("SELECT score FROM health.score_history WHERE account_id = 'late' AND day = current_date - 10")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        (score < 100.0).then_some(score)
+    })
+    .await;
+    assert_eq!(
+        rewritten.map(f64::round),
+        Some(67.0),
+        "the snapshot of ten days ago now sees the ticket"
+    );
+    let untouched: f64 = sqlx::query_scalar("SELECT score FROM health.score_history WHERE account_id = 'late' AND day = current_date - 20")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(untouched, 100.0, "days before the event stay as they were");
+    app.stop().await;
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
 use tenure_platform::{ApiError, ApiResult, time};
@@ -201,24 +201,101 @@ impl Scorer {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let rows: Vec<(String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
             "DELETE FROM health.rescore_queue WHERE account_id IN ( \
                SELECT account_id FROM health.rescore_queue ORDER BY last_marked_at \
                LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING account_id",
+             RETURNING account_id, earliest_event_time",
         )
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-        if ids.is_empty() {
+        if rows.is_empty() {
             return Ok(0);
         }
+        let today = Utc::now().date_naive();
+        let late: Vec<(String, NaiveDate)> = rows
+            .iter()
+            .filter_map(|(id, earliest)| Some((id.clone(), earliest.as_ref()?.date_naive())))
+            .filter(|(_, day)| *day < today)
+            .collect();
+        self.recompute_history(&late)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ids = rows.into_iter().map(|(id, _)| id).collect();
         let scored = self
             .recompute(ids)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         tx.commit().await?;
         Ok(scored.len())
+    }
+
+    /// Late data: for accounts whose changes happened on a past day, the
+    /// snapshots from that day on are recomputed from the signals as of
+    /// each day, so history follows event time, not arrival time.
+    pub async fn recompute_history(&self, late: &[(String, NaiveDate)]) -> ApiResult<usize> {
+        const MAX_DAYS_BACK: i64 = 400;
+        let mut by_day: std::collections::BTreeMap<NaiveDate, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (account_id, earliest) in late {
+            let floor = Utc::now().date_naive() - chrono::Days::new(MAX_DAYS_BACK as u64);
+            let days: Vec<NaiveDate> = sqlx::query_scalar(
+                "SELECT day FROM health.score_history WHERE account_id = $1 AND day >= $2 AND day < current_date",
+            )
+            .bind(account_id)
+            .bind((*earliest).max(floor))
+            .fetch_all(&self.pool)
+            .await?;
+            for day in days {
+                by_day.entry(day).or_default().push(account_id.clone());
+            }
+        }
+        let mut recomputed = 0;
+        for (day, account_ids) in by_day {
+            let request = StreamAccountSignalsRequest {
+                account_ids,
+                as_of: Some(time::to_date(day)),
+            };
+            let mut stream = self
+                .ingestion
+                .clone()
+                .stream_account_signals(request)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account signals"))?
+                .into_inner();
+            let mut tx = self.pool.begin().await?;
+            while let Some(message) = stream
+                .message()
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account signals"))?
+            {
+                let Some(signals) = message.signals else {
+                    continue;
+                };
+                let Some(card) = store::scorecard_for_segment(&self.pool, &signals.segment).await?
+                else {
+                    continue;
+                };
+                let Some(scored) =
+                    scorecard::score(&card.definition.0, &crate::signals::values(&signals))
+                else {
+                    continue;
+                };
+                store::save_snapshot(
+                    &mut tx,
+                    &signals.account_id,
+                    day,
+                    scored.score,
+                    scored.band as i16,
+                    &card,
+                )
+                .await?;
+                recomputed += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(recomputed)
     }
 
     /// Keeps the scores of changed accounts current until cancelled.

@@ -336,3 +336,27 @@ pub async fn top(pool: &PgPool, filter: &ListFilter, limit: i64) -> sqlx::Result
     .fetch_all(pool)
     .await
 }
+
+/// Replaces one day's snapshot (late data recomputing the past).
+pub async fn save_snapshot(
+    tx: &mut PgConnection,
+    account_id: &str,
+    day: NaiveDate,
+    score: f64,
+    band: i16,
+    card: &StoredScorecard,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE health.score_history SET score = $3, band = $4, scorecard_name = $5, scorecard_version = $6 \
+         WHERE account_id = $1 AND day = $2",
+    )
+    .bind(account_id)
+    .bind(day)
+    .bind(score)
+    .bind(band)
+    .bind(&card.name)
+    .bind(card.version)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
