@@ -206,6 +206,25 @@ impl HealthApi {
             change_30d,
             change_90d,
         });
+        let method = store::Rollup::from_env()?;
+        if let Some((score, child_count)) =
+            store::rollup(&self.pool, &health.account_id, method).await?
+        {
+            let bands = store::scorecard(
+                &self.pool,
+                &health.scorecard_name,
+                Some(health.scorecard_version),
+            )
+            .await?
+            .map(|card| card.definition.0.bands)
+            .unwrap_or_default();
+            health.rollup = Some(pb::ParentRollup {
+                score,
+                band: crate::scoring::band_to_proto(bands.band(score)) as i32,
+                child_count: child_count as i32,
+                method: method.name().to_owned(),
+            });
+        }
         Ok(pb::GetHealthResponse {
             health: Some(health),
         })

@@ -73,6 +73,7 @@ pub fn to_health(
         as_of: signals.as_of,
         compute_time: Some(time::to_timestamp(Utc::now())),
         trend: None,
+        rollup: None,
     }
 }
 
@@ -175,6 +176,7 @@ impl Scorer {
             let facts = store::AccountFacts {
                 segment: signals.segment.clone(),
                 owner: signals.owner.clone(),
+                parent_account_id: signals.parent_account_id.clone(),
                 currency,
                 arr_minor,
             };

@@ -97,6 +97,7 @@ pub async fn any_scorecard(pool: &PgPool) -> sqlx::Result<bool> {
 pub struct AccountFacts {
     pub segment: String,
     pub owner: String,
+    pub parent_account_id: String,
     pub currency: String,
     pub arr_minor: i64,
 }
@@ -111,12 +112,13 @@ pub async fn save_score(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO health.scores (account_id, score, band, scorecard_name, scorecard_version, as_of, detail, \
-           compute_time, segment, owner, currency, arr_minor) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11) \
+           compute_time, segment, owner, currency, arr_minor, parent_account_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11, $12) \
          ON CONFLICT (account_id) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band, \
            scorecard_name = EXCLUDED.scorecard_name, scorecard_version = EXCLUDED.scorecard_version, \
            as_of = EXCLUDED.as_of, detail = EXCLUDED.detail, compute_time = now(), segment = EXCLUDED.segment, \
-           owner = EXCLUDED.owner, currency = EXCLUDED.currency, arr_minor = EXCLUDED.arr_minor",
+           owner = EXCLUDED.owner, currency = EXCLUDED.currency, arr_minor = EXCLUDED.arr_minor, \
+           parent_account_id = EXCLUDED.parent_account_id",
     )
     .bind(&health.account_id)
     .bind(health.score)
@@ -129,6 +131,7 @@ pub async fn save_score(
     .bind(&facts.owner)
     .bind(&facts.currency)
     .bind(facts.arr_minor)
+    .bind(&facts.parent_account_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -359,4 +362,55 @@ pub async fn save_snapshot(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// How a parent's children combine (`HEALTH_PARENT_ROLLUP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollup {
+    ArrWeighted,
+    Worst,
+}
+
+impl Rollup {
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("HEALTH_PARENT_ROLLUP").as_deref() {
+            Err(_) | Ok("arr_weighted") => Ok(Self::ArrWeighted),
+            Ok("worst") => Ok(Self::Worst),
+            Ok(other) => {
+                anyhow::bail!("HEALTH_PARENT_ROLLUP={other:?} is neither arr_weighted nor worst")
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ArrWeighted => "arr_weighted",
+            Self::Worst => "worst",
+        }
+    }
+}
+
+/// The children's combined score and their count, if the account has scored children.
+pub async fn rollup(
+    pool: &PgPool,
+    parent_account_id: &str,
+    method: Rollup,
+) -> sqlx::Result<Option<(f64, i64)>> {
+    let row: (Option<f64>, Option<f64>, Option<f64>, i64) = sqlx::query_as(
+        "SELECT sum(score * arr_minor::float8) / nullif(sum(arr_minor::float8), 0), avg(score), min(score), count(*) \
+         FROM health.scores WHERE parent_account_id = $1",
+    )
+    .bind(parent_account_id)
+    .fetch_one(pool)
+    .await?;
+    let (weighted, mean, worst, count) = row;
+    if count == 0 {
+        return Ok(None);
+    }
+    let score = match method {
+        // Children without ARR weigh equally.
+        Rollup::ArrWeighted => weighted.or(mean),
+        Rollup::Worst => worst,
+    };
+    Ok(score.map(|s| (s, count)))
 }

@@ -31,6 +31,7 @@ pub struct Inputs {
     pub account_id: String,
     pub segment: String,
     pub owner: String,
+    pub parent_account_id: String,
     pub attributes: Attributes,
     pub subscriptions: Vec<SubscriptionRecord>,
     pub subscriptions_year_before: Vec<SubscriptionRecord>,
@@ -189,6 +190,7 @@ pub fn compute(inputs: &Inputs, as_of: NaiveDate) -> AccountSignals {
         as_of: Some(to_date(as_of)),
         segment: inputs.segment.clone(),
         owner: inputs.owner.clone(),
+        parent_account_id: inputs.parent_account_id.clone(),
         seats_purchased: seats as i32,
         active_users_7d: usage.active_users_7d as i32,
         active_users_30d: usage.active_users_30d as i32,
@@ -249,8 +251,8 @@ pub async fn load(
     as_of: NaiveDate,
 ) -> sqlx::Result<Option<Inputs>> {
     let end = cutoff(as_of);
-    let account: Option<(String, String, sqlx::types::Json<Attributes>)> = sqlx::query_as(
-        "SELECT segment, owner, attributes FROM ingestion.account_versions WHERE account_id = $1 \
+    let account: Option<(String, String, Option<String>, sqlx::types::Json<Attributes>)> = sqlx::query_as(
+        "SELECT segment, owner, parent_account_id, attributes FROM ingestion.account_versions WHERE account_id = $1 \
          ORDER BY (valid_from < $2) DESC, CASE WHEN valid_from < $2 THEN valid_from END DESC, valid_from ASC \
          LIMIT 1",
     )
@@ -258,7 +260,7 @@ pub async fn load(
     .bind(end)
     .fetch_optional(pool)
     .await?;
-    let Some((segment, owner, attributes)) = account else {
+    let Some((segment, owner, parent_account_id, attributes)) = account else {
         return Ok(None);
     };
     let year_before = end - chrono::Duration::days(365);
@@ -275,6 +277,7 @@ pub async fn load(
         account_id: account_id.to_owned(),
         segment,
         owner,
+        parent_account_id: parent_account_id.unwrap_or_default(),
         attributes: attributes.0,
         subscriptions: records::as_of(pool, account_id, end).await?,
         subscriptions_year_before: records::as_of(pool, account_id, year_before).await?,
