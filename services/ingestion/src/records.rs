@@ -146,12 +146,17 @@ async fn versions_as_of<R: Record>(
     account_id: Option<&str>,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
-    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+    // Two statements, not one with an OR, so each keeps its index.
+    let scope = match account_id {
+        Some(_) => "account_id = $1",
+        None => "account_id IS NULL AND $1::text IS NULL",
+    };
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
-         WHERE account_id IS NOT DISTINCT FROM $1 AND kind = $2 \
+         WHERE {scope} AND kind = $2 \
          ORDER BY record_id, (valid_from < $3) DESC, \
-                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
-    )
+                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC"
+    )))
     .bind(account_id)
     .bind(R::KIND)
     .bind(cutoff)

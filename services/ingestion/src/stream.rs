@@ -2,6 +2,7 @@
 //! of many accounts with flow control.
 
 use chrono::NaiveDate;
+use futures::StreamExt as _;
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations};
 use tenure_proto::ingestion::v1 as pb;
@@ -17,6 +18,9 @@ use crate::writes::{Changes, enqueue_changes};
 /// Chunks in flight between the stream reader and the client: a slow
 /// client slows the producer instead of filling memory.
 const BUFFERED: usize = 4;
+
+/// Accounts whose signals load concurrently within one stream.
+const CONCURRENT_LOADS: usize = 8;
 
 /// Reads event chunks and answers each once it is committed, with a status
 /// per event. A database failure ends the stream with that status; chunks
@@ -160,11 +164,18 @@ pub fn signals(
                         }
                         after = pending.last().cloned();
                     }
-                    for account_id in pending.drain(..) {
-                        let inputs = signals::load(&pool, &account_id, as_of)
-                            .await?
-                            .ok_or_else(|| ApiError::NotFound(format!("account {account_id} as of {as_of}")))?;
-                        let message = pb::StreamAccountSignalsResponse { signals: Some(signals::compute(&inputs, as_of)) };
+                    // Several accounts load at once: each load is a dozen
+                    // small queries, mostly waiting on round trips.
+                    let mut loads = futures::stream::iter(pending.drain(..).map(|account_id| {
+                        let pool = pool.clone();
+                        async move { (signals::load(&pool, &account_id, as_of).await, account_id) }
+                    }))
+                    .buffered(CONCURRENT_LOADS);
+                    while let Some((inputs, account_id)) = loads.next().await {
+                        let inputs =
+                            inputs?.ok_or_else(|| ApiError::NotFound(format!("account {account_id} as of {as_of}")))?;
+                        let message =
+                            pb::StreamAccountSignalsResponse { signals: Some(signals::compute(&inputs, as_of)) };
                         if sender.send(Ok(message)).await.is_err() {
                             return Ok(());
                         }

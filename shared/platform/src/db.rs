@@ -19,6 +19,9 @@ pub async fn connect(options: PgConnectOptions, max_connections: u32) -> anyhow:
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // A broken connection fails its query and is replaced; pinging on
+        // every checkout would double the round trips of small queries.
+        .test_before_acquire(false)
         .connect_with(options.clone())
         .await
         .with_context(|| {
