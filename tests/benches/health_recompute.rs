@@ -151,7 +151,7 @@ fn main() {
         let started = Instant::now();
         let mut scored = 0;
         for chunk in ids.chunks(BATCH) {
-            let request = hpb::RecomputeHealthRequest { account_ids: chunk.to_vec() };
+            let request = hpb::RecomputeHealthRequest { account_ids: chunk.to_vec(), all_accounts: false };
             scored += app.health.recompute_health(request).await.expect("recompute").into_inner().healths.len();
         }
         let recompute = started.elapsed();

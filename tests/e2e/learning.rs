@@ -142,6 +142,9 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
         (model.example_count, model.churn_count),
         (ACCOUNTS as i32, ACCOUNTS as i32 / 2)
     );
+    let window = model.training_window.unwrap();
+    assert_eq!(window.start, Some(to_date(today_minus(10))));
+    assert_eq!(window.end, Some(to_date(today_minus(9))));
     assert_eq!(
         model.signals[0].feature, "open_tickets_p1",
         "{:?}",

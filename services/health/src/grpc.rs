@@ -167,11 +167,19 @@ impl HealthApi {
         request: pb::RecomputeHealthRequest,
     ) -> ApiResult<pb::RecomputeHealthResponse> {
         let mut violations = Violations::default();
-        violations.check(
-            !request.account_ids.is_empty(),
-            "account_ids",
-            "must not be empty",
-        );
+        if request.all_accounts {
+            violations.check(
+                request.account_ids.is_empty(),
+                "account_ids",
+                "must be empty with all_accounts",
+            );
+        } else {
+            violations.check(
+                !request.account_ids.is_empty(),
+                "account_ids",
+                "must not be empty",
+            );
+        }
         violations.check(
             request.account_ids.len() <= 10_000,
             "account_ids",
@@ -181,8 +189,70 @@ impl HealthApi {
             violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
         }
         violations.into_result()?;
+        if request.all_accounts {
+            let scored = self
+                .scorer
+                .recompute_all(&mut self.ingestion.clone())
+                .await?;
+            return Ok(pb::RecomputeHealthResponse {
+                healths: Vec::new(),
+                scored_count: scored as i32,
+            });
+        }
         let healths = self.scorer.recompute(request.account_ids).await?;
-        Ok(pb::RecomputeHealthResponse { healths })
+        Ok(pb::RecomputeHealthResponse {
+            scored_count: healths.len() as i32,
+            healths,
+        })
+    }
+
+    async fn record_assessment(
+        &self,
+        request: pb::RecordAssessmentRequest,
+    ) -> ApiResult<pb::RecordAssessmentResponse> {
+        const METHOD: &str = "RecordAssessment";
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.check(
+            (0.0..=100.0).contains(&request.score),
+            "score",
+            "must lie in 0-100",
+        );
+        violations.limit_text(&request.note, "note", 4000);
+        violations.limit_text(&request.assessed_by, "assessed_by", MAX_ID);
+        let expires_on = time::date(request.expires_on.as_ref(), "expires_on", &mut violations);
+        if let Some(day) = expires_on {
+            violations.check(
+                day >= chrono::Utc::now().date_naive(),
+                "expires_on",
+                "must not be in the past",
+            );
+        }
+        violations.into_result()?;
+        let expires_on = expires_on.ok_or_else(|| anyhow::anyhow!("validated date missing"))?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let id = store::insert_assessment(
+            &mut tx,
+            &request.account_id,
+            request.score,
+            &request.note,
+            &request.assessed_by,
+            expires_on,
+        )
+        .await?;
+        // The scorer picks the account up and rescores it with the assessment.
+        queue::mark(&mut tx, std::slice::from_ref(&request.account_id), None).await?;
+        let response = pb::RecordAssessmentResponse {
+            assessment_id: id.to_string(),
+        };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
     }
 
     async fn get_health(&self, request: pb::GetHealthRequest) -> ApiResult<pb::GetHealthResponse> {
@@ -647,6 +717,15 @@ impl HealthService for HealthApi {
         violations.into_result()?;
         Ok(Response::new(
             crate::watch::watch(self.pool.clone(), request).await?,
+        ))
+    }
+
+    async fn record_assessment(
+        &self,
+        request: Request<pb::RecordAssessmentRequest>,
+    ) -> Result<Response<pb::RecordAssessmentResponse>, Status> {
+        Ok(Response::new(
+            self.record_assessment(request.into_inner()).await?,
         ))
     }
 }

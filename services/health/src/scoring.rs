@@ -128,7 +128,15 @@ impl Scorer {
                     "no scorecard: create a default one first".into(),
                 ));
             };
-            let values = crate::signals::values(&signals);
+            let mut values = crate::signals::values(&signals);
+            let day = signals
+                .as_of
+                .as_ref()
+                .and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+                .unwrap_or_else(|| Utc::now().date_naive());
+            if let Some(score) = store::assessment(&self.pool, &signals.account_id, day).await? {
+                values.insert("csm_assessment".to_owned(), score);
+            }
             let Some(scored) = scorecard::score(&card.definition.0, &values) else {
                 tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
                 continue;
@@ -194,6 +202,35 @@ impl Scorer {
         }
         tx.commit().await?;
         Ok(results)
+    }
+
+    /// Scores every account, a batch of ids at a time; returns how many.
+    pub async fn recompute_all(
+        &self,
+        ids_source: &mut IngestionServiceClient<TracedChannel>,
+    ) -> ApiResult<usize> {
+        use tenure_proto::ingestion::v1::ListAccountsRequest;
+        let mut page_token = String::new();
+        let mut scored = 0;
+        loop {
+            let page = ids_source
+                .list_accounts(ListAccountsRequest {
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "accounts"))?
+                .into_inner();
+            let ids: Vec<String> = page.accounts.into_iter().map(|a| a.account_id).collect();
+            if !ids.is_empty() {
+                scored += self.recompute(ids).await?.len();
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(scored);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Scores a batch of the accounts ingestion reported as changed; they

@@ -31,6 +31,7 @@ pub const KNOWN_SIGNALS: &[&str] = &[
     "arr_growth_pct",
     "success_plan_attainment_pct",
     "risk_signals_90d",
+    "csm_assessment",
 ];
 
 /// Whether a measure may name `signal`.

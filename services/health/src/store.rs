@@ -414,3 +414,44 @@ pub async fn rollup(
     };
     Ok(score.map(|s| (s, count)))
 }
+
+/// The latest assessment of an account made by `as_of` and not expired then.
+pub async fn assessment(
+    pool: &PgPool,
+    account_id: &str,
+    as_of: NaiveDate,
+) -> sqlx::Result<Option<f64>> {
+    sqlx::query_scalar(
+        "SELECT score FROM health.assessments \
+         WHERE account_id = $1 AND assessed_at::date <= $2 AND expires_on >= $2 \
+         ORDER BY assessed_at DESC LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(as_of)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn insert_assessment(
+    tx: &mut PgConnection,
+    account_id: &str,
+    score: f64,
+    note: &str,
+    assessed_by: &str,
+    expires_on: NaiveDate,
+) -> sqlx::Result<uuid::Uuid> {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO health.assessments (assessment_id, account_id, score, note, assessed_by, expires_on) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(account_id)
+    .bind(score)
+    .bind(note)
+    .bind(assessed_by)
+    .bind(expires_on)
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}

@@ -157,12 +157,16 @@ impl Trainer {
         horizon_days: i32,
         l2: f64,
     ) -> anyhow::Result<(Model, pb::ChurnModel)> {
-        let examples: Vec<Example> = self
-            .examples(horizon_days)
-            .await?
-            .into_iter()
-            .map(|(_, _, e)| e)
-            .collect();
+        let gathered = self.examples(horizon_days).await?;
+        let first = gathered.iter().map(|(_, d, _)| *d).min();
+        let last = gathered.iter().map(|(_, d, _)| *d).max();
+        let window = first
+            .zip(last)
+            .map(|(first, last)| tenure_proto::common::v1::DateRange {
+                start: Some(time::to_date(first)),
+                end: last.succ_opt().map(time::to_date),
+            });
+        let examples: Vec<Example> = gathered.into_iter().map(|(_, _, e)| e).collect();
         let churns = examples.iter().filter(|e| e.churned).count();
         anyhow::ensure!(
             examples.len() >= MIN_EXAMPLES && churns > 0 && churns < examples.len(),
@@ -212,6 +216,7 @@ impl Trainer {
             cv_auc: model::auc(&predictions, &churned),
             cv_brier: Some(model::brier(&predictions, &churned)),
             signals: weights,
+            training_window: window,
             ..Default::default()
         };
         Ok((model, report))
