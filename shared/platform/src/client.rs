@@ -18,7 +18,9 @@ pub fn channel(url: &str) -> anyhow::Result<TracedChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid service URL {url:?}"))?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
+        // No blanket per-call timeout: it would also cut off long result
+        // streams (signals of every account). Callers set deadlines per call;
+        // servers bound unary calls with GRPC_REQUEST_TIMEOUT.
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30));
     Ok(ClientTraceLayer.layer(endpoint.connect_lazy()))
