@@ -19,6 +19,7 @@ pub struct HealthApi {
     ingestion: IngestionServiceClient<TracedChannel>,
     scorer: Scorer,
     trainer: crate::training::Trainer,
+    rollup: store::Rollup,
 }
 
 impl HealthApi {
@@ -27,12 +28,14 @@ impl HealthApi {
         ingestion: IngestionServiceClient<TracedChannel>,
         scorer: Scorer,
         trainer: crate::training::Trainer,
+        rollup: store::Rollup,
     ) -> Self {
         Self {
             pool,
             ingestion,
             scorer,
             trainer,
+            rollup,
         }
     }
 
@@ -276,7 +279,7 @@ impl HealthApi {
             change_30d,
             change_90d,
         });
-        let method = store::Rollup::from_env()?;
+        let method = self.rollup;
         if let Some((score, child_count)) =
             store::rollup(&self.pool, &health.account_id, method).await?
         {

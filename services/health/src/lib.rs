@@ -49,8 +49,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let renewals = RenewalsServiceClient::new(channel(&context.peers.renewals_url)?);
     let trainer = training::Trainer::new(context.pool.clone(), ingestion.clone(), renewals);
     trainer.fail_interrupted().await?;
-    // Fail fast on a bad setting rather than on the first request.
-    store::Rollup::from_env()?;
+    let rollup = store::Rollup::from_env()?;
     let scorer = scoring::Scorer::new(
         context.pool.clone(),
         ingestion.clone(),
@@ -61,6 +60,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         ingestion,
         scorer.clone(),
         trainer,
+        rollup,
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);
