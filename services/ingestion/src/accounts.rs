@@ -142,6 +142,16 @@ pub async fn get(pool: &PgPool, account_id: &str) -> sqlx::Result<Option<Account
     .await
 }
 
+/// The accounts of `account_ids` that exist, in id order.
+pub async fn get_many(pool: &PgPool, account_ids: &[String]) -> sqlx::Result<Vec<AccountRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_ACCOUNT} WHERE account_id = ANY($1) ORDER BY account_id"
+    )))
+    .bind(account_ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Filters of a listing; `None` matches anything.
 #[derive(Debug, Default, Clone)]
 pub struct AccountFilter {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_platform::{Violations, money, time};
+use tenure_proto::common::v1::Money;
 use tenure_proto::ingestion::v1 as pb;
 
 use crate::kinds::*;
@@ -270,6 +271,41 @@ pub fn subscription(
             updated_at: updated_at?,
         })
     })
+}
+
+/// A stored subscription version as the API shows it.
+pub fn subscription_to_proto(record: SubscriptionRecord) -> pb::Subscription {
+    let money = |minor| Money {
+        currency_code: record.currency.clone(),
+        amount_minor: minor,
+    };
+    let status = match record.status {
+        SubscriptionStatus::Trial => pb::SubscriptionStatus::Trial,
+        SubscriptionStatus::Active => pb::SubscriptionStatus::Active,
+        SubscriptionStatus::Canceled => pb::SubscriptionStatus::Canceled,
+        SubscriptionStatus::Expired => pb::SubscriptionStatus::Expired,
+    };
+    pb::Subscription {
+        subscription_id: record.subscription_id.clone(),
+        account_id: record.account_id.clone(),
+        status: status as i32,
+        term_start: Some(time::to_date(record.term_start)),
+        term_end: Some(time::to_date(record.term_end)),
+        arr: Some(money(record.arr_minor)),
+        seats: record.seats,
+        auto_renew: record.auto_renew,
+        line_items: record
+            .line_items
+            .iter()
+            .map(|line| pb::LineItem {
+                product: line.product.clone(),
+                plan: line.plan.clone(),
+                quantity: line.quantity,
+                arr: Some(money(line.arr_minor)),
+            })
+            .collect(),
+        updated_at: Some(time::to_timestamp(record.updated_at)),
+    }
 }
 
 pub fn feature(c: &mut Checker<'_>, item: &pb::Feature, path: &str) -> Option<FeatureRecord> {

@@ -261,6 +261,49 @@ impl IngestionApi {
         })
     }
 
+    async fn get_subscription_history(
+        &self,
+        request: pb::GetSubscriptionHistoryRequest,
+    ) -> ApiResult<pb::GetSubscriptionHistoryResponse> {
+        const MAX_IDS: usize = 1000;
+        let mut violations = Violations::default();
+        violations.check(
+            !request.subscription_ids.is_empty() && request.subscription_ids.len() <= MAX_IDS,
+            "subscription_ids",
+            "must hold between 1 and 1000 ids",
+        );
+        for (i, id) in request.subscription_ids.iter().enumerate() {
+            violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let versions: Vec<crate::kinds::SubscriptionRecord> =
+            records::versions(&self.pool, &request.subscription_ids).await?;
+        let mut account_ids: Vec<String> = versions.iter().map(|v| v.account_id.clone()).collect();
+        account_ids.sort();
+        account_ids.dedup();
+        let accounts = accounts::get_many(&self.pool, &account_ids).await?;
+        let mut subscriptions: Vec<pb::SubscriptionHistory> = Vec::new();
+        for version in versions {
+            if subscriptions.last().map(|s| s.subscription_id.as_str())
+                != Some(version.subscription_id.as_str())
+            {
+                subscriptions.push(pb::SubscriptionHistory {
+                    subscription_id: version.subscription_id.clone(),
+                    versions: Vec::new(),
+                });
+            }
+            if let Some(history) = subscriptions.last_mut() {
+                history
+                    .versions
+                    .push(convert::subscription_to_proto(version));
+            }
+        }
+        Ok(pb::GetSubscriptionHistoryResponse {
+            subscriptions,
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
+        })
+    }
+
     async fn list_accounts(
         &self,
         request: pb::ListAccountsRequest,
@@ -614,6 +657,13 @@ impl IngestionService for IngestionApi {
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         respond(self.get_account(request.into_inner()).await)
+    }
+
+    async fn get_subscription_history(
+        &self,
+        request: Request<pb::GetSubscriptionHistoryRequest>,
+    ) -> Result<Response<pb::GetSubscriptionHistoryResponse>, Status> {
+        respond(self.get_subscription_history(request.into_inner()).await)
     }
 
     async fn list_accounts(

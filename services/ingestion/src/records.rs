@@ -133,6 +133,21 @@ pub async fn as_of<R: Record>(
     versions_as_of(pool, Some(account_id), cutoff).await
 }
 
+/// Every version of the records of `ids`, by record id and then source time.
+pub async fn versions<R: Record>(pool: &PgPool, ids: &[String]) -> sqlx::Result<Vec<R>> {
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT data FROM ingestion.record_versions \
+         WHERE kind = $1 AND record_id = ANY($2) ORDER BY record_id, valid_from",
+    )
+    .bind(R::KIND)
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| serde_json::from_value(row).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
+}
+
 /// Catalog records (no account) as they stood at `cutoff`, by the same rule.
 pub async fn catalog_as_of<R: Record>(
     pool: &PgPool,

@@ -128,17 +128,99 @@ impl PlaybooksApi {
             }
         }
         violations.into_result()?;
+        self.record_triggers(
+            METHOD,
+            &request.request_id,
+            &request,
+            "health",
+            &rows,
+            |n| pb::NotifyHealthChangedResponse { recorded_count: n },
+        )
+        .await
+    }
+
+    async fn notify_renewal_approaching(
+        &self,
+        request: pb::NotifyRenewalApproachingRequest,
+    ) -> ApiResult<pb::NotifyRenewalApproachingResponse> {
+        const METHOD: &str = "NotifyRenewalApproaching";
+        let mut violations = Violations::default();
+        violations.check(
+            !request.renewals.is_empty(),
+            "renewals",
+            "must not be empty",
+        );
+        let mut rows = Vec::with_capacity(request.renewals.len());
+        for (i, renewal) in request.renewals.iter().enumerate() {
+            let path = format!("renewals[{i}]");
+            violations.require_text(&renewal.account_id, format!("{path}.account_id"), 128);
+            violations.require_text(
+                &renewal.subscription_id,
+                format!("{path}.subscription_id"),
+                128,
+            );
+            violations.check(
+                renewal.threshold_days > 0,
+                format!("{path}.threshold_days"),
+                "must be positive",
+            );
+            let term_end = time::date(
+                renewal.term_end_date.as_ref(),
+                &format!("{path}.term_end_date"),
+                &mut violations,
+            );
+            if let Some(term_end) = term_end {
+                let payload = serde_json::json!({
+                    "subscription_id": renewal.subscription_id,
+                    "term_end_date": term_end,
+                    "days_to_renewal": renewal.days_to_renewal,
+                    "threshold_days": renewal.threshold_days,
+                    "arr_minor": renewal.arr.as_ref().map(|m| m.amount_minor),
+                    "currency": renewal.arr.as_ref().map(|m| m.currency_code.clone()),
+                });
+                rows.push((
+                    "renewal_approaching",
+                    renewal.account_id.clone(),
+                    payload,
+                    chrono::Utc::now(),
+                ));
+            }
+        }
+        violations.into_result()?;
+        self.record_triggers(
+            METHOD,
+            &request.request_id,
+            &request,
+            "renewals",
+            &rows,
+            |n| pb::NotifyRenewalApproachingResponse { recorded_count: n },
+        )
+        .await
+    }
+
+    /// Records events from `source` once per request id and answers with
+    /// how many were recorded.
+    async fn record_triggers<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        method: &str,
+        request_id: &str,
+        request: &Req,
+        source: &str,
+        rows: &[TriggerRow],
+        respond: impl FnOnce(i32) -> Resp,
+    ) -> ApiResult<Resp> {
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+            idempotency::claim(&mut tx, SCHEMA, method, request_id, request).await?
         {
             return Ok(previous);
         }
-        for (kind, account_id, payload, occurred_at) in &rows {
+        for (kind, account_id, payload, occurred_at) in rows {
             sqlx::query(
                 "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at) \
-                 VALUES ('health', $1, $2, $3, $4)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
+            .bind(source)
             .bind(kind)
             .bind(account_id)
             .bind(payload)
@@ -146,14 +228,20 @@ impl PlaybooksApi {
             .execute(&mut *tx)
             .await?;
         }
-        let response = pb::NotifyHealthChangedResponse {
-            recorded_count: rows.len() as i32,
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        let response = respond(rows.len() as i32);
+        idempotency::complete(&mut tx, SCHEMA, method, request_id, &response).await?;
         tx.commit().await?;
         Ok(response)
     }
 }
+
+/// An event to record: kind, account, payload, when it happened.
+type TriggerRow = (
+    &'static str,
+    String,
+    serde_json::Value,
+    chrono::DateTime<chrono::Utc>,
+);
 
 fn playbook_to_proto(row: PlaybookVersion) -> pb::Playbook {
     pb::Playbook {
@@ -184,6 +272,16 @@ impl PlaybooksService for PlaybooksApi {
     ) -> Result<Response<pb::ListPlaybooksResponse>, Status> {
         Ok(Response::new(
             self.list_playbooks(request.into_inner()).await?,
+        ))
+    }
+
+    async fn notify_renewal_approaching(
+        &self,
+        request: Request<pb::NotifyRenewalApproachingRequest>,
+    ) -> Result<Response<pb::NotifyRenewalApproachingResponse>, Status> {
+        Ok(Response::new(
+            self.notify_renewal_approaching(request.into_inner())
+                .await?,
         ))
     }
 

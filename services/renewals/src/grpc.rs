@@ -1,10 +1,13 @@
 //! The gRPC edge of renewals.
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 use tenure_platform::db::{codes, sqlstate};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
 use tenure_proto::common::v1::Money;
 use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -15,12 +18,32 @@ const MAX_ID: usize = 128;
 const MAX_NOTE: usize = 4000;
 
 pub struct RenewalsApi {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
+    pub(crate) jobs_wakeup: Arc<Notify>,
+    thresholds: Vec<u32>,
 }
 
 impl RenewalsApi {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, jobs_wakeup: Arc<Notify>, thresholds: Vec<u32>) -> Self {
+        Self {
+            pool,
+            jobs_wakeup,
+            thresholds,
+        }
+    }
+
+    async fn run_renewal_sweep(
+        &self,
+        request: pb::RunRenewalSweepRequest,
+    ) -> ApiResult<pb::RunRenewalSweepResponse> {
+        let mut violations = Violations::default();
+        let as_of =
+            crate::forecasts::day_or_today(request.as_of.as_ref(), "as_of", &mut violations);
+        violations.into_result()?;
+        let emitted = crate::sweep::run(&self.pool, as_of, &self.thresholds).await?;
+        Ok(pb::RunRenewalSweepResponse {
+            emitted_count: emitted as i32,
+        })
     }
 
     async fn record_renewal_outcome(
@@ -81,11 +104,13 @@ impl RenewalsApi {
                 kind
             }
         };
+        let segment = crate::forecasts::filter_text(&request.segment, "segment", &mut violations);
         violations.into_result()?;
         let filter = OutcomeFilter {
             decided_from,
             decided_before,
             kind,
+            segment,
         };
         let mut rows = outcomes::list(&self.pool, &filter, after, i64::from(size) + 1).await?;
         let next_page_token =
@@ -238,6 +263,144 @@ impl RenewalsService for RenewalsApi {
         Ok(Response::new(
             self.notify_subscriptions_changed(request.into_inner())
                 .await?,
+        ))
+    }
+
+    async fn list_renewal_pipeline(
+        &self,
+        request: Request<pb::ListRenewalPipelineRequest>,
+    ) -> Result<Response<pb::ListRenewalPipelineResponse>, Status> {
+        Ok(Response::new(
+            self.list_renewal_pipeline(request.into_inner()).await?,
+        ))
+    }
+
+    async fn summarize_renewal_pipeline(
+        &self,
+        request: Request<pb::SummarizeRenewalPipelineRequest>,
+    ) -> Result<Response<pb::SummarizeRenewalPipelineResponse>, Status> {
+        Ok(Response::new(
+            self.summarize_renewal_pipeline(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn run_renewal_sweep(
+        &self,
+        request: Request<pb::RunRenewalSweepRequest>,
+    ) -> Result<Response<pb::RunRenewalSweepResponse>, Status> {
+        Ok(Response::new(
+            self.run_renewal_sweep(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_retention_metrics(
+        &self,
+        request: Request<pb::GetRetentionMetricsRequest>,
+    ) -> Result<Response<pb::GetRetentionMetricsResponse>, Status> {
+        Ok(Response::new(
+            self.get_retention_metrics(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_revenue_ledger(
+        &self,
+        request: Request<pb::GetRevenueLedgerRequest>,
+    ) -> Result<Response<pb::GetRevenueLedgerResponse>, Status> {
+        Ok(Response::new(
+            self.get_revenue_ledger(request.into_inner()).await?,
+        ))
+    }
+
+    async fn forecast_renewals(
+        &self,
+        request: Request<pb::ForecastRenewalsRequest>,
+    ) -> Result<Response<pb::ForecastRenewalsResponse>, Status> {
+        Ok(Response::new(
+            self.forecast_renewals(request.into_inner()).await?,
+        ))
+    }
+
+    async fn backtest_forecast(
+        &self,
+        request: Request<pb::BacktestForecastRequest>,
+    ) -> Result<Response<pb::BacktestForecastResponse>, Status> {
+        Ok(Response::new(
+            self.backtest_forecast(request.into_inner()).await?,
+        ))
+    }
+
+    async fn start_forecast_job(
+        &self,
+        request: Request<pb::StartForecastJobRequest>,
+    ) -> Result<Response<pb::StartForecastJobResponse>, Status> {
+        Ok(Response::new(
+            self.start_forecast_job(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_forecast_job(
+        &self,
+        request: Request<pb::GetForecastJobRequest>,
+    ) -> Result<Response<pb::GetForecastJobResponse>, Status> {
+        Ok(Response::new(
+            self.get_forecast_job(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_forecast_job_rows(
+        &self,
+        request: Request<pb::ListForecastJobRowsRequest>,
+    ) -> Result<Response<pb::ListForecastJobRowsResponse>, Status> {
+        Ok(Response::new(
+            self.list_forecast_job_rows(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_cohort_retention(
+        &self,
+        request: Request<pb::GetCohortRetentionRequest>,
+    ) -> Result<Response<pb::GetCohortRetentionResponse>, Status> {
+        Ok(Response::new(
+            self.get_cohort_retention(request.into_inner()).await?,
+        ))
+    }
+
+    async fn fit_retention_model(
+        &self,
+        request: Request<pb::FitRetentionModelRequest>,
+    ) -> Result<Response<pb::FitRetentionModelResponse>, Status> {
+        Ok(Response::new(
+            self.fit_retention_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_lifetime_value(
+        &self,
+        request: Request<pb::GetLifetimeValueRequest>,
+    ) -> Result<Response<pb::GetLifetimeValueResponse>, Status> {
+        Ok(Response::new(
+            self.get_lifetime_value(request.into_inner()).await?,
+        ))
+    }
+
+    async fn project_scenario(
+        &self,
+        request: Request<pb::ProjectScenarioRequest>,
+    ) -> Result<Response<pb::ProjectScenarioResponse>, Status> {
+        Ok(Response::new(
+            self.project_scenario(request.into_inner()).await?,
+        ))
+    }
+
+    type StreamForecastStream = crate::forecasts::ForecastStream;
+
+    async fn stream_forecast(
+        &self,
+        request: Request<pb::StreamForecastRequest>,
+    ) -> Result<Response<Self::StreamForecastStream>, Status> {
+        Ok(Response::new(
+            self.stream_forecast(request.into_inner()).await?,
         ))
     }
 }

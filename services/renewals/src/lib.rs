@@ -1,15 +1,36 @@
 //! Renewals: the renewal pipeline, outcomes, retention metrics, forecasts
 //! and lifetime value.
 //!
-//! [`outcomes`] holds the domain rules and storage of renewal outcomes;
-//! [`grpc`] is the edge.
+//! Pure arithmetic lives in [`ledger`] (recurring revenue and its
+//! movements), [`forecast`] (probabilities, totals, calibration) and
+//! [`retention`] (Kaplan–Meier, sBG, lifetime value, scenarios).
+//! [`pipeline`] keeps subscriptions, accounts and opportunities, [`sync`]
+//! keeps them current from ingestion and health, [`sweep`] announces
+//! approaching renewals; [`grpc`], [`forecasts`] and [`reports`] are the edge.
 
+pub mod contracts;
+pub mod forecast;
+pub mod forecasts;
 pub mod grpc;
+pub mod ledger;
+pub mod notify;
 pub mod outcomes;
+pub mod pipeline;
 pub mod queue;
+pub mod reports;
+pub mod retention;
+pub mod sweep;
+pub mod sync;
+pub mod views;
 
+use std::sync::Arc;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;
+
+use tenure_platform::client::channel;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tokio::sync::Notify;
 use tonic::service::Routes;
 
 /// The Postgres schema renewals owns.
@@ -28,12 +49,31 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
 
-/// Starts the gRPC server.
+/// Starts the gRPC server, the pipeline's syncer and sweep, the forecast
+/// job runner and the outbox dispatcher.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
-    let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(context.pool.clone()))
-        .max_decoding_message_size(bytes)
-        .max_encoding_message_size(bytes);
-    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    let thresholds = sweep::thresholds_from_env()?;
+    let jobs_wakeup = Arc::new(Notify::new());
+    let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(
+        context.pool.clone(),
+        jobs_wakeup.clone(),
+        thresholds.clone(),
+    ))
+    .max_decoding_message_size(bytes)
+    .max_encoding_message_size(bytes);
+    let syncer = sync::Syncer::new(
+        context.pool.clone(),
+        IngestionServiceClient::new(channel(&context.peers.ingestion_url)?),
+        HealthServiceClient::new(channel(&context.peers.health_url)?),
+        thresholds,
+    );
+    let dispatcher = notify::dispatcher(context.pool.clone(), &context.peers)?;
+    let mut service =
+        RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.spawn(|stop| syncer.run(stop));
+    service.spawn(|stop| dispatcher.run(stop));
+    let pool = context.pool;
+    service.spawn(|stop| forecasts::run_jobs(pool, jobs_wakeup, stop));
     Ok(service)
 }

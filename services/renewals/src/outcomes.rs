@@ -111,14 +111,19 @@ pub struct OutcomeRow {
     pub churn_note: String,
     pub decided_on: NaiveDate,
     pub recorded_at: DateTime<Utc>,
+    /// The model's renewal probability for the account when recorded.
+    pub model_probability: Option<f64>,
 }
 
 /// Inserts an outcome; a second outcome for the same term is a unique violation.
 pub async fn insert(tx: &mut PgConnection, outcome: &NewOutcome) -> sqlx::Result<OutcomeRow> {
     sqlx::query_as(
         "INSERT INTO renewals.outcomes (outcome_id, account_id, subscription_id, term_end_date, kind, \
-           currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+           currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on, \
+           model_probability) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+           (SELECT 1 - churn_probability FROM renewals.accounts WHERE account_id = $2)) \
+         RETURNING *",
     )
     .bind(Uuid::now_v7())
     .bind(&outcome.account_id)
@@ -141,6 +146,7 @@ pub struct OutcomeFilter {
     pub decided_from: Option<NaiveDate>,
     pub decided_before: Option<NaiveDate>,
     pub kind: Option<Kind>,
+    pub segment: Option<String>,
 }
 
 /// Outcomes newest decision first, after the cursor `(decided_on, outcome_id)`.
@@ -152,11 +158,13 @@ pub async fn list(
 ) -> sqlx::Result<Vec<OutcomeRow>> {
     let (after_date, after_id) = after.unzip();
     sqlx::query_as(
-        "SELECT * FROM renewals.outcomes \
+        "SELECT o.* FROM renewals.outcomes o \
          WHERE ($1::date IS NULL OR decided_on >= $1) \
            AND ($2::date IS NULL OR decided_on < $2) \
            AND ($3::int2 IS NULL OR kind = $3) \
            AND ($4::date IS NULL OR (decided_on, outcome_id) < ($4, $5)) \
+           AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM renewals.accounts a \
+                 WHERE a.account_id = o.account_id AND a.segment = $7)) \
          ORDER BY decided_on DESC, outcome_id DESC LIMIT $6",
     )
     .bind(filter.decided_from)
@@ -165,6 +173,7 @@ pub async fn list(
     .bind(after_date)
     .bind(after_id)
     .bind(limit)
+    .bind(filter.segment.as_deref())
     .fetch_all(pool)
     .await
 }

@@ -1,0 +1,73 @@
+//! Contracts due in a period and how they ended: recorded outcomes first,
+//! otherwise what the subscription did (a later term renewed it, a
+//! cancellation or expiry lost it). The source of the contract renewal rate
+//! and of the historical renewal rates forecasts fall back on.
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use crate::forecast::{Calibration, Rates};
+
+/// One contract due, and how it ended if known.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Due {
+    pub segment: Option<String>,
+    /// `Some(true)` renewed (fully or partly), `Some(false)` churned.
+    pub renewed: Option<bool>,
+}
+
+/// Contracts whose term ended in `[from, before)`, with how they ended as
+/// known on `known_on` (outcomes decided by then; a subscription's own
+/// renewal or loss once its term has ended by then).
+pub async fn due(
+    pool: &PgPool,
+    from: Option<NaiveDate>,
+    before: NaiveDate,
+    segment: Option<&str>,
+    known_on: NaiveDate,
+) -> sqlx::Result<Vec<Due>> {
+    sqlx::query_as(
+        "SELECT a.segment, CASE \
+             WHEN x.kind IS NOT NULL AND x.decided_on <= $4 THEN x.kind IN (1, 2) \
+             WHEN o.term_end <= $4 AND o.state = 2 THEN true \
+             WHEN o.term_end <= $4 AND o.state = 3 THEN false \
+           END AS renewed \
+         FROM (SELECT * FROM renewals.opportunities \
+               WHERE ($1::date IS NULL OR term_end >= $1) AND term_end < $2) o \
+         FULL JOIN (SELECT * FROM renewals.outcomes \
+               WHERE ($1::date IS NULL OR term_end_date >= $1) AND term_end_date < $2) x \
+           ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
+         LEFT JOIN renewals.accounts a ON a.account_id = COALESCE(o.account_id, x.account_id) \
+         WHERE $3::text IS NULL OR a.segment = $3",
+    )
+    .bind(from)
+    .bind(before)
+    .bind(segment)
+    .bind(known_on)
+    .fetch_all(pool)
+    .await
+}
+
+/// Renewal rates of every contract decided by `as_of`, by segment.
+pub async fn rates(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Rates> {
+    let mut rates = Rates::default();
+    for contract in due(pool, None, as_of + chrono::Days::new(1), None, as_of).await? {
+        if let Some(renewed) = contract.renewed {
+            rates.add(contract.segment.as_deref().unwrap_or(""), renewed);
+        }
+    }
+    Ok(rates)
+}
+
+/// Calibration of model probabilities on outcomes decided by `as_of` that
+/// recorded the model's renewal probability at the time.
+pub async fn calibration(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Calibration> {
+    let pairs: Vec<(f64, bool)> = sqlx::query_as(
+        "SELECT model_probability, kind IN (1, 2) FROM renewals.outcomes \
+         WHERE model_probability IS NOT NULL AND decided_on <= $1",
+    )
+    .bind(as_of)
+    .fetch_all(pool)
+    .await?;
+    Ok(Calibration::fit(&pairs))
+}

@@ -1,0 +1,368 @@
+//! The renewal pipeline: subscription versions and accounts copied from
+//! ingestion, one opportunity per subscription term derived from them, the
+//! health each account last had, and the read model every list, metric and
+//! forecast starts from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, PgPool};
+use tenure_platform::time;
+use tenure_proto::ingestion::v1 as ipb;
+
+use crate::ledger::{Status, Version};
+
+/// Opportunity states (the API's `OpportunityState` values).
+pub const OPEN: i16 = 1;
+pub const RENEWED: i16 = 2;
+pub const LOST: i16 = 3;
+
+/// Converts ingestion's subscription versions; skips ones it cannot read.
+pub fn versions_from_history(history: &ipb::SubscriptionHistory) -> Vec<Version> {
+    history
+        .versions
+        .iter()
+        .filter_map(|s| {
+            let mut ignored = tenure_platform::Violations::default();
+            let status = match ipb::SubscriptionStatus::try_from(s.status).ok()? {
+                ipb::SubscriptionStatus::Trial => Status::Trial,
+                ipb::SubscriptionStatus::Active => Status::Active,
+                ipb::SubscriptionStatus::Canceled => Status::Canceled,
+                ipb::SubscriptionStatus::Expired => Status::Expired,
+                ipb::SubscriptionStatus::Unspecified => return None,
+            };
+            let arr = s.arr.as_ref()?;
+            Some(Version {
+                subscription_id: s.subscription_id.clone(),
+                account_id: s.account_id.clone(),
+                updated_at: time::timestamp(s.updated_at.as_ref(), "", &mut ignored)?,
+                status,
+                term_start: time::date(s.term_start.as_ref(), "", &mut ignored)?,
+                term_end: time::date(s.term_end.as_ref(), "", &mut ignored)?,
+                currency: arr.currency_code.clone(),
+                arr_minor: arr.amount_minor,
+            })
+        })
+        .collect()
+}
+
+/// One opportunity derived from a subscription's versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    pub subscription_id: String,
+    pub account_id: String,
+    pub term_start: NaiveDate,
+    pub term_end: NaiveDate,
+    pub currency: String,
+    pub arr_minor: i64,
+    pub state: i16,
+    pub next_arr_minor: Option<i64>,
+}
+
+/// The terms of one subscription: each distinct term end, at the term's
+/// latest version. A term followed by a later one renewed; a term whose
+/// latest version is cancelled or expired is lost; the rest are open.
+pub fn terms(versions: &[Version]) -> Vec<Term> {
+    let mut by_end: BTreeMap<NaiveDate, &Version> = BTreeMap::new();
+    let mut sorted: Vec<&Version> = versions.iter().collect();
+    sorted.sort_by_key(|v| v.updated_at);
+    for version in sorted {
+        by_end.insert(version.term_end, version);
+    }
+    let ends: Vec<NaiveDate> = by_end.keys().copied().collect();
+    ends.iter()
+        .enumerate()
+        .map(|(i, end)| {
+            let v = by_end[end];
+            let next = ends.get(i + 1).map(|e| by_end[e]);
+            let (state, next_arr_minor) = match next {
+                Some(next) => (RENEWED, Some(next.arr_minor)),
+                None if !v.status.is_live() => (LOST, None),
+                None => (OPEN, None),
+            };
+            Term {
+                subscription_id: v.subscription_id.clone(),
+                account_id: v.account_id.clone(),
+                term_start: v.term_start,
+                term_end: v.term_end,
+                currency: v.currency.clone(),
+                arr_minor: v.arr_minor,
+                state,
+                next_arr_minor,
+            }
+        })
+        .collect()
+}
+
+/// Stores what ingestion returned: accounts, every subscription version,
+/// and the subscriptions' opportunities rebuilt from all their versions.
+pub async fn apply_history(
+    tx: &mut PgConnection,
+    response: &ipb::GetSubscriptionHistoryResponse,
+) -> sqlx::Result<()> {
+    for account in &response.accounts {
+        sqlx::query(
+            "INSERT INTO renewals.accounts (account_id, name, segment, owner) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id) DO UPDATE SET name = EXCLUDED.name, segment = EXCLUDED.segment, \
+               owner = EXCLUDED.owner, refreshed_at = now()",
+        )
+        .bind(&account.account_id)
+        .bind(&account.name)
+        .bind(&account.segment)
+        .bind(&account.owner)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for history in &response.subscriptions {
+        let versions = versions_from_history(history);
+        for v in &versions {
+            sqlx::query(
+                "INSERT INTO renewals.subscription_versions (subscription_id, updated_at, account_id, \
+                   status, term_start, term_end, currency, arr_minor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .bind(&v.subscription_id)
+            .bind(v.updated_at)
+            .bind(&v.account_id)
+            .bind(v.status as i16)
+            .bind(v.term_start)
+            .bind(v.term_end)
+            .bind(&v.currency)
+            .bind(v.arr_minor)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let stored = load_versions(&mut *tx, &history.subscription_id).await?;
+        sqlx::query("DELETE FROM renewals.opportunities WHERE subscription_id = $1")
+            .bind(&history.subscription_id)
+            .execute(&mut *tx)
+            .await?;
+        for term in terms(&stored) {
+            sqlx::query(
+                "INSERT INTO renewals.opportunities (subscription_id, term_end, account_id, term_start, \
+                   currency, arr_minor, state, next_arr_minor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&term.subscription_id)
+            .bind(term.term_end)
+            .bind(&term.account_id)
+            .bind(term.term_start)
+            .bind(&term.currency)
+            .bind(term.arr_minor)
+            .bind(term.state)
+            .bind(term.next_arr_minor)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    subscription_id: String,
+    updated_at: DateTime<Utc>,
+    account_id: String,
+    status: i16,
+    term_start: NaiveDate,
+    term_end: NaiveDate,
+    currency: String,
+    arr_minor: i64,
+}
+
+impl VersionRow {
+    fn into_version(self) -> Option<Version> {
+        Some(Version {
+            subscription_id: self.subscription_id,
+            account_id: self.account_id,
+            updated_at: self.updated_at,
+            status: Status::from_code(self.status)?,
+            term_start: self.term_start,
+            term_end: self.term_end,
+            currency: self.currency,
+            arr_minor: self.arr_minor,
+        })
+    }
+}
+
+async fn load_versions(tx: &mut PgConnection, subscription_id: &str) -> sqlx::Result<Vec<Version>> {
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT subscription_id, updated_at, account_id, status, term_start, term_end, \
+           currency::text AS currency, arr_minor \
+         FROM renewals.subscription_versions WHERE subscription_id = $1 ORDER BY updated_at",
+    )
+    .bind(subscription_id)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(VersionRow::into_version)
+        .collect())
+}
+
+/// Every subscription version (in `currency`, if given) of accounts in `segment`.
+pub async fn versions_in(
+    pool: &PgPool,
+    segment: Option<&str>,
+    currency: Option<&str>,
+) -> sqlx::Result<Vec<Version>> {
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT v.subscription_id, v.updated_at, v.account_id, v.status, v.term_start, v.term_end, \
+           v.currency::text AS currency, v.arr_minor \
+         FROM renewals.subscription_versions v \
+         LEFT JOIN renewals.accounts a USING (account_id) \
+         WHERE ($1::text IS NULL OR v.currency = $1) AND ($2::text IS NULL OR a.segment = $2)",
+    )
+    .bind(currency)
+    .bind(segment)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(VersionRow::into_version)
+        .collect())
+}
+
+/// An opportunity with its account, health and outcome, as read.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OpportunityRow {
+    pub subscription_id: String,
+    pub term_end: NaiveDate,
+    pub account_id: String,
+    pub currency: String,
+    pub arr_minor: i64,
+    pub state: i16,
+    pub next_arr_minor: Option<i64>,
+    pub account_name: Option<String>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    pub health_score: Option<f64>,
+    pub health_band: Option<String>,
+    pub churn_probability: Option<f64>,
+    pub outcome_kind: Option<i16>,
+    pub outcome_new_arr_minor: Option<i64>,
+    pub outcome_decided_on: Option<NaiveDate>,
+}
+
+/// What to read.
+#[derive(Clone, Debug, Default)]
+pub struct OpportunityFilter {
+    pub term_end_from: Option<NaiveDate>,
+    pub term_end_before: Option<NaiveDate>,
+    pub segment: Option<String>,
+    pub owner: Option<String>,
+    pub currency: Option<String>,
+}
+
+/// Opportunities by `(term_end, subscription_id)` after the cursor.
+pub async fn opportunities(
+    pool: &PgPool,
+    filter: &OpportunityFilter,
+    after: Option<&(NaiveDate, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<OpportunityRow>> {
+    let (after_end, after_id) = after.map(|(d, s)| (*d, s.as_str())).unzip();
+    sqlx::query_as(
+        "SELECT o.subscription_id, o.term_end, o.account_id, o.currency::text AS currency, o.arr_minor, \
+           o.state, o.next_arr_minor, a.name AS account_name, a.segment, a.owner, a.health_score, \
+           a.health_band, a.churn_probability, x.kind AS outcome_kind, \
+           x.new_arr_minor AS outcome_new_arr_minor, x.decided_on AS outcome_decided_on \
+         FROM renewals.opportunities o \
+         LEFT JOIN renewals.accounts a USING (account_id) \
+         LEFT JOIN renewals.outcomes x \
+           ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
+         WHERE ($1::date IS NULL OR o.term_end >= $1) AND ($2::date IS NULL OR o.term_end < $2) \
+           AND ($3::text IS NULL OR a.segment = $3) AND ($4::text IS NULL OR a.owner = $4) \
+           AND ($5::text IS NULL OR o.currency = $5) \
+           AND ($6::date IS NULL OR (o.term_end, o.subscription_id) > ($6, $7)) \
+         ORDER BY o.term_end, o.subscription_id LIMIT $8",
+    )
+    .bind(filter.term_end_from)
+    .bind(filter.term_end_before)
+    .bind(filter.segment.as_deref())
+    .bind(filter.owner.as_deref())
+    .bind(filter.currency.as_deref())
+    .bind(after_end)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Counts opportunities matching `filter`.
+pub async fn count_opportunities(pool: &PgPool, filter: &OpportunityFilter) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM renewals.opportunities o LEFT JOIN renewals.accounts a USING (account_id) \
+         WHERE ($1::date IS NULL OR o.term_end >= $1) AND ($2::date IS NULL OR o.term_end < $2) \
+           AND ($3::text IS NULL OR a.segment = $3) AND ($4::text IS NULL OR a.owner = $4) \
+           AND ($5::text IS NULL OR o.currency = $5)",
+    )
+    .bind(filter.term_end_from)
+    .bind(filter.term_end_before)
+    .bind(filter.segment.as_deref())
+    .bind(filter.owner.as_deref())
+    .bind(filter.currency.as_deref())
+    .fetch_one(pool)
+    .await
+}
+
+/// Records an account's health and churn prediction.
+pub async fn set_health(
+    pool: &PgPool,
+    account_id: &str,
+    score: Option<(f64, &str)>,
+    churn: Option<(f64, &str)>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO renewals.accounts (account_id, health_score, health_band, churn_probability, \
+           churn_model_id, health_synced_at) VALUES ($1, $2, $3, $4, $5, now()) \
+         ON CONFLICT (account_id) DO UPDATE SET \
+           health_score = COALESCE(EXCLUDED.health_score, renewals.accounts.health_score), \
+           health_band = COALESCE(EXCLUDED.health_band, renewals.accounts.health_band), \
+           churn_probability = COALESCE(EXCLUDED.churn_probability, renewals.accounts.churn_probability), \
+           churn_model_id = COALESCE(EXCLUDED.churn_model_id, renewals.accounts.churn_model_id), \
+           health_synced_at = now()",
+    )
+    .bind(account_id)
+    .bind(score.map(|s| s.0))
+    .bind(score.map(|s| s.1))
+    .bind(churn.map(|c| c.0))
+    .bind(churn.map(|c| c.1))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(changed: &str, status: Status, end: &str, arr: i64) -> Version {
+        Version {
+            subscription_id: "s".into(),
+            account_id: "a".into(),
+            updated_at: format!("{changed}T00:00:00Z").parse().unwrap(),
+            status,
+            term_start: "2024-01-01".parse().unwrap(),
+            term_end: end.parse().unwrap(),
+            currency: "USD".into(),
+            arr_minor: arr,
+        }
+    }
+
+    #[test]
+    fn terms_follow_the_versions() {
+        let versions = [
+            v("2024-01-01", Status::Active, "2025-01-01", 100),
+            v("2024-06-01", Status::Active, "2025-01-01", 120),
+            v("2024-12-20", Status::Active, "2026-01-01", 130),
+            v("2025-11-01", Status::Canceled, "2026-01-01", 130),
+        ];
+        let terms = terms(&versions);
+        assert_eq!(terms.len(), 2);
+        assert_eq!((terms[0].arr_minor, terms[0].state), (120, RENEWED));
+        assert_eq!(terms[0].next_arr_minor, Some(130));
+        assert_eq!(terms[1].state, LOST);
+        let open = super::terms(&versions[..3]);
+        assert_eq!(open[1].state, OPEN);
+    }
+}

@@ -1,0 +1,174 @@
+//! Keeps the pipeline current: drains the subscriptions ingestion reported
+//! as changed (their history from ingestion, then their accounts' health
+//! from health), and once a day runs the renewal-approaching sweep.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tenure_platform::client::TracedChannel;
+use tenure_proto::health::v1 as hpb;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::GetSubscriptionHistoryRequest;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use crate::{pipeline, sweep};
+
+#[derive(Clone)]
+pub struct Syncer {
+    pool: PgPool,
+    ingestion: IngestionServiceClient<TracedChannel>,
+    health: HealthServiceClient<TracedChannel>,
+    thresholds: Vec<u32>,
+}
+
+impl Syncer {
+    pub fn new(
+        pool: PgPool,
+        ingestion: IngestionServiceClient<TracedChannel>,
+        health: HealthServiceClient<TracedChannel>,
+        thresholds: Vec<u32>,
+    ) -> Self {
+        Self {
+            pool,
+            ingestion,
+            health,
+            thresholds,
+        }
+    }
+
+    /// Refreshes a batch of changed subscriptions; they leave the queue
+    /// only if their refresh commits.
+    pub async fn drain_once(&self, batch: i64) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM renewals.subscription_queue WHERE subscription_id IN ( \
+               SELECT subscription_id FROM renewals.subscription_queue ORDER BY last_marked_at \
+               LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING subscription_id",
+        )
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let history = self
+            .ingestion
+            .clone()
+            .get_subscription_history(GetSubscriptionHistoryRequest {
+                subscription_ids: ids.clone(),
+            })
+            .await?
+            .into_inner();
+        pipeline::apply_history(&mut tx, &history).await?;
+        tx.commit().await?;
+        let accounts: Vec<String> = history
+            .accounts
+            .iter()
+            .map(|a| a.account_id.clone())
+            .collect();
+        self.sync_health(&accounts).await?;
+        Ok(ids.len())
+    }
+
+    /// Copies the health score, band and churn probability of `accounts`.
+    /// Accounts health has not scored, or no churn model yet, are skipped.
+    pub async fn sync_health(&self, accounts: &[String]) -> anyhow::Result<()> {
+        let mut model = true;
+        for account_id in accounts {
+            let score = match self
+                .health
+                .clone()
+                .get_health(hpb::GetHealthRequest {
+                    account_id: account_id.clone(),
+                })
+                .await
+            {
+                Ok(response) => response.into_inner().health.map(|h| {
+                    let band = hpb::Band::try_from(h.band).unwrap_or(hpb::Band::Unspecified);
+                    (h.score, band_name(band))
+                }),
+                Err(status) if status.code() == Code::NotFound => None,
+                Err(status) => return Err(status.into()),
+            };
+            let churn = if model {
+                match self
+                    .health
+                    .clone()
+                    .predict_churn(hpb::PredictChurnRequest {
+                        account_id: account_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(response) => {
+                        let r = response.into_inner();
+                        Some((r.churn_probability, r.model_id))
+                    }
+                    Err(status)
+                        if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) =>
+                    {
+                        // No model trained yet, or the account is unknown.
+                        model = status.code() != Code::FailedPrecondition;
+                        None
+                    }
+                    Err(status) => return Err(status.into()),
+                }
+            } else {
+                None
+            };
+            pipeline::set_health(
+                &self.pool,
+                account_id,
+                score,
+                churn.as_ref().map(|(p, id)| (*p, id.as_str())),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Refreshes changed subscriptions as they come, and sweeps for
+    /// approaching renewals once a day, until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut pause = Duration::from_millis(250);
+        let mut swept_on = None;
+        loop {
+            let today = Utc::now().date_naive();
+            if swept_on != Some(today) {
+                match sweep::run(&self.pool, today, &self.thresholds).await {
+                    Ok(emitted) => {
+                        tracing::info!(emitted, "renewal sweep done");
+                        swept_on = Some(today);
+                    }
+                    Err(error) => tracing::warn!(%error, "renewal sweep failed"),
+                }
+            }
+            match self.drain_once(200).await {
+                Ok(n) if n > 0 => {
+                    pause = Duration::from_millis(250);
+                    continue;
+                }
+                Ok(_) => pause = Duration::from_millis(250),
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing subscriptions failed");
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+pub fn band_name(band: hpb::Band) -> &'static str {
+    match band {
+        hpb::Band::Red => "red",
+        hpb::Band::Yellow => "yellow",
+        hpb::Band::Green => "green",
+        hpb::Band::Unspecified => "",
+    }
+}

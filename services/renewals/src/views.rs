@@ -1,0 +1,110 @@
+//! How an opportunity reads on a given day: decided or open, its renewal
+//! probability and where it came from, its category and expected ARR.
+
+use chrono::NaiveDate;
+use tenure_platform::time;
+use tenure_proto::common::v1::Money;
+use tenure_proto::renewals::v1 as pb;
+
+use crate::forecast::{Calibration, Category, Line, Rates, Source};
+use crate::pipeline::{LOST, OPEN, OpportunityRow, RENEWED};
+
+/// What probabilities are judged by.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub as_of: NaiveDate,
+    /// True when `as_of` is today or later: the subscription's own state is
+    /// known; for a past day only what was decided by then counts.
+    pub current: bool,
+    pub rates: Rates,
+    pub calibration: Calibration,
+    /// Whether health's model probabilities may be used (not for a past day:
+    /// the model then saw later data).
+    pub use_model: bool,
+}
+
+/// An opportunity resolved for a day.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub line: Line,
+    pub source: Source,
+    pub state: i16,
+}
+
+pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
+    let decided = |renewed_arr: i64, state: i16| Resolved {
+        line: Line {
+            arr_minor: row.arr_minor,
+            probability: if state == LOST { 0.0 } else { 1.0 },
+            category: if state == LOST {
+                Category::Lost
+            } else {
+                Category::Commit
+            },
+            decided_arr_minor: Some(renewed_arr),
+        },
+        source: Source::Decided,
+        state,
+    };
+    let outcome = row
+        .outcome_kind
+        .filter(|_| row.outcome_decided_on.is_some_and(|d| d <= context.as_of));
+    if let Some(kind) = outcome {
+        let state = if kind == 3 { LOST } else { RENEWED };
+        return decided(row.outcome_new_arr_minor.unwrap_or(0), state);
+    }
+    if row.state != OPEN && (context.current || row.term_end <= context.as_of) {
+        return match row.state {
+            RENEWED => decided(row.next_arr_minor.unwrap_or(row.arr_minor), RENEWED),
+            _ => decided(0, LOST),
+        };
+    }
+    let (probability, source) = match row.churn_probability {
+        Some(churn) if context.use_model => (context.calibration.apply(1.0 - churn), Source::Model),
+        _ => context
+            .rates
+            .for_segment(row.segment.as_deref().unwrap_or("")),
+    };
+    Resolved {
+        line: Line {
+            arr_minor: row.arr_minor,
+            probability,
+            category: Category::of(probability, false),
+            decided_arr_minor: None,
+        },
+        source,
+        state: OPEN,
+    }
+}
+
+pub fn money(currency: &str, minor: i64) -> Money {
+    Money {
+        currency_code: currency.to_owned(),
+        amount_minor: minor,
+    }
+}
+
+pub fn to_proto(
+    context: &Context,
+    row: &OpportunityRow,
+    resolved: &Resolved,
+) -> pb::RenewalOpportunity {
+    pb::RenewalOpportunity {
+        subscription_id: row.subscription_id.clone(),
+        account_id: row.account_id.clone(),
+        account_name: row.account_name.clone().unwrap_or_default(),
+        segment: row.segment.clone().unwrap_or_default(),
+        owner: row.owner.clone().unwrap_or_default(),
+        term_end_date: Some(time::to_date(row.term_end)),
+        arr: Some(money(&row.currency, row.arr_minor)),
+        days_to_renewal: (row.term_end - context.as_of).num_days() as i32,
+        health_score: row.health_score.unwrap_or_default(),
+        health_band: row.health_band.clone().unwrap_or_default(),
+        renewal_probability: resolved.line.probability,
+        probability_source: resolved.source as i32,
+        category: resolved.line.category as i32,
+        expected_arr: Some(money(&row.currency, resolved.line.expected_minor())),
+        state: i32::from(resolved.state),
+        outcome_kind: row.outcome_kind.map_or(0, i32::from),
+    }
+}
