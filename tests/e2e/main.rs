@@ -9,6 +9,7 @@ mod import;
 mod ingestion;
 mod learning;
 mod outbox;
+mod pipeline;
 mod playbooks;
 mod records;
 mod renewals;

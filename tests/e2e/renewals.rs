@@ -123,6 +123,7 @@ async fn outcomes_are_recorded_once_and_listed_by_decision_date() {
                 end: day(2026, 12, 1),
             }),
             kind: OutcomeKind::Churned as i32,
+            segment: String::new(),
         })
         .await
         .unwrap()

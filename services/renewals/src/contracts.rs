@@ -8,6 +8,10 @@ use sqlx::PgPool;
 
 use crate::forecast::{Calibration, Rates};
 
+/// Days after a term's end before an unrenewed, undecided contract counts
+/// as lost (late paperwork is common; silence for a month is not).
+pub const GRACE_DAYS: i32 = 30;
+
 /// One contract due, and how it ended if known.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Due {
@@ -18,7 +22,8 @@ pub struct Due {
 
 /// Contracts whose term ended in `[from, before)`, with how they ended as
 /// known on `known_on` (outcomes decided by then; a subscription's own
-/// renewal or loss once its term has ended by then).
+/// renewal or loss once its term has ended by then). A term that ended more
+/// than [`GRACE_DAYS`] before with no outcome and nothing after it lapsed.
 pub async fn due(
     pool: &PgPool,
     from: Option<NaiveDate>,
@@ -31,6 +36,7 @@ pub async fn due(
              WHEN x.kind IS NOT NULL AND x.decided_on <= $4 THEN x.kind IN (1, 2) \
              WHEN o.term_end <= $4 AND o.state = 2 THEN true \
              WHEN o.term_end <= $4 AND o.state = 3 THEN false \
+             WHEN o.term_end + $5 <= $4 AND o.state = 1 THEN false \
            END AS renewed \
          FROM (SELECT * FROM renewals.opportunities \
                WHERE ($1::date IS NULL OR term_end >= $1) AND term_end < $2) o \
@@ -44,6 +50,7 @@ pub async fn due(
     .bind(before)
     .bind(segment)
     .bind(known_on)
+    .bind(GRACE_DAYS)
     .fetch_all(pool)
     .await
 }

@@ -612,9 +612,9 @@ fn parse_job_id(text: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid("job_id", "must be a job id"))
 }
 
-/// Runs forecast jobs. A job is claimed with a row lock held for as long as
-/// it runs, so a job whose runner died (its lock gone) is picked up again
-/// and restarted from scratch by any replica.
+/// Runs forecast jobs. A job is claimed with a session advisory lock held
+/// for as long as it runs, so a job whose runner died (its session gone) is
+/// picked up again and restarted from scratch by any replica.
 pub async fn run_jobs(
     pool: PgPool,
     wakeup: std::sync::Arc<tokio::sync::Notify>,
@@ -637,15 +637,27 @@ pub async fn run_jobs(
 }
 
 async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Result<bool> {
-    let mut claim = pool.begin().await?;
-    let job: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+    let mut claim = pool.acquire().await?;
+    let waiting: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT job_id, request FROM renewals.forecast_jobs WHERE state IN ($1, $2) \
-         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+         ORDER BY created_at LIMIT 20",
     )
     .bind(JOB_QUEUED)
     .bind(JOB_RUNNING)
-    .fetch_optional(&mut *claim)
+    .fetch_all(&mut *claim)
     .await?;
+    let mut job = None;
+    for (job_id, request) in waiting {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
+                .bind(job_id.to_string())
+                .fetch_one(&mut *claim)
+                .await?;
+        if locked {
+            job = Some((job_id, request));
+            break;
+        }
+    }
     let Some((job_id, request)) = job else {
         return Ok(false);
     };
@@ -725,7 +737,7 @@ async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Resul
             )
             .bind(job_id)
             .bind(JOB_SUCCEEDED)
-            .execute(&mut *claim)
+            .execute(pool)
             .await?;
         }
         // Stopping: the job stays running and is picked up again.
@@ -737,11 +749,12 @@ async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Resul
             .bind(job_id)
             .bind(JOB_FAILED)
             .bind(format!("{error:#}"))
-            .execute(&mut *claim)
+            .execute(pool)
             .await?;
         }
     }
-    claim.commit().await?;
+    // Closing the session releases the claim.
+    claim.close().await?;
     Ok(true)
 }
 

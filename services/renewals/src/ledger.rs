@@ -58,8 +58,9 @@ impl Subscription {
     /// `versions` in any order. A version takes effect on the day the source
     /// changed it, except one that opens a new term (the first version, or a
     /// renewal whose term starts at or after the previous term's end): that
-    /// one takes effect when its term starts, if that is earlier, so a
-    /// backfilled or early-booked term counts from its start.
+    /// one takes effect when its term starts, so a backfilled term counts
+    /// from its start and an early-booked renewal leaves the running term
+    /// paying until it ends.
     pub fn new(mut versions: Vec<Version>) -> Self {
         versions.sort_by_key(|v| v.updated_at);
         let mut dated = Vec::with_capacity(versions.len());
@@ -68,7 +69,7 @@ impl Subscription {
             let changed_on = version.updated_at.date_naive();
             let opens_term = previous_end.is_none_or(|end| version.term_start >= end);
             let effective = if opens_term {
-                changed_on.min(version.term_start)
+                version.term_start
             } else {
                 changed_on
             };

@@ -35,6 +35,14 @@ fn movements_to_proto(currency: &str, m: &Movements) -> pb::RevenueMovements {
     }
 }
 
+/// Revenue "at the start" of a period is what was paid on its eve, and
+/// "at the end" what was paid on its last day: a contract starting on the
+/// first of a month is that month's new business, one ending on the first
+/// (exclusive) is that month's churn.
+fn day_before(day: NaiveDate) -> NaiveDate {
+    day.pred_opt().unwrap_or(day)
+}
+
 /// MRR of an ARR, rounded half away from zero to the minor unit.
 fn mrr(arr_minor: i64) -> i64 {
     let (q, r) = (arr_minor / 12, arr_minor % 12);
@@ -134,7 +142,7 @@ impl RenewalsApi {
         let book = Book::from_versions(
             pipeline::versions_in(&self.pool, segment.as_deref(), Some(&currency)).await?,
         );
-        let m = book.movements(start, end);
+        let m = book.movements(day_before(start), day_before(end));
         Ok(pb::GetRetentionMetricsResponse {
             contract_renewal_rate: rate(Ratio::new(renewed, due_count)),
             contracts_due: due_count,
@@ -176,7 +184,7 @@ impl RenewalsApi {
             .iter()
             .map(|month| {
                 let next = month.checked_add_months(Months::new(1)).unwrap_or(*month);
-                let m = book.movements(*month, next);
+                let m = book.movements(day_before(*month), day_before(next));
                 pb::LedgerMonth {
                     month: Some(time::to_date(*month)),
                     arr: Some(movements_to_proto(&currency, &m)),

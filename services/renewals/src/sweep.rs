@@ -22,7 +22,11 @@ pub const DEFAULT_THRESHOLDS: [u32; 4] = [120, 90, 60, 30];
 pub fn thresholds_from_env() -> anyhow::Result<Vec<u32>> {
     match std::env::var("RENEWALS_REMINDER_DAYS") {
         Ok(text) => parse_thresholds(&text),
-        Err(_) => Ok(DEFAULT_THRESHOLDS.to_vec()),
+        Err(_) => {
+            let mut days = DEFAULT_THRESHOLDS.to_vec();
+            days.sort_unstable();
+            Ok(days)
+        }
     }
 }
 

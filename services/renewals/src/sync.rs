@@ -14,7 +14,10 @@ use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClien
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use crate::{pipeline, sweep};
+use crate::{forecasts, pipeline, sweep};
+
+/// How long finished forecast jobs and their rows are kept.
+const JOB_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 #[derive(Clone)]
 pub struct Syncer {
@@ -143,6 +146,9 @@ impl Syncer {
                         swept_on = Some(today);
                     }
                     Err(error) => tracing::warn!(%error, "renewal sweep failed"),
+                }
+                if let Err(error) = forecasts::expire_jobs(&self.pool, JOB_RETENTION).await {
+                    tracing::warn!(%error, "expiring forecast jobs failed");
                 }
             }
             match self.drain_once(200).await {
