@@ -45,7 +45,7 @@ fn main() {
         .expect("accounts");
         sqlx::query(
             "INSERT INTO renewals.opportunities (subscription_id, term_end, account_id, term_start, currency, arr_minor, state) \
-             SELECT 'sub-' || i, $2::date + (i % 365), 'acct-' || i, $2::date + (i % 365) - 365, 'USD', 100000 + i, 1 \
+             SELECT 'sub-' || i, $2::date + (i % 365)::int, 'acct-' || i, $2::date + (i % 365)::int - 365, 'USD', 100000 + i, 1 \
              FROM generate_series(1, $1) AS i",
         )
         .bind(count)

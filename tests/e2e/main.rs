@@ -13,6 +13,7 @@ mod pipeline;
 mod playbooks;
 mod records;
 mod renewals;
+mod runs;
 mod scoring;
 mod signals;
 mod stack;

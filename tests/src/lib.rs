@@ -1,6 +1,8 @@
 //! Helpers for Tenure's integration tests: a whole stack per test on its own
 //! database, clients for every service, and the spans the stack emitted.
 
+pub mod receivers;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

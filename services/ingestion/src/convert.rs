@@ -273,6 +273,30 @@ pub fn subscription(
     })
 }
 
+/// A stored contact as the API shows it.
+pub fn contact_to_proto(record: ContactRecord) -> pb::Contact {
+    let roles = record
+        .roles
+        .iter()
+        .map(|role| match role {
+            Role::Sponsor => pb::ContactRole::EconomicSponsor,
+            Role::Champion => pb::ContactRole::Champion,
+            Role::Admin => pb::ContactRole::Admin,
+            Role::User => pb::ContactRole::User,
+        } as i32)
+        .collect();
+    pb::Contact {
+        contact_id: record.contact_id,
+        account_id: record.account_id,
+        email: record.email,
+        name: record.name,
+        title: record.title,
+        roles,
+        active: record.active,
+        updated_at: Some(time::to_timestamp(record.updated_at)),
+    }
+}
+
 /// A stored subscription version as the API shows it.
 pub fn subscription_to_proto(record: SubscriptionRecord) -> pb::Subscription {
     let money = |minor| Money {

@@ -261,6 +261,39 @@ impl IngestionApi {
         })
     }
 
+    async fn list_contacts(
+        &self,
+        request: pb::ListContactsRequest,
+    ) -> ApiResult<pb::ListContactsResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        let role = match pb::ContactRole::try_from(request.role) {
+            Ok(pb::ContactRole::Unspecified) => None,
+            Ok(pb::ContactRole::EconomicSponsor) => Some(crate::kinds::Role::Sponsor),
+            Ok(pb::ContactRole::Champion) => Some(crate::kinds::Role::Champion),
+            Ok(pb::ContactRole::Admin) => Some(crate::kinds::Role::Admin),
+            Ok(pb::ContactRole::User) => Some(crate::kinds::Role::User),
+            Err(_) => {
+                violations.add("role", "is not a known contact role");
+                None
+            }
+        };
+        violations.into_result()?;
+        let contacts: Vec<crate::kinds::ContactRecord> = records::as_of(
+            &self.pool,
+            &request.account_id,
+            Utc::now() + Duration::days(1),
+        )
+        .await?;
+        Ok(pb::ListContactsResponse {
+            contacts: contacts
+                .into_iter()
+                .filter(|c| role.is_none_or(|role| c.acts_as(role)))
+                .map(convert::contact_to_proto)
+                .collect(),
+        })
+    }
+
     async fn get_subscription_history(
         &self,
         request: pb::GetSubscriptionHistoryRequest,
@@ -657,6 +690,13 @@ impl IngestionService for IngestionApi {
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         respond(self.get_account(request.into_inner()).await)
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        respond(self.list_contacts(request.into_inner()).await)
     }
 
     async fn get_subscription_history(

@@ -41,6 +41,9 @@ pub struct Definition {
     pub title: String,
     pub trigger: Trigger,
     pub steps: Vec<Step>,
+    /// audience, cooldown_days, exit_when: read when compiled.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +65,9 @@ pub struct Step {
     pub then: Option<String>,
     #[serde(default, rename = "else")]
     pub otherwise: Option<String>,
+    /// For a wait on a condition: where to go when it times out.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
     #[serde(flatten)]
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
@@ -72,6 +78,7 @@ impl Step {
             "next" => self.next.as_deref(),
             "then" => self.then.as_deref(),
             "else" => self.otherwise.as_deref(),
+            "on_timeout" => self.on_timeout.as_deref(),
             _ => None,
         }
     }
@@ -84,8 +91,19 @@ fn is_slug(value: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// Parses and validates a JSON definition; violations are named under
-/// `field` (`definition.steps[2].next`).
+/// Parses, validates and compiles a JSON definition; violations are named
+/// under `field` (`definition.steps[2].next`).
+pub fn compile_json(
+    text: &str,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<(Definition, crate::plan::Plan)> {
+    let definition = parse_json(text, field, violations)?;
+    let plan = crate::plan::compile(&definition, field, violations)?;
+    Some((definition, plan))
+}
+
+/// Parses and validates a JSON definition's structure.
 pub fn parse_json(text: &str, field: &str, violations: &mut Violations) -> Option<Definition> {
     let definition: Definition = match serde_json::from_str(text) {
         Ok(definition) => definition,
@@ -163,7 +181,7 @@ fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
     let mut seen = HashSet::from([0usize]);
     let mut queue = VecDeque::from([0usize]);
     while let Some(i) = queue.pop_front() {
-        for exit in ["next", "then", "else"] {
+        for exit in ["next", "then", "else", "on_timeout"] {
             if let Some(&target) = steps[i].exit(exit).and_then(|t| index.get(t)) {
                 if seen.insert(target) {
                     queue.push_back(target);
@@ -188,8 +206,8 @@ mod tests {
       "trigger": {"type": "onboarding_stalled", "utilization_below_pct": 30, "days_after_start": 30},
       "steps": [
         {"id": "call", "type": "task", "title": "Call the champion", "next": "wait"},
-        {"id": "wait", "type": "wait", "days": 7, "next": "check"},
-        {"id": "check", "type": "branch", "condition": "band == 'green'", "then": "done", "else": "call"},
+        {"id": "wait", "type": "wait", "for": "7d", "next": "check"},
+        {"id": "check", "type": "branch", "condition": {"band": "green"}, "then": "done", "else": "call"},
         {"id": "done", "type": "end"}
       ]
     }"#;
@@ -197,16 +215,17 @@ mod tests {
     #[test]
     fn accepts_a_valid_definition() {
         let mut violations = Violations::default();
-        let definition = parse_json(GOOD, "definition", &mut violations).expect("valid");
-        assert!(violations.is_empty());
+        let (definition, plan) = compile_json(GOOD, "definition", &mut violations).expect("valid");
+        assert!(violations.is_empty(), "{violations:?}");
         assert_eq!(definition.steps.len(), 4);
+        assert_eq!(plan.trigger.kind(), "onboarding_stalled");
     }
 
     #[test]
     fn names_each_broken_field() {
         let broken = GOOD
             .replace(
-                r#""type": "wait", "days": 7, "next": "check""#,
+                r#""type": "wait", "for": "7d", "next": "check""#,
                 r#""type": "sleep", "next": "check""#,
             )
             .replace(r#""else": "call""#, r#""else": "nowhere""#)

@@ -11,12 +11,13 @@ use crate::{SCHEMA, definition};
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;
 
 pub struct PlaybooksApi {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
+    pub(crate) engine: crate::engine::Engine,
 }
 
 impl PlaybooksApi {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, engine: crate::engine::Engine) -> Self {
+        Self { pool, engine }
     }
 
     async fn create_playbook(
@@ -35,9 +36,10 @@ impl PlaybooksApi {
                 format!("must be at most {MAX_DEFINITION_BYTES} bytes"),
             ));
         }
-        let parsed = definition::parse_json(&request.definition, "definition", &mut violations);
+        let compiled = definition::compile_json(&request.definition, "definition", &mut violations);
         violations.into_result()?;
-        let parsed = parsed.ok_or_else(|| anyhow::anyhow!("a valid definition did not parse"))?;
+        let (parsed, _) =
+            compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;
 
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
@@ -200,7 +202,7 @@ impl PlaybooksApi {
 
     /// Records events from `source` once per request id and answers with
     /// how many were recorded.
-    async fn record_triggers<Req: prost::Message, Resp: prost::Message + Default>(
+    pub(crate) async fn record_triggers<Req: prost::Message, Resp: prost::Message + Default>(
         &self,
         method: &str,
         request_id: &str,
@@ -215,16 +217,21 @@ impl PlaybooksApi {
         {
             return Ok(previous);
         }
+        let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
+            &tracing::Span::current(),
+        ))
+        .unwrap_or_default();
         for (kind, account_id, payload, occurred_at) in rows {
             sqlx::query(
-                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
+                   trace_context) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(source)
             .bind(kind)
             .bind(account_id)
             .bind(payload)
             .bind(occurred_at)
+            .bind(&trace_context)
             .execute(&mut *tx)
             .await?;
         }
@@ -291,6 +298,86 @@ impl PlaybooksService for PlaybooksApi {
     ) -> Result<Response<pb::NotifyHealthChangedResponse>, Status> {
         Ok(Response::new(
             self.notify_health_changed(request.into_inner()).await?,
+        ))
+    }
+
+    async fn notify_account_events(
+        &self,
+        request: Request<pb::NotifyAccountEventsRequest>,
+    ) -> Result<Response<pb::NotifyAccountEventsResponse>, Status> {
+        Ok(Response::new(
+            self.notify_account_events(request.into_inner()).await?,
+        ))
+    }
+
+    async fn dry_run_playbook(
+        &self,
+        request: Request<pb::DryRunPlaybookRequest>,
+    ) -> Result<Response<pb::DryRunPlaybookResponse>, Status> {
+        Ok(Response::new(
+            self.dry_run_playbook(request.into_inner()).await?,
+        ))
+    }
+
+    async fn start_runs(
+        &self,
+        request: Request<pb::StartRunsRequest>,
+    ) -> Result<Response<pb::StartRunsResponse>, Status> {
+        Ok(Response::new(self.start_runs(request.into_inner()).await?))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        Ok(Response::new(self.get_run(request.into_inner()).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        Ok(Response::new(self.list_runs(request.into_inner()).await?))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        Ok(Response::new(
+            self.list_dead_letters(request.into_inner()).await?,
+        ))
+    }
+
+    async fn retry_step(
+        &self,
+        request: Request<pb::RetryStepRequest>,
+    ) -> Result<Response<pb::RetryStepResponse>, Status> {
+        Ok(Response::new(self.retry_step(request.into_inner()).await?))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        Ok(Response::new(self.list_tasks(request.into_inner()).await?))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
+        Ok(Response::new(
+            self.complete_task(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_account_timeline(
+        &self,
+        request: Request<pb::GetAccountTimelineRequest>,
+    ) -> Result<Response<pb::GetAccountTimelineResponse>, Status> {
+        Ok(Response::new(
+            self.get_account_timeline(request.into_inner()).await?,
         ))
     }
 }

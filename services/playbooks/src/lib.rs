@@ -5,10 +5,17 @@
 //! their versions; [`grpc`] is the edge.
 
 pub mod definition;
+pub mod engine;
+pub mod facts;
 pub mod grpc;
+pub mod plan;
+pub mod runs_api;
 pub mod store;
 
+use tenure_platform::client::channel;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::playbooks::v1::playbooks_service_server::PlaybooksServiceServer;
 use tonic::service::Routes;
 
@@ -28,12 +35,27 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
 
-/// Starts the gRPC server.
+/// Starts the gRPC server and the run engine (step executors, trigger
+/// matcher, evaluated triggers).
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
-    let api = PlaybooksServiceServer::new(grpc::PlaybooksApi::new(context.pool.clone()))
-        .max_decoding_message_size(bytes)
-        .max_encoding_message_size(bytes);
-    let service = RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    let peers = facts::Peers {
+        ingestion: IngestionServiceClient::new(channel(&context.peers.ingestion_url)?),
+        health: HealthServiceClient::new(channel(&context.peers.health_url)?),
+    };
+    let engine = engine::Engine::new(
+        context.pool.clone(),
+        peers,
+        engine::Config::from_settings(&context.settings)?,
+    )?;
+    let api = PlaybooksServiceServer::new(grpc::PlaybooksApi::new(
+        context.pool.clone(),
+        engine.clone(),
+    ))
+    .max_decoding_message_size(bytes)
+    .max_encoding_message_size(bytes);
+    let mut service =
+        RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.spawn(|stop| engine.run(stop));
     Ok(service)
 }

@@ -64,3 +64,35 @@ pub async fn list_latest(
     .fetch_all(pool)
     .await
 }
+
+/// One stored version.
+pub async fn get_version(
+    pool: &PgPool,
+    name: &str,
+    version: i32,
+) -> sqlx::Result<Option<PlaybookVersion>> {
+    sqlx::query_as("SELECT * FROM playbooks.playbook_versions WHERE name = $1 AND version = $2")
+        .bind(name)
+        .bind(version)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The latest version of a playbook.
+pub async fn latest(pool: &PgPool, name: &str) -> sqlx::Result<Option<PlaybookVersion>> {
+    sqlx::query_as(
+        "SELECT * FROM playbooks.playbook_versions WHERE name = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Name and latest version number of every playbook.
+pub async fn latest_versions(pool: &PgPool) -> sqlx::Result<Vec<(String, i32)>> {
+    sqlx::query_as(
+        "SELECT name, max(version) FROM playbooks.playbook_versions GROUP BY name ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+}

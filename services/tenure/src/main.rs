@@ -174,6 +174,7 @@ async fn start(mut up: UpArgs) -> anyhow::Result<Stack> {
     });
     tenure_platform::server::install_metrics(metrics_addr)?;
     let options = StackOptions {
+        settings: Default::default(),
         database_url: up.database_url,
         data_dir: Some(up.data_dir),
         bind_ip: up.bind,

@@ -31,6 +31,8 @@ pub struct StackOptions {
     pub default_ports: bool,
     pub server: ServerConfig,
     pub max_connections: u32,
+    /// Settings for the services over the environment (`PLAYBOOKS_SMTP_URL`, …).
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl StackOptions {
@@ -43,6 +45,7 @@ impl StackOptions {
             default_ports: false,
             server: ServerConfig::default(),
             max_connections: 5,
+            settings: Default::default(),
         }
     }
 }
@@ -131,6 +134,9 @@ impl Stack {
             peers: self.peers.clone(),
             server: self.options.server.clone(),
             listener,
+            settings: tenure_platform::service::Settings {
+                overrides: self.options.settings.clone(),
+            },
         };
         (spec.start)(context)
             .await
@@ -148,6 +154,31 @@ impl Stack {
         let addr = service.server.addr;
         service.stop().await?;
         Ok(addr)
+    }
+
+    /// Kills one service as a crash would: its background work is aborted
+    /// mid-flight (open transactions roll back), then its server stops.
+    pub async fn kill_service(&mut self, name: &str) -> anyhow::Result<SocketAddr> {
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let service = self.services.remove(index);
+        let addr = service.server.addr;
+        service.kill().await?;
+        Ok(addr)
+    }
+
+    /// Starts another replica of a running service on a free port, sharing
+    /// its database; the caller stops it.
+    pub async fn start_replica(&self, name: &str) -> anyhow::Result<RunningService> {
+        let spec = SERVICES
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no service named {name}"))?;
+        let listener = tokio::net::TcpListener::bind((self.options.bind_ip, 0)).await?;
+        self.start_service(spec, listener).await
     }
 
     /// Starts a stopped service again on `addr`.

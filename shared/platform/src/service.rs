@@ -23,6 +23,23 @@ pub struct ServiceContext {
     pub server: ServerConfig,
     /// Bound by the starter, so that peers can know the address first.
     pub listener: tokio::net::TcpListener,
+    pub settings: Settings,
+}
+
+/// Named settings of a service: explicit values given by whoever starts it
+/// (a test, the dev stack), over the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub overrides: std::collections::BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
 }
 
 pub type StartFuture = Pin<Box<dyn Future<Output = anyhow::Result<RunningService>> + Send>>;
@@ -82,6 +99,19 @@ impl RunningService {
         self.server.url()
     }
 
+    /// Aborts background work where it stands (a crash, for tests of
+    /// durability), then stops the server.
+    pub async fn kill(self) -> anyhow::Result<()> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.background.cancel();
+        self.server.stop().await
+    }
+
     /// Stops background work, then drains the server.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.background.cancel();
@@ -132,6 +162,7 @@ pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
             peers: cli.peers,
             server: cli.server,
             listener,
+            settings: Settings::default(),
         };
         let service = (spec.start)(context)
             .await

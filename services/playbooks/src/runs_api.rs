@@ -1,0 +1,733 @@
+//! The run, task, dead-letter and timeline APIs of playbooks.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
+use tenure_proto::playbooks::v1 as pb;
+use uuid::Uuid;
+
+use crate::SCHEMA;
+use crate::engine::{DEAD, PENDING};
+use crate::grpc::PlaybooksApi;
+use crate::plan::{Action, Plan};
+
+const MAX_ID: usize = 128;
+const EVENT_KINDS: &[&str] = &[
+    "sponsor_changed",
+    "champion_changed",
+    "nps_response",
+    "external_signal",
+    "usage_dropped",
+    "onboarding_stalled",
+];
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    run_id: Uuid,
+    playbook: String,
+    version: i32,
+    account_id: String,
+    state: i16,
+    trigger_kind: String,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    run_id: Uuid,
+    seq: i32,
+    step_id: String,
+    step_type: String,
+    state: i16,
+    due_at: DateTime<Utc>,
+    attempts: i32,
+    last_error: String,
+    result: String,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepRow {
+    fn into_proto(self) -> pb::StepExecution {
+        pb::StepExecution {
+            seq: self.seq,
+            step_id: self.step_id,
+            step_type: self.step_type,
+            state: i32::from(self.state),
+            due_time: Some(time::to_timestamp(self.due_at)),
+            attempts: self.attempts,
+            last_error: self.last_error,
+            result: self.result,
+            finish_time: self.finished_at.map(time::to_timestamp),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    task_id: Uuid,
+    run_id: Uuid,
+    account_id: String,
+    assignee: String,
+    title: String,
+    body: String,
+    priority: String,
+    due_on: NaiveDate,
+    status: i16,
+    outcome: String,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    fn into_proto(self) -> pb::Task {
+        pb::Task {
+            task_id: self.task_id.to_string(),
+            run_id: self.run_id.to_string(),
+            account_id: self.account_id,
+            assignee: self.assignee,
+            title: self.title,
+            body: self.body,
+            priority: self.priority,
+            due_date: Some(time::to_date(self.due_on)),
+            status: i32::from(self.status),
+            outcome: self.outcome,
+            create_time: Some(time::to_timestamp(self.created_at)),
+            complete_time: self.completed_at.map(time::to_timestamp),
+        }
+    }
+}
+
+/// A timeline entry as read: when, kind, run, playbook, detail.
+type TimelineRow = (DateTime<Utc>, String, Option<Uuid>, String, String);
+
+const SELECT_RUN: &str = "SELECT run_id, playbook, version, account_id, state, trigger_kind, started_at, ended_at FROM playbooks.runs";
+const SELECT_STEP: &str = "SELECT run_id, seq, step_id, step_type, state, due_at, attempts, last_error, result, finished_at FROM playbooks.steps";
+const SELECT_TASK: &str = "SELECT task_id, run_id, account_id, assignee, title, body, priority, due_on, status, outcome, created_at, completed_at FROM playbooks.tasks";
+
+fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be an id this service issued"))
+}
+
+/// The path a run would take through `plan` on today's facts.
+fn dry_path(plan: &Plan, current: &crate::facts::Current) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut step = plan.first();
+    while let Some(s) = step {
+        if path.len() >= 50 {
+            break;
+        }
+        path.push(s.id.clone());
+        let next = match &s.action {
+            Action::End => None,
+            Action::Branch(condition) => {
+                if current.holds(condition) {
+                    s.then.as_deref()
+                } else {
+                    s.otherwise.as_deref()
+                }
+            }
+            _ => s.next.as_deref(),
+        };
+        step = next.and_then(|id| plan.step(id));
+    }
+    path
+}
+
+impl PlaybooksApi {
+    async fn runs_with_steps(&self, rows: Vec<RunRow>) -> ApiResult<Vec<pb::Run>> {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
+        let steps: Vec<StepRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_STEP} WHERE run_id = ANY($1) ORDER BY run_id, seq"
+        )))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_run: std::collections::HashMap<Uuid, Vec<pb::StepExecution>> =
+            Default::default();
+        for step in steps {
+            by_run
+                .entry(step.run_id)
+                .or_default()
+                .push(step.into_proto());
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| pb::Run {
+                run_id: r.run_id.to_string(),
+                steps: by_run.remove(&r.run_id).unwrap_or_default(),
+                playbook: r.playbook,
+                version: r.version,
+                account_id: r.account_id,
+                state: i32::from(r.state),
+                trigger: r.trigger_kind,
+                start_time: Some(time::to_timestamp(r.started_at)),
+                end_time: r.ended_at.map(time::to_timestamp),
+            })
+            .collect())
+    }
+
+    async fn run(&self, run_id: Uuid) -> ApiResult<pb::Run> {
+        let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RUN} WHERE run_id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(|| ApiError::NotFound(format!("run {run_id}")))?;
+        self.runs_with_steps(vec![row])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("a run vanished").into())
+    }
+
+    pub(crate) async fn notify_account_events(
+        &self,
+        request: pb::NotifyAccountEventsRequest,
+    ) -> ApiResult<pb::NotifyAccountEventsResponse> {
+        const METHOD: &str = "NotifyAccountEvents";
+        let mut violations = Violations::default();
+        violations.check(!request.events.is_empty(), "events", "must not be empty");
+        let mut rows = Vec::with_capacity(request.events.len());
+        for (i, event) in request.events.iter().enumerate() {
+            let path = format!("events[{i}]");
+            violations.require_text(&event.account_id, format!("{path}.account_id"), MAX_ID);
+            let kind = EVENT_KINDS.iter().find(|k| **k == event.kind);
+            violations.check(
+                kind.is_some(),
+                format!("{path}.kind"),
+                format!("must be one of {}", EVENT_KINDS.join(", ")),
+            );
+            let occurred_at = time::timestamp(
+                event.occurred_at.as_ref(),
+                &format!("{path}.occurred_at"),
+                &mut violations,
+            );
+            for (key, value) in &event.attributes {
+                violations.check(
+                    key.len() <= 64 && value.len() <= 1000,
+                    format!("{path}.attributes[{key}]"),
+                    "keys are at most 64 and values 1000 characters",
+                );
+            }
+            if let (Some(kind), Some(occurred_at)) = (kind, occurred_at) {
+                let payload: serde_json::Map<String, Value> = event
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                rows.push((
+                    *kind,
+                    event.account_id.clone(),
+                    Value::Object(payload),
+                    occurred_at,
+                ));
+            }
+        }
+        violations.into_result()?;
+        self.record_triggers(
+            METHOD,
+            &request.request_id,
+            &request,
+            "ingestion",
+            &rows,
+            |n| pb::NotifyAccountEventsResponse { recorded_count: n },
+        )
+        .await
+    }
+
+    async fn plan_from(&self, name: &str, definition: &str) -> ApiResult<(Plan, i32)> {
+        if !definition.is_empty() {
+            let mut violations = Violations::default();
+            let compiled =
+                crate::definition::compile_json(definition, "definition", &mut violations);
+            violations.into_result()?;
+            let (_, plan) =
+                compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;
+            return Ok((plan, 0));
+        }
+        let stored = crate::store::latest(&self.pool, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("playbook {name}")))?;
+        let plan = self.engine.plan(&stored.name, stored.version).await?;
+        Ok(((*plan).clone(), stored.version))
+    }
+
+    pub(crate) async fn dry_run_playbook(
+        &self,
+        request: pb::DryRunPlaybookRequest,
+    ) -> ApiResult<pb::DryRunPlaybookResponse> {
+        let mut violations = Violations::default();
+        violations.check(
+            request.name.is_empty() != request.definition.is_empty(),
+            "name",
+            "give either a playbook name or a definition",
+        );
+        violations.check(
+            request.account_ids.len() <= 500,
+            "account_ids",
+            "must hold at most 500 ids",
+        );
+        violations.into_result()?;
+        let (plan, _) = self.plan_from(&request.name, &request.definition).await?;
+        let mut ids = request.account_ids.clone();
+        if ids.is_empty() {
+            let page = self
+                .engine
+                .peers()
+                .ingestion
+                .clone()
+                .list_accounts(tenure_proto::ingestion::v1::ListAccountsRequest {
+                    page_size: 500,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "accounts"))?
+                .into_inner();
+            ids = page.accounts.into_iter().map(|a| a.account_id).collect();
+        }
+        let peers = self.engine.peers();
+        let conditions: Vec<&crate::plan::Condition> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Branch(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let mut accounts = Vec::new();
+        for account_id in ids {
+            let mut entry = pb::DryRunAccount {
+                account_id: account_id.clone(),
+                ..Default::default()
+            };
+            let account = peers
+                .account(&account_id)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account"))?;
+            let Some(mut account) = account else {
+                entry.reason = "ingestion does not know the account".to_owned();
+                accounts.push(entry);
+                continue;
+            };
+            account.arr_minor = peers
+                .signals(&account_id)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "signals"))?
+                .and_then(|s| s.arr)
+                .map(|m| m.amount_minor);
+            if let Some(reason) = account.outside(&plan.audience) {
+                entry.reason = reason;
+                accounts.push(entry);
+                continue;
+            }
+            let active: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM playbooks.runs WHERE playbook = $1 AND account_id = $2 AND state IN (1, 4))",
+            )
+            .bind(&plan.name)
+            .bind(&account_id)
+            .fetch_one(&self.pool)
+            .await?;
+            if active {
+                entry.reason = "a run of this playbook is already active".to_owned();
+                accounts.push(entry);
+                continue;
+            }
+            let current = peers
+                .current(&self.pool, &account_id, None, &conditions)
+                .await?;
+            entry.would_enter = true;
+            entry.path = dry_path(&plan, &current);
+            accounts.push(entry);
+        }
+        Ok(pb::DryRunPlaybookResponse { accounts })
+    }
+
+    pub(crate) async fn start_runs(
+        &self,
+        request: pb::StartRunsRequest,
+    ) -> ApiResult<pb::StartRunsResponse> {
+        const METHOD: &str = "StartRuns";
+        let mut violations = Violations::default();
+        violations.require_text(&request.playbook, "playbook", MAX_ID);
+        violations.check(
+            (1..=10_000).contains(&request.account_ids.len()),
+            "account_ids",
+            "must hold 1 to 10000 ids",
+        );
+        for (i, id) in request.account_ids.iter().enumerate() {
+            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let stored = crate::store::latest(&self.pool, &request.playbook)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
+        let plan = self.engine.plan(&stored.name, stored.version).await?;
+        // Facts are read before the transaction: no remote call holds it open.
+        let mut accounts = Vec::with_capacity(request.account_ids.len());
+        for account_id in &request.account_ids {
+            let account = self
+                .engine
+                .peers()
+                .account(account_id)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account"))?;
+            accounts.push((account_id.clone(), account));
+        }
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
+            &tracing::Span::current(),
+        ))
+        .unwrap_or_default();
+        let mut started = Vec::new();
+        let mut skipped = Vec::new();
+        for (account_id, account) in accounts {
+            let Some(account) = account else {
+                skipped.push(pb::DryRunAccount {
+                    account_id,
+                    reason: "ingestion does not know the account".to_owned(),
+                    ..Default::default()
+                });
+                continue;
+            };
+            if let Some(reason) = account.outside(&plan.audience) {
+                skipped.push(pb::DryRunAccount {
+                    account_id,
+                    reason,
+                    ..Default::default()
+                });
+                continue;
+            }
+            match self
+                .engine
+                .start_run(
+                    &mut tx,
+                    &plan,
+                    stored.version,
+                    &account,
+                    "manual",
+                    None,
+                    &trace_context,
+                )
+                .await?
+            {
+                Ok(run_id) => started.push(run_id),
+                Err(reason) => skipped.push(pb::DryRunAccount {
+                    account_id,
+                    reason,
+                    ..Default::default()
+                }),
+            }
+        }
+        let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RUN} WHERE run_id = ANY($1) ORDER BY run_id"
+        )))
+        .bind(&started)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs = rows
+            .into_iter()
+            .map(|r| pb::Run {
+                run_id: r.run_id.to_string(),
+                playbook: r.playbook,
+                version: r.version,
+                account_id: r.account_id,
+                state: i32::from(r.state),
+                trigger: r.trigger_kind,
+                start_time: Some(time::to_timestamp(r.started_at)),
+                end_time: None,
+                steps: Vec::new(),
+            })
+            .collect();
+        let response = pb::StartRunsResponse { runs, skipped };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        self.engine.wakeup.notify_waiters();
+        Ok(response)
+    }
+
+    pub(crate) async fn get_run(
+        &self,
+        request: pb::GetRunRequest,
+    ) -> ApiResult<pb::GetRunResponse> {
+        let run_id = parse_uuid(&request.run_id, "run_id")?;
+        Ok(pb::GetRunResponse {
+            run: Some(self.run(run_id).await?),
+        })
+    }
+
+    pub(crate) async fn list_runs(
+        &self,
+        request: pb::ListRunsRequest,
+    ) -> ApiResult<pb::ListRunsResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<Uuid> = paging::decode_token(&request.page_token)?;
+        let mut violations = Violations::default();
+        violations.limit_text(&request.account_id, "account_id", MAX_ID);
+        violations.limit_text(&request.playbook, "playbook", MAX_ID);
+        violations.check(
+            pb::RunState::try_from(request.state).is_ok(),
+            "state",
+            "is not a known run state",
+        );
+        violations.into_result()?;
+        let mut rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RUN} WHERE ($1 = '' OR account_id = $1) AND ($2 = '' OR playbook = $2) \
+               AND ($3 = 0 OR state = $3) AND ($4::uuid IS NULL OR run_id > $4) \
+             ORDER BY run_id LIMIT $5"
+        )))
+        .bind(&request.account_id)
+        .bind(&request.playbook)
+        .bind(request.state as i16)
+        .bind(after)
+        .bind(i64::from(size) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |r| r.run_id);
+        Ok(pb::ListRunsResponse {
+            runs: self.runs_with_steps(rows).await?,
+            next_page_token,
+        })
+    }
+
+    pub(crate) async fn list_dead_letters(
+        &self,
+        request: pb::ListDeadLettersRequest,
+    ) -> ApiResult<pb::ListDeadLettersResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<(Uuid, i32)> = paging::decode_token(&request.page_token)?;
+        let (after_run, after_seq) = after.unzip();
+        let mut rows: Vec<(StepRow, String, String)> =
+            sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(format!(
+                "{SELECT_STEP} WHERE state = $1 AND ($2::uuid IS NULL OR (run_id, seq) > ($2, $3)) \
+             ORDER BY run_id, seq LIMIT $4"
+            )))
+            .bind(DEAD)
+            .bind(after_run)
+            .bind(after_seq)
+            .bind(i64::from(size) + 1)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|s| (s, String::new(), String::new()))
+            .collect();
+        let next_page_token = paging::finish_page(&mut rows, size, |(s, _, _)| (s.run_id, s.seq));
+        let ids: Vec<Uuid> = rows.iter().map(|(s, _, _)| s.run_id).collect();
+        let runs: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT run_id, playbook, account_id FROM playbooks.runs WHERE run_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let runs: std::collections::HashMap<Uuid, (String, String)> =
+            runs.into_iter().map(|(id, p, a)| (id, (p, a))).collect();
+        Ok(pb::ListDeadLettersResponse {
+            dead_letters: rows
+                .into_iter()
+                .map(|(step, _, _)| {
+                    let (playbook, account_id) =
+                        runs.get(&step.run_id).cloned().unwrap_or_default();
+                    pb::DeadLetter {
+                        run_id: step.run_id.to_string(),
+                        playbook,
+                        account_id,
+                        step: Some(step.into_proto()),
+                    }
+                })
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    pub(crate) async fn retry_step(
+        &self,
+        request: pb::RetryStepRequest,
+    ) -> ApiResult<pb::RetryStepResponse> {
+        let run_id = parse_uuid(&request.run_id, "run_id")?;
+        let mut tx = self.pool.begin().await?;
+        let retried = sqlx::query(
+            "UPDATE playbooks.steps SET state = $3, attempts = 0, due_at = now(), last_error = '', finished_at = NULL \
+             WHERE run_id = $1 AND seq = $2 AND state = $4",
+        )
+        .bind(run_id)
+        .bind(request.seq)
+        .bind(PENDING)
+        .bind(DEAD)
+        .execute(&mut *tx)
+        .await?;
+        if retried.rows_affected() == 0 {
+            return Err(ApiError::FailedPrecondition(format!(
+                "step {} of run {run_id} is not dead-lettered",
+                request.seq
+            )));
+        }
+        sqlx::query("UPDATE playbooks.runs SET state = 1 WHERE run_id = $1 AND state = 4")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.engine.wakeup.notify_waiters();
+        Ok(pb::RetryStepResponse {
+            run: Some(self.run(run_id).await?),
+        })
+    }
+
+    pub(crate) async fn list_tasks(
+        &self,
+        request: pb::ListTasksRequest,
+    ) -> ApiResult<pb::ListTasksResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<(NaiveDate, Uuid)> = paging::decode_token(&request.page_token)?;
+        let mut violations = Violations::default();
+        violations.limit_text(&request.assignee, "assignee", MAX_ID);
+        violations.limit_text(&request.account_id, "account_id", MAX_ID);
+        violations.check(
+            pb::TaskStatus::try_from(request.status).is_ok(),
+            "status",
+            "is not a known task status",
+        );
+        let due_before = request
+            .due_before
+            .as_ref()
+            .and_then(|d| time::date(Some(d), "due_before", &mut violations));
+        violations.into_result()?;
+        let (after_due, after_id) = after.unzip();
+        let mut rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TASK} WHERE ($1 = '' OR assignee = $1) AND ($2 = 0 OR status = $2) \
+               AND ($3::date IS NULL OR due_on < $3) AND ($4 = '' OR account_id = $4) \
+               AND ($5::date IS NULL OR (due_on, task_id) > ($5, $6)) \
+             ORDER BY due_on, task_id LIMIT $7"
+        )))
+        .bind(&request.assignee)
+        .bind(request.status as i16)
+        .bind(due_before)
+        .bind(&request.account_id)
+        .bind(after_due)
+        .bind(after_id)
+        .bind(i64::from(size) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |t| (t.due_on, t.task_id));
+        Ok(pb::ListTasksResponse {
+            tasks: rows.into_iter().map(TaskRow::into_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub(crate) async fn complete_task(
+        &self,
+        request: pb::CompleteTaskRequest,
+    ) -> ApiResult<pb::CompleteTaskResponse> {
+        let task_id = parse_uuid(&request.task_id, "task_id")?;
+        let mut violations = Violations::default();
+        violations.check(
+            (1..=64).contains(&request.outcome.len()),
+            "outcome",
+            "must be 1-64 characters",
+        );
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        let row: Option<TaskRow> = sqlx::query_as(
+            "WITH done AS (UPDATE playbooks.tasks SET status = 2, outcome = $2, completed_at = now() \
+               WHERE task_id = $1 AND status = 1 RETURNING *) \
+             SELECT task_id, run_id, account_id, assignee, title, body, priority, due_on, status, outcome, \
+               created_at, completed_at FROM done",
+        )
+        .bind(task_id)
+        .bind(&request.outcome)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match row {
+            Some(row) => row,
+            None => {
+                let existing: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_TASK} WHERE task_id = $1"
+                )))
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                return match existing {
+                    None => Err(ApiError::NotFound(format!("task {task_id}"))),
+                    // Completing again with the same outcome is a retry.
+                    Some(t) if t.outcome == request.outcome => Ok(pb::CompleteTaskResponse {
+                        task: Some(t.into_proto()),
+                    }),
+                    Some(_) => Err(ApiError::FailedPrecondition(format!(
+                        "task {task_id} is already completed with another outcome"
+                    ))),
+                };
+            }
+        };
+        // A run waiting on a condition looks again now.
+        sqlx::query(
+            "UPDATE playbooks.steps SET due_at = now() WHERE run_id = $1 AND state = 1 AND step_type = 'wait' \
+               AND deadline IS NOT NULL",
+        )
+        .bind(row.run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.engine.wakeup.notify_waiters();
+        Ok(pb::CompleteTaskResponse {
+            task: Some(row.into_proto()),
+        })
+    }
+
+    pub(crate) async fn get_account_timeline(
+        &self,
+        request: pb::GetAccountTimelineRequest,
+    ) -> ApiResult<pb::GetAccountTimelineResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.check(
+            (0..=1000).contains(&request.limit),
+            "limit",
+            "must be between 0 and 1000",
+        );
+        violations.into_result()?;
+        let limit = if request.limit == 0 {
+            200
+        } else {
+            i64::from(request.limit)
+        };
+        let rows: Vec<TimelineRow> = sqlx::query_as(
+            "SELECT * FROM ( \
+               SELECT received_at AS at, 'trigger' AS kind, NULL::uuid AS run_id, '' AS playbook, \
+                      kind || ' from ' || source AS detail FROM playbooks.trigger_events WHERE account_id = $1 \
+               UNION ALL SELECT started_at, 'run.started', run_id, playbook, 'v' || version || ' on ' || trigger_kind \
+                      FROM playbooks.runs WHERE account_id = $1 \
+               UNION ALL SELECT ended_at, CASE state WHEN 2 THEN 'run.completed' ELSE 'run.exited' END, run_id, \
+                      playbook, '' FROM playbooks.runs WHERE account_id = $1 AND ended_at IS NOT NULL \
+               UNION ALL SELECT s.finished_at, CASE s.state WHEN 3 THEN 'step.dead' ELSE 'step.done' END, s.run_id, \
+                      r.playbook, s.step_id || ': ' || s.result || CASE WHEN s.last_error <> '' THEN ' (' || s.last_error || ')' ELSE '' END \
+                      FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
+                      WHERE r.account_id = $1 AND s.finished_at IS NOT NULL \
+               UNION ALL SELECT t.completed_at, 'task.completed', t.run_id, r.playbook, t.title || ': ' || t.outcome \
+                      FROM playbooks.tasks t JOIN playbooks.runs r USING (run_id) \
+                      WHERE t.account_id = $1 AND t.completed_at IS NOT NULL \
+             ) entries ORDER BY at DESC LIMIT $2",
+        )
+        .bind(&request.account_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(pb::GetAccountTimelineResponse {
+            entries: rows
+                .into_iter()
+                .rev()
+                .map(|(at, kind, run_id, playbook, detail)| pb::TimelineEntry {
+                    time: Some(time::to_timestamp(at)),
+                    kind,
+                    run_id: run_id.map(|id| id.to_string()).unwrap_or_default(),
+                    playbook,
+                    detail,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,542 @@
+//! Playbook runs end to end: real webhook receivers and an SMTP sink,
+//! retries and dead letters, a killed service, two replicas, tasks that
+//! wake waiting runs, cooldowns and the weekly email cap.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tenure_proto::ingestion::v1 as ipb;
+use tenure_proto::playbooks::v1 as pb;
+use tenure_tests::receivers::{SmtpSink, WebhookReceiver};
+use tenure_tests::{TestStack, eventually, violated_fields};
+
+use crate::fixtures::{contact, days_ago, ts};
+
+async fn stack(smtp: Option<&SmtpSink>, email_cap: u32) -> TestStack {
+    let smtp = smtp.map(|s| s.url.clone());
+    TestStack::spawn_with(|options| {
+        let settings = &mut options.settings;
+        settings.insert("PLAYBOOKS_RETRY_BASE".into(), "50ms".into());
+        settings.insert("PLAYBOOKS_RETRY_CAP".into(), "200ms".into());
+        settings.insert("PLAYBOOKS_MAX_ATTEMPTS".into(), "4".into());
+        settings.insert("PLAYBOOKS_CONDITION_POLL".into(), "100ms".into());
+        settings.insert("PLAYBOOKS_WEBHOOK_SECRET".into(), "s3cret".into());
+        settings.insert("PLAYBOOKS_EMAIL_WEEKLY_CAP".into(), email_cap.to_string());
+        if let Some(url) = smtp {
+            settings.insert("PLAYBOOKS_SMTP_URL".into(), url);
+        }
+    })
+    .await
+}
+
+async fn accounts(app: &mut TestStack, ids: &[String]) {
+    let accounts = ids
+        .iter()
+        .map(|id| ipb::Account {
+            account_id: id.clone(),
+            name: format!("{id} Inc"),
+            segment: "smb".into(),
+            owner: "dana".into(),
+            updated_at: ts(days_ago(100)),
+            ..Default::default()
+        })
+        .collect();
+    app.ingestion
+        .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts,
+        })
+        .await
+        .unwrap();
+}
+
+async fn playbook(app: &mut TestStack, definition: serde_json::Value) {
+    app.playbooks
+        .create_playbook(pb::CreatePlaybookRequest {
+            request_id: String::new(),
+            definition: definition.to_string(),
+            format: pb::DefinitionFormat::Json as i32,
+        })
+        .await
+        .unwrap();
+}
+
+async fn start(app: &mut TestStack, name: &str, ids: &[String]) -> pb::StartRunsResponse {
+    app.playbooks
+        .start_runs(pb::StartRunsRequest {
+            request_id: String::new(),
+            playbook: name.into(),
+            account_ids: ids.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn run_in_state(app: &TestStack, run_id: &str, state: pb::RunState) -> pb::Run {
+    eventually(Duration::from_secs(20), || {
+        let mut playbooks = app.playbooks.clone();
+        let run_id = run_id.to_owned();
+        async move {
+            let run = playbooks
+                .get_run(pb::GetRunRequest { run_id })
+                .await
+                .ok()?
+                .into_inner()
+                .run?;
+            (run.state == state as i32).then_some(run)
+        }
+    })
+    .await
+    .unwrap_or_else(|| panic!("run {run_id} reaches {state:?}"))
+}
+
+#[tokio::test]
+async fn webhooks_retry_to_one_delivery_and_dead_letter_when_they_always_fail() {
+    let mut app = stack(None, 3).await;
+    let ids = vec!["acme".to_owned()];
+    accounts(&mut app, &ids).await;
+    let flaky = WebhookReceiver::failing(3).await;
+    let broken = WebhookReceiver::failing(0).await;
+    broken.always_fail(true);
+    for (name, url) in [("notify-flaky", &flaky.url), ("notify-broken", &broken.url)] {
+        playbook(
+            &mut app,
+            serde_json::json!({
+                "name": name, "title": "Tell the CRM", "trigger": {"type": "manual"},
+                "steps": [
+                    {"id": "hook", "type": "webhook", "url": format!("{url}/hooks/tenure"), "next": "done"},
+                    {"id": "done", "type": "end"}
+                ]
+            }),
+        )
+        .await;
+    }
+    let flaky_run = start(&mut app, "notify-flaky", &ids).await.runs.remove(0);
+    let run = run_in_state(&app, &flaky_run.run_id, pb::RunState::Completed).await;
+    let deliveries = flaky.deliveries();
+    assert_eq!(deliveries.len(), 4, "three failures, then success");
+    assert_eq!(flaky.accepted().len(), 1, "delivered once");
+    let id = &deliveries[0].delivery_id;
+    assert!(
+        deliveries.iter().all(|d| &d.delivery_id == id),
+        "one delivery id across retries"
+    );
+    assert_eq!(id, &format!("{}:1", run.run_id));
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&deliveries[3].body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(deliveries[3].signature, format!("sha256={expected}"));
+    assert_eq!(deliveries[3].path, "/hooks/tenure");
+
+    let broken_run = start(&mut app, "notify-broken", &ids).await.runs.remove(0);
+    run_in_state(&app, &broken_run.run_id, pb::RunState::Stalled).await;
+    assert_eq!(broken.deliveries().len(), 4, "every attempt made");
+    let dead = app
+        .playbooks
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert_eq!(dead.len(), 1);
+    let step = dead[0].step.clone().unwrap();
+    assert_eq!((step.step_id.as_str(), step.attempts), ("hook", 4));
+    assert!(step.last_error.contains("500"), "{}", step.last_error);
+
+    // Fixed on the other side, the step is retried by hand and the run ends.
+    broken.always_fail(false);
+    app.playbooks
+        .retry_step(pb::RetryStepRequest {
+            run_id: broken_run.run_id.clone(),
+            seq: step.seq,
+        })
+        .await
+        .unwrap();
+    run_in_state(&app, &broken_run.run_id, pb::RunState::Completed).await;
+    assert_eq!(broken.accepted().len(), 1);
+    let again = app
+        .playbooks
+        .retry_step(pb::RetryStepRequest {
+            run_id: broken_run.run_id,
+            seq: step.seq,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_killed_service_resumes_its_runs_without_repeating_a_webhook() {
+    let mut app = stack(None, 3).await;
+    let ids = vec!["acme".to_owned()];
+    accounts(&mut app, &ids).await;
+    let receiver = WebhookReceiver::start().await;
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "two-calls", "title": "Two calls", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "first", "type": "webhook", "url": format!("{}/first", receiver.url), "next": "pause"},
+                {"id": "pause", "type": "wait", "for": "2s", "next": "second"},
+                {"id": "second", "type": "webhook", "url": format!("{}/second", receiver.url), "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let run = start(&mut app, "two-calls", &ids).await.runs.remove(0);
+    // Killed in the middle of the run: the first call made and committed,
+    // the run waiting. (A call in flight when the process dies is made
+    // again with the same delivery id, for the receiver to recognise.)
+    eventually(Duration::from_secs(10), || {
+        let mut playbooks = app.playbooks.clone();
+        let run_id = run.run_id.clone();
+        async move {
+            let run = playbooks
+                .get_run(pb::GetRunRequest { run_id })
+                .await
+                .ok()?
+                .into_inner()
+                .run?;
+            (run.steps.len() == 2 && run.steps[1].result == "waiting").then_some(())
+        }
+    })
+    .await
+    .expect("the first call made, the wait armed");
+    let addr = app.stack.kill_service("playbooks").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "nothing runs while it is down"
+    );
+    app.stack.restart_service("playbooks", addr).await.unwrap();
+    run_in_state(&app, &run.run_id, pb::RunState::Completed).await;
+    let paths: Vec<String> = receiver.deliveries().into_iter().map(|d| d.path).collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
+
+#[tokio::test]
+async fn two_replicas_execute_every_step_exactly_once() {
+    let mut app = stack(None, 3).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("acct-{i:02}")).collect();
+    accounts(&mut app, &ids).await;
+    let replica = app.stack.start_replica("playbooks").await.unwrap();
+    let receiver = WebhookReceiver::start().await;
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "fan-out", "title": "Fan out", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "call", "type": "task", "title": "Call {{account.name}}", "next": "hook"},
+                {"id": "hook", "type": "webhook", "url": receiver.url, "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let started = start(&mut app, "fan-out", &ids).await;
+    assert_eq!(started.runs.len(), 40);
+    for run in &started.runs {
+        run_in_state(&app, &run.run_id, pb::RunState::Completed).await;
+    }
+    let deliveries = receiver.deliveries();
+    let mut distinct: Vec<String> = deliveries.iter().map(|d| d.delivery_id.clone()).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        (deliveries.len(), distinct.len()),
+        (40, 40),
+        "each webhook once"
+    );
+    let tasks = app
+        .playbooks
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 100,
+            assignee: "dana".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 40);
+    assert!(tasks.iter().any(|t| t.title == "Call acct-07 Inc"));
+    // Both replicas took work.
+    let db = app.db().await;
+    let executions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM playbooks.steps WHERE state = 2")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(executions, 120);
+    replica.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_band_change_runs_tasks_waits_and_emails_within_caps_and_cooldowns() {
+    let smtp = SmtpSink::start().await;
+    let mut app = stack(Some(&smtp), 1).await;
+    let ids = vec!["acme".to_owned()];
+    accounts(&mut app, &ids).await;
+    app.ingestion
+        .batch_upsert_contacts(ipb::BatchUpsertContactsRequest {
+            request_id: String::new(),
+            contacts: vec![contact(
+                "c-1",
+                "acme",
+                &[ipb::ContactRole::Champion],
+                true,
+                days_ago(50),
+            )],
+        })
+        .await
+        .unwrap();
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "save-the-account", "title": "Save the account",
+            "trigger": {"type": "health_band_changed", "to": "red"},
+            "audience": {"segments": ["smb"]},
+            "cooldown_days": 30,
+            "steps": [
+                {"id": "call", "type": "task", "title": "Call {{account.name}} about {{trigger.band}} health",
+                 "priority": "urgent", "due_in_days": 2, "next": "until-called"},
+                {"id": "until-called", "type": "wait", "condition": {"task_outcome": {"step": "call", "is": "reached"}},
+                 "timeout": "1h", "next": "mail"},
+                {"id": "mail", "type": "email", "to_role": "champion", "subject": "Checking in, {{account.name}}",
+                 "body": "Your CSM {{account.owner}} would like to talk.", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "newsletter", "title": "Newsletter", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "mail", "type": "email", "to_role": "champion", "subject": "News", "body": "Hello", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let changed_at = days_ago(0);
+    let change = |band: &str, id: &str| pb::NotifyHealthChangedRequest {
+        request_id: id.into(),
+        changes: vec![pb::HealthChange {
+            account_id: "acme".into(),
+            kind: pb::HealthChangeKind::BandChanged as i32,
+            previous_score: 55.0,
+            score: 35.0,
+            previous_band: "yellow".into(),
+            band: band.into(),
+            occurred_at: ts(changed_at),
+        }],
+    };
+    app.playbooks
+        .notify_health_changed(change("green", "e-0"))
+        .await
+        .unwrap();
+    app.playbooks
+        .notify_health_changed(change("red", "e-1"))
+        .await
+        .unwrap();
+    let runs = eventually(Duration::from_secs(10), || {
+        let mut playbooks = app.playbooks.clone();
+        async move {
+            let runs = playbooks
+                .list_runs(pb::ListRunsRequest {
+                    account_id: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .runs;
+            (runs.len() == 1 && runs[0].steps.len() >= 2).then_some(runs)
+        }
+    })
+    .await
+    .expect("one run, only for the change to red");
+    assert_eq!(runs[0].trigger, "health_band_changed");
+    let task = app
+        .playbooks
+        .list_tasks(pb::ListTasksRequest {
+            account_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .remove(0);
+    assert_eq!(task.title, "Call acme Inc about red health");
+    assert_eq!(
+        (task.assignee.as_str(), task.priority.as_str()),
+        ("dana", "urgent")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(smtp.mails().is_empty(), "the run waits for the call");
+
+    // The same event again (a redelivery) and a new red change: no second run.
+    app.playbooks
+        .notify_health_changed(change("red", "e-1"))
+        .await
+        .unwrap();
+    app.playbooks
+        .notify_health_changed(change("red", "e-2"))
+        .await
+        .unwrap();
+
+    // Completing the task with the awaited outcome wakes the run.
+    app.playbooks
+        .complete_task(pb::CompleteTaskRequest {
+            task_id: task.task_id.clone(),
+            outcome: "reached".into(),
+        })
+        .await
+        .unwrap();
+    run_in_state(&app, &runs[0].run_id, pb::RunState::Completed).await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].recipients, ["c-1@acme.test"]);
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("Checking in, acme Inc")
+    );
+    assert!(
+        mails[0]
+            .header("Message-ID")
+            .unwrap()
+            .contains(&runs[0].run_id)
+    );
+
+    // The weekly cap (one here) holds across playbooks.
+    let newsletter = start(&mut app, "newsletter", &["acme".to_owned()])
+        .await
+        .runs
+        .remove(0);
+    let done = run_in_state(&app, &newsletter.run_id, pb::RunState::Completed).await;
+    assert_eq!(done.steps[0].result, "emailed 0, capped 1");
+    assert_eq!(smtp.mails().len(), 1);
+
+    // Cooldown: the playbook does not enter the account again for 30 days.
+    let again = start(&mut app, "save-the-account", &["acme".to_owned()]).await;
+    assert!(again.runs.is_empty());
+    assert_eq!(
+        again.skipped[0].reason,
+        "the playbook's cooldown has not passed"
+    );
+    let all_runs = app
+        .playbooks
+        .list_runs(pb::ListRunsRequest {
+            playbook: "save-the-account".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(all_runs.len(), 1);
+
+    let timeline = app
+        .playbooks
+        .get_account_timeline(pb::GetAccountTimelineRequest {
+            account_id: "acme".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let kinds: Vec<&str> = timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"trigger")
+            && kinds.contains(&"run.started")
+            && kinds.contains(&"task.completed")
+    );
+    assert!(kinds.contains(&"run.completed"));
+}
+
+#[tokio::test]
+async fn definitions_are_validated_and_dry_runs_show_the_path() {
+    let mut app = stack(None, 3).await;
+    accounts(&mut app, &["acme".to_owned(), "globex".to_owned()]).await;
+    let bad = app
+        .playbooks
+        .create_playbook(pb::CreatePlaybookRequest {
+            request_id: String::new(),
+            format: pb::DefinitionFormat::Json as i32,
+            definition: serde_json::json!({
+                "name": "bad", "title": "Bad", "trigger": {"type": "renewal_approaching"},
+                "steps": [
+                    {"id": "t", "type": "task", "title": "Hi {{account.shoe_size}}", "next": "w"},
+                    {"id": "w", "type": "wait", "for": "soon", "next": "b"},
+                    {"id": "b", "type": "branch", "condition": {"band": "purple"}, "then": "e", "else": "e"},
+                    {"id": "e", "type": "end"}
+                ]
+            })
+            .to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&bad),
+        [
+            "definition.trigger.days",
+            "definition.steps[0].title",
+            "definition.steps[1].for",
+            "definition.steps[2].condition.band"
+        ]
+    );
+    let db = app.db().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM playbooks.playbook_versions")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing partial is written");
+
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "check-in", "title": "Check in", "trigger": {"type": "manual"},
+            "audience": {"segments": ["smb"]},
+            "steps": [
+                {"id": "branch", "type": "branch", "condition": {"band": "green"}, "then": "praise", "else": "call"},
+                {"id": "praise", "type": "task", "title": "Ask for a reference", "next": "done"},
+                {"id": "call", "type": "task", "title": "Call", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let dry = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            name: "check-in".into(),
+            account_ids: vec!["acme".into(), "nobody".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert!(dry[0].would_enter);
+    assert_eq!(
+        dry[0].path,
+        ["branch", "call", "done"],
+        "unscored: not green"
+    );
+    assert!(!dry[1].would_enter);
+    assert_eq!(dry[1].reason, "ingestion does not know the account");
+}

@@ -1,0 +1,246 @@
+//! Real receivers of the playbooks' outbound actions: an HTTP webhook
+//! receiver that can be told to fail, and an SMTP sink. Both listen on
+//! loopback ports of their own and record what arrived.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One webhook request as received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub path: String,
+    pub delivery_id: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+    /// The status the receiver answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct WebhookState {
+    deliveries: Vec<Delivery>,
+    /// Requests still to fail with 500 before answering 200; `None`: always fail.
+    failures_left: Option<u32>,
+}
+
+/// An HTTP/1.1 receiver of webhooks.
+#[derive(Clone)]
+pub struct WebhookReceiver {
+    pub url: String,
+    state: Arc<Mutex<WebhookState>>,
+}
+
+impl WebhookReceiver {
+    /// Answers 200 to everything.
+    pub async fn start() -> Self {
+        Self::failing(0).await
+    }
+
+    /// Fails the first `count` requests with 500, then answers 200.
+    pub async fn failing(count: u32) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(WebhookState {
+            deliveries: Vec::new(),
+            failures_left: Some(count),
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let _ = serve_http(stream, state).await;
+                });
+            }
+        });
+        Self { url, state }
+    }
+
+    /// From now on fails every request, or (false) succeeds again.
+    pub fn always_fail(&self, fail: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            state.failures_left = if fail { None } else { Some(0) };
+        }
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state
+            .lock()
+            .map(|s| s.deliveries.clone())
+            .unwrap_or_default()
+    }
+
+    /// Deliveries answered 200.
+    pub fn accepted(&self) -> Vec<Delivery> {
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.status == 200)
+            .collect()
+    }
+}
+
+async fn serve_http(
+    stream: tokio::net::TcpStream,
+    state: Arc<Mutex<WebhookState>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).await?;
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
+    let (mut length, mut delivery_id, mut signature) = (0usize, String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim().to_owned();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().unwrap_or(0),
+                "x-tenure-delivery" => delivery_id = value,
+                "x-tenure-signature" => signature = value,
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await?;
+    let status = {
+        let mut state = state
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        let status = match state.failures_left {
+            None => 500,
+            Some(0) => 200,
+            Some(n) => {
+                state.failures_left = Some(n - 1);
+                500
+            }
+        };
+        state.deliveries.push(Delivery {
+            path,
+            delivery_id,
+            signature,
+            body,
+            status,
+        });
+        status
+    };
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Internal Server Error"
+    };
+    let mut stream = reader.into_inner();
+    stream
+        .write_all(
+            format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    stream.shutdown().await
+}
+
+/// One email as the sink received it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub recipients: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.data.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A minimal SMTP server that accepts every message.
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub url: String,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("smtp://{}", listener.local_addr().expect("addr"));
+        let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+        let shared = mails.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let mails = shared.clone();
+                tokio::spawn(async move {
+                    let _ = serve_smtp(stream, mails).await;
+                });
+            }
+        });
+        Self { url, mails }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+async fn serve_smtp(
+    stream: tokio::net::TcpStream,
+    mails: Arc<Mutex<Vec<Mail>>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    reader.get_mut().write_all(b"220 sink ESMTP\r\n").await?;
+    let mut recipients = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO") {
+            b"250 sink\r\n"
+        } else if command.starts_with("MAIL FROM") {
+            recipients.clear();
+            b"250 OK\r\n"
+        } else if command.starts_with("RCPT TO") {
+            let address = line.trim_end()[8..]
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned();
+            recipients.push(address);
+            b"250 OK\r\n"
+        } else if command == "DATA" {
+            reader.get_mut().write_all(b"354 go ahead\r\n").await?;
+            let mut data = String::new();
+            loop {
+                let mut part = String::new();
+                if reader.read_line(&mut part).await? == 0 || part == ".\r\n" {
+                    break;
+                }
+                data.push_str(&part);
+            }
+            if let Ok(mut mails) = mails.lock() {
+                mails.push(Mail {
+                    recipients: std::mem::take(&mut recipients),
+                    data,
+                });
+            }
+            b"250 queued\r\n"
+        } else if command == "QUIT" {
+            reader.get_mut().write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"250 OK\r\n"
+        };
+        reader.get_mut().write_all(reply).await?;
+    }
+}
