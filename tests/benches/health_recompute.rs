@@ -100,10 +100,7 @@ async fn load(app: &mut TestStack, count: usize) {
 }
 
 fn main() {
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let count: usize = tenure_tests::bench_size(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let mut app = TestStack::spawn().await;

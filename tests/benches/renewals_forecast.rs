@@ -23,10 +23,7 @@ const PLAIN_QUERY: &str = "SELECT o.subscription_id, o.term_end, o.account_id, o
      WHERE o.term_end >= $1 AND o.term_end < $2";
 
 fn main() {
-    let count: i64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let count: i64 = tenure_tests::bench_size(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let mut app = TestStack::spawn().await;

@@ -74,6 +74,20 @@ async fn start(app: &mut TestStack, name: &str, ids: &[String]) -> pb::StartRuns
         .into_inner()
 }
 
+/// The runs of an account, if the call succeeds.
+async fn runs_of(
+    mut playbooks: tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient<
+        tenure_platform::client::TracedChannel,
+    >,
+    account_id: &str,
+) -> Option<Vec<pb::Run>> {
+    let request = pb::ListRunsRequest {
+        account_id: account_id.into(),
+        ..Default::default()
+    };
+    Some(playbooks.list_runs(request).await.ok()?.into_inner().runs)
+}
+
 async fn run_in_state(app: &TestStack, run_id: &str, state: pb::RunState) -> pb::Run {
     eventually(Duration::from_secs(20), || {
         let mut playbooks = app.playbooks.clone();
@@ -351,17 +365,9 @@ async fn a_band_change_runs_tasks_waits_and_emails_within_caps_and_cooldowns() {
         .await
         .unwrap();
     let runs = eventually(Duration::from_secs(10), || {
-        let mut playbooks = app.playbooks.clone();
+        let playbooks = app.playbooks.clone();
         async move {
-            let runs = playbooks
-                .list_runs(pb::ListRunsRequest {
-                    account_id: "acme".into(),
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .runs;
+            let runs = runs_of(playbooks, "acme").await?;
             (runs.len() == 1 && runs[0].steps.len() >= 2).then_some(runs)
         }
     })
@@ -539,4 +545,149 @@ async fn definitions_are_validated_and_dry_runs_show_the_path() {
     );
     assert!(!dry[1].would_enter);
     assert_eq!(dry[1].reason, "ingestion does not know the account");
+}
+
+/// A request carrying a `traceparent` of the test's own.
+fn traced<T>(message: T, trace_id: opentelemetry::trace::TraceId) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let header = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", header.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn ingestion_events_start_playbooks_in_the_trace_that_caused_them() {
+    let mut app = stack(None, 3).await;
+    accounts(&mut app, &["acme".to_owned()]).await;
+    for (name, trigger) in [
+        (
+            "detractor",
+            serde_json::json!({"type": "nps_response", "category": "detractor"}),
+        ),
+        (
+            "promoter",
+            serde_json::json!({"type": "nps_response", "category": "promoter"}),
+        ),
+        (
+            "funding",
+            serde_json::json!({"type": "external_signal", "signal_type": "funding_round"}),
+        ),
+        (
+            "new-sponsor",
+            serde_json::json!({"type": "sponsor_changed"}),
+        ),
+    ] {
+        playbook(
+            &mut app,
+            serde_json::json!({
+                "name": name, "title": name, "trigger": trigger,
+                "steps": [
+                    {"id": "follow-up", "type": "task", "title": "Follow up ({{trigger.score}}{{trigger.signal_type}})", "next": "done"},
+                    {"id": "done", "type": "end"}
+                ]
+            }),
+        )
+        .await;
+    }
+    let trace_id =
+        opentelemetry::trace::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    let url = app.stack.url("ingestion").unwrap();
+    tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient::new(
+        tenure_tests::untraced_channel(&url),
+    )
+    .batch_upsert_survey_responses(traced(
+        ipb::BatchUpsertSurveyResponsesRequest {
+            request_id: String::new(),
+            responses: vec![crate::fixtures::nps("r-1", "acme", 3, days_ago(1))],
+        },
+        trace_id,
+    ))
+    .await
+    .unwrap();
+    app.ingestion
+        .batch_upsert_external_signals(ipb::BatchUpsertExternalSignalsRequest {
+            request_id: String::new(),
+            signals: vec![ipb::ExternalSignal {
+                signal_id: "s-1".into(),
+                account_id: "acme".into(),
+                kind: ipb::ExternalSignalKind::FundingRound as i32,
+                occurred_at: ts(days_ago(2)),
+                source: "news".into(),
+                properties: None,
+                updated_at: ts(days_ago(2)),
+            }],
+        })
+        .await
+        .unwrap();
+    for (id, at) in [("c-1", 30), ("c-2", 5)] {
+        let mut contacts = vec![contact(
+            id,
+            "acme",
+            &[ipb::ContactRole::EconomicSponsor],
+            true,
+            days_ago(at),
+        )];
+        if id == "c-2" {
+            contacts.push(contact(
+                "c-1",
+                "acme",
+                &[ipb::ContactRole::EconomicSponsor],
+                false,
+                days_ago(at),
+            ));
+        }
+        app.ingestion
+            .batch_upsert_contacts(ipb::BatchUpsertContactsRequest {
+                request_id: String::new(),
+                contacts,
+            })
+            .await
+            .unwrap();
+    }
+    let runs = eventually(Duration::from_secs(15), || {
+        let playbooks = app.playbooks.clone();
+        async move {
+            let runs = runs_of(playbooks, "acme").await?;
+            let done = runs
+                .iter()
+                .filter(|r| r.state == pb::RunState::Completed as i32)
+                .count();
+            (done == 3).then_some(runs)
+        }
+    })
+    .await
+    .expect("three playbooks ran");
+    let mut names: Vec<&str> = runs.iter().map(|r| r.playbook.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["detractor", "funding", "new-sponsor"],
+        "the promoter playbook did not start"
+    );
+    let tasks = app
+        .playbooks
+        .list_tasks(pb::ListTasksRequest {
+            account_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    let mut titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+    titles.sort_unstable();
+    assert_eq!(
+        titles,
+        ["Follow up ()", "Follow up (3)", "Follow up (funding_round)"]
+    );
+
+    // The detractor's steps ran in the trace of the survey upload.
+    let spans = tenure_tests::wait_for_spans(trace_id, |spans| {
+        spans.iter().filter(|s| s.name == "playbook.step").count() >= 2
+    })
+    .await;
+    let steps: Vec<_> = spans.iter().filter(|s| s.name == "playbook.step").collect();
+    assert_eq!(steps.len(), 2, "the task and the end of the detractor run");
 }

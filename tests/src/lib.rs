@@ -3,6 +3,14 @@
 
 pub mod receivers;
 
+/// The first numeric command-line argument of a bench binary, or `default`.
+pub fn bench_size<T: std::str::FromStr>(default: T) -> T {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

@@ -167,6 +167,11 @@ impl IngestionApi {
         changes::insert_relationship_changes(&mut write.tx, &relationship_changes).await?;
         let mut changed = Changes::default();
         changed.record(&upserted);
+        changed.events.extend(
+            relationship_changes
+                .iter()
+                .map(crate::triggers::relationship_event),
+        );
         let response = pb::BatchUpsertContactsResponse {
             summary: Some(summary(&upserted)),
             relationship_change_count: relationship_changes.len() as i32,

@@ -18,6 +18,7 @@ pub mod records;
 pub mod signals;
 pub mod stream;
 pub mod timeline;
+pub mod triggers;
 pub mod writes;
 
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};

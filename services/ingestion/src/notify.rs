@@ -5,6 +5,8 @@ use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::playbooks::v1::NotifyAccountEventsRequest;
+use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
 use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 
@@ -12,12 +14,16 @@ use crate::SCHEMA;
 
 /// Accounts changed: health rescores them.
 pub const TOPIC_ACCOUNTS_CHANGED: &str = "health.accounts_changed";
+/// Events playbooks may start on.
+pub const TOPIC_ACCOUNT_EVENTS: &str = "playbooks.account_events";
+
 /// Subscriptions changed: renewals refreshes its pipeline.
 pub const TOPIC_SUBSCRIPTIONS_CHANGED: &str = "renewals.subscriptions_changed";
 
 pub struct Notifier {
     health: HealthServiceClient<TracedChannel>,
     renewals: RenewalsServiceClient<TracedChannel>,
+    playbooks: PlaybooksServiceClient<TracedChannel>,
 }
 
 impl Deliver for Notifier {
@@ -38,6 +44,15 @@ impl Deliver for Notifier {
                     .await?;
                 Ok(())
             }
+            TOPIC_ACCOUNT_EVENTS => {
+                let mut request: NotifyAccountEventsRequest = delivery.decode()?;
+                request.request_id = delivery.message_id.to_string();
+                self.playbooks
+                    .clone()
+                    .notify_account_events(request)
+                    .await?;
+                Ok(())
+            }
             other => Err(tonic::Status::unimplemented(format!(
                 "no receiver for topic {other}"
             ))),
@@ -50,6 +65,7 @@ pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Disp
     let notifier = Notifier {
         health: HealthServiceClient::new(channel(&peers.health_url)?),
         renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
+        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
     };
     Ok(Dispatcher::new(
         pool,

@@ -10,12 +10,13 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, outbox};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
 use tenure_proto::ingestion::v1::UpsertSummary;
+use tenure_proto::playbooks::v1::{AccountEvent, NotifyAccountEventsRequest};
 use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
 
 use crate::SCHEMA;
 use crate::convert::Checker;
 use crate::grpc::{IngestionApi, Limits};
-use crate::notify::{TOPIC_ACCOUNTS_CHANGED, TOPIC_SUBSCRIPTIONS_CHANGED};
+use crate::notify::{TOPIC_ACCOUNT_EVENTS, TOPIC_ACCOUNTS_CHANGED, TOPIC_SUBSCRIPTIONS_CHANGED};
 use crate::records::{self, KnownAccounts, Record, Upserted};
 
 /// A write in progress.
@@ -31,6 +32,9 @@ pub struct Changes {
     pub accounts: BTreeSet<String>,
     pub earliest_event: Option<DateTime<Utc>>,
     pub subscriptions: BTreeSet<String>,
+    /// Events playbooks may start on (new NPS responses, external signals,
+    /// sponsor and champion changes).
+    pub events: Vec<AccountEvent>,
 }
 
 impl Changes {
@@ -55,6 +59,10 @@ impl Changes {
             .flatten()
             {
                 self.account(account, earliest);
+            }
+            if applied.old.is_none() {
+                self.events
+                    .extend(crate::triggers::account_event(&applied.new));
             }
         }
     }
@@ -201,6 +209,13 @@ pub async fn enqueue_changes(tx: &mut PgConnection, changes: Changes) -> ApiResu
                 .map(tenure_platform::time::to_timestamp),
         };
         outbox::enqueue(&mut *tx, SCHEMA, TOPIC_ACCOUNTS_CHANGED, &notice).await?;
+    }
+    if !changes.events.is_empty() {
+        let notice = NotifyAccountEventsRequest {
+            request_id: String::new(),
+            events: changes.events,
+        };
+        outbox::enqueue(&mut *tx, SCHEMA, TOPIC_ACCOUNT_EVENTS, &notice).await?;
     }
     if !changes.subscriptions.is_empty() {
         let notice = NotifySubscriptionsChangedRequest {

@@ -3,6 +3,7 @@
 //! demo ([`demo`]) and file imports ([`import`]).
 
 pub mod demo;
+pub mod forecast;
 pub mod import;
 pub mod model;
 pub mod stack;

@@ -50,6 +50,27 @@ enum Command {
         #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
         health_url: String,
     },
+    /// Write the forecast of every renewal ending in a window, as CSV or JSON
+    /// Lines (for a nightly job); a progress bar on a terminal.
+    Forecast {
+        /// First day of the window (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Day after the window's last.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Only accounts of this segment.
+        #[arg(long, default_value = "")]
+        segment: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: tenure::forecast::Format,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Renewals service URL.
+        #[arg(long, env = "RENEWALS_URL", default_value = "http://127.0.0.1:50053")]
+        renewals_url: String,
+    },
     /// Load a CSV or JSON Lines file of one record kind through the ingestion API.
     Import {
         /// What the file holds.
@@ -141,6 +162,28 @@ fn main() -> anyhow::Result<()> {
                 if summary.rejected > 0 {
                     println!("rejected rows and their reasons: {}", rejects.display());
                 }
+                Ok(())
+            }
+            Command::Forecast {
+                from,
+                to,
+                segment,
+                format,
+                output,
+                renewals_url,
+            } => {
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let rows = tenure::forecast::run(
+                    &renewals_url,
+                    from,
+                    to,
+                    &segment,
+                    format,
+                    &output,
+                    progress,
+                )
+                .await?;
+                eprintln!("wrote {rows} renewals to {}", output.display());
                 Ok(())
             }
             Command::Train {

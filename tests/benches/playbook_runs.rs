@@ -1,0 +1,107 @@
+//! Starts many runs of a three-step playbook (a task, a webhook to a local
+//! receiver, the end) and prints steps/s and the delay from each step's due
+//! time to its execution (p50, p99).
+//!
+//! `cargo bench -p tenure-tests --bench playbook_runs -- [RUNS]` (default 10,000).
+
+use std::time::{Duration, Instant};
+
+use tenure_platform::time::to_timestamp;
+use tenure_proto::ingestion::v1 as ipb;
+use tenure_proto::playbooks::v1 as pb;
+use tenure_tests::TestStack;
+use tenure_tests::receivers::WebhookReceiver;
+
+const CHUNK: usize = 1000;
+
+fn main() {
+    let count: usize = tenure_tests::bench_size(10_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let mut app = TestStack::spawn_with(|options| {
+            options.max_connections = 12;
+        })
+        .await;
+        let db = app.db().await;
+        let receiver = WebhookReceiver::start().await;
+        let ids: Vec<String> = (0..count).map(|i| format!("acct-{i:06}")).collect();
+        for chunk in ids.chunks(5000) {
+            let accounts = chunk
+                .iter()
+                .map(|id| ipb::Account {
+                    account_id: id.clone(),
+                    name: id.clone(),
+                    segment: "smb".into(),
+                    owner: "dana".into(),
+                    updated_at: Some(to_timestamp(chrono::Utc::now() - chrono::Duration::days(10))),
+                    ..Default::default()
+                })
+                .collect();
+            app.ingestion
+                .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest { request_id: String::new(), accounts })
+                .await
+                .expect("accounts");
+        }
+        let definition = serde_json::json!({
+            "name": "bench", "title": "Bench", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "task", "type": "task", "title": "Call {{account.name}}", "next": "hook"},
+                {"id": "hook", "type": "webhook", "url": receiver.url, "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        });
+        app.playbooks
+            .create_playbook(pb::CreatePlaybookRequest {
+                request_id: String::new(),
+                definition: definition.to_string(),
+                format: pb::DefinitionFormat::Json as i32,
+            })
+            .await
+            .expect("playbook");
+
+        eprintln!("starting {count} runs");
+        let started = Instant::now();
+        for chunk in ids.chunks(CHUNK) {
+            let response = app
+                .playbooks
+                .start_runs(pb::StartRunsRequest {
+                    request_id: String::new(),
+                    playbook: "bench".into(),
+                    account_ids: chunk.to_vec(),
+                })
+                .await
+                .expect("start")
+                .into_inner();
+            assert_eq!(response.runs.len(), chunk.len());
+        }
+        let start_calls = started.elapsed();
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM playbooks.runs WHERE state = 2")
+                .fetch_one(&db)
+                .await
+                .expect("count");
+            if done as usize == count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let all = started.elapsed();
+        let (steps, span_s, p50, p99): (i64, f64, f64, f64) = sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM max(finished_at) - min(due_at))::float8, \
+               (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM picked_at - due_at)))::float8, \
+               (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM picked_at - due_at)))::float8 \
+             FROM playbooks.steps WHERE state = 2",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("figures");
+        assert_eq!(steps as usize, count * 3);
+        assert_eq!(receiver.accepted().len(), count, "one webhook per run");
+        println!("runs:                     {count} (3 steps each: task, webhook, end)");
+        println!("start calls:              {:>8.2} s ({} runs per call)", start_calls.as_secs_f64(), CHUNK);
+        println!("all runs completed after: {:>8.2} s", all.as_secs_f64());
+        println!("steps executed:           {steps} in {span_s:.2} s = {:.0} steps/s", steps as f64 / span_s);
+        println!("due -> executed delay:    p50 {:.1} ms, p99 {:.1} ms", p50 * 1000.0, p99 * 1000.0);
+        app.stop().await;
+    });
+}
