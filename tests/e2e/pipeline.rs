@@ -487,6 +487,31 @@ async fn forecasts_stream_jobs_and_backtests() {
     assert_eq!(streamed.len(), 40);
     assert!(streamed.iter().all(|r| r.renewal_probability == 0.7));
 
+    // The command-line form writes the same rows for a nightly job.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("forecast.csv");
+    let written = tenure::forecast::run(
+        &app.stack.peers.renewals_url,
+        today,
+        today + chrono::Days::new(90),
+        "",
+        tenure::forecast::Format::Csv,
+        &csv,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 40);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 41);
+    assert!(lines[0].starts_with("subscription_id,account_id,account_name"));
+    assert!(
+        lines[1].contains("PROBABILITY_SOURCE_SEGMENT_RATE"),
+        "{}",
+        lines[1]
+    );
+
     // A cancelled stream: the caller drops it after one message; the
     // service carries on serving.
     let mut cancelled = app

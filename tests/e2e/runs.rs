@@ -691,3 +691,190 @@ async fn ingestion_events_start_playbooks_in_the_trace_that_caused_them() {
     let steps: Vec<_> = spans.iter().filter(|s| s.name == "playbook.step").collect();
     assert_eq!(steps.len(), 2, "the task and the end of the detractor run");
 }
+
+#[tokio::test]
+async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteria_end_them() {
+    let mut app = TestStack::spawn_with(|options| {
+        let settings = &mut options.settings;
+        settings.insert("PLAYBOOKS_SCHEDULE_INTERVAL".into(), "200ms".into());
+        settings.insert("PLAYBOOKS_CONDITION_POLL".into(), "1h".into());
+    })
+    .await;
+    accounts(&mut app, &["acme".to_owned()]).await;
+    let steps = serde_json::json!([
+        {"id": "call", "type": "task", "title": "Call", "next": "check"},
+        {"id": "check", "type": "branch", "condition": {"band": ["red", "yellow"]}, "then": "done", "else": "done"},
+        {"id": "done", "type": "end"}
+    ]);
+    for (name, trigger) in [
+        (
+            "dropped",
+            serde_json::json!({"type": "score_dropped", "points": 15}),
+        ),
+        (
+            "renewal-90",
+            serde_json::json!({"type": "renewal_approaching", "days": 90}),
+        ),
+        (
+            "renewal-30",
+            serde_json::json!({"type": "renewal_approaching", "days": 30}),
+        ),
+        ("champion", serde_json::json!({"type": "champion_changed"})),
+        (
+            "stalled",
+            serde_json::json!({"type": "onboarding_stalled", "utilization_below_pct": 30, "days_after_start": 30}),
+        ),
+        (
+            "usage",
+            serde_json::json!({"type": "usage_dropped", "drop_pct": 30}),
+        ),
+        (
+            "weekly",
+            serde_json::json!({"type": "schedule", "every_days": 7}),
+        ),
+    ] {
+        playbook(
+            &mut app,
+            serde_json::json!({"name": name, "title": name, "trigger": trigger, "steps": steps}),
+        )
+        .await;
+    }
+    // A playbook whose exit criteria end it while it waits.
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "until-done", "title": "Until done", "trigger": {"type": "manual"},
+            "exit_when": {"task_outcome": {"step": "call", "is": "done"}},
+            "steps": [
+                {"id": "call", "type": "task", "title": "Call", "next": "hold"},
+                {"id": "hold", "type": "wait", "condition": {"score_at_least": 90}, "timeout": "30d", "next": "after"},
+                {"id": "after", "type": "task", "title": "Never", "next": "end"},
+                {"id": "end", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let now = ts(days_ago(0));
+    app.playbooks
+        .notify_health_changed(pb::NotifyHealthChangedRequest {
+            request_id: "drop-1".into(),
+            changes: vec![pb::HealthChange {
+                account_id: "acme".into(),
+                kind: pb::HealthChangeKind::ScoreDropped as i32,
+                previous_score: 80.0,
+                score: 60.0,
+                previous_band: "green".into(),
+                band: "yellow".into(),
+                occurred_at: now,
+            }],
+        })
+        .await
+        .unwrap();
+    app.playbooks
+        .notify_renewal_approaching(pb::NotifyRenewalApproachingRequest {
+            request_id: "renewal-1".into(),
+            renewals: vec![pb::RenewalApproaching {
+                account_id: "acme".into(),
+                subscription_id: "s-1".into(),
+                term_end_date: crate::fixtures::date(
+                    chrono::Utc::now().date_naive() + chrono::Days::new(85),
+                ),
+                days_to_renewal: 85,
+                threshold_days: 90,
+                arr: crate::fixtures::usd(1_000),
+            }],
+        })
+        .await
+        .unwrap();
+    let event = |kind: &str, attributes: &[(&str, &str)]| pb::AccountEvent {
+        account_id: "acme".into(),
+        kind: kind.into(),
+        occurred_at: now,
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    app.playbooks
+        .notify_account_events(pb::NotifyAccountEventsRequest {
+            request_id: "events-1".into(),
+            events: vec![
+                event("champion_changed", &[("contact_id", "c-9")]),
+                event(
+                    "onboarding_stalled",
+                    &[("utilization_pct", "12"), ("days_since_start", "45")],
+                ),
+                event("usage_dropped", &[("drop_pct", "10")]),
+            ],
+        })
+        .await
+        .unwrap();
+    let bad = app
+        .playbooks
+        .notify_account_events(pb::NotifyAccountEventsRequest {
+            request_id: String::new(),
+            events: vec![event("horoscope", &[])],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["events[0].kind"]);
+
+    let exiting = start(&mut app, "until-done", &["acme".to_owned()])
+        .await
+        .runs
+        .remove(0);
+    let completed = eventually(Duration::from_secs(15), || {
+        let playbooks = app.playbooks.clone();
+        async move {
+            let runs = runs_of(playbooks, "acme").await?;
+            let mut done: Vec<String> = runs
+                .iter()
+                .filter(|r| r.state == pb::RunState::Completed as i32)
+                .map(|r| r.playbook.clone())
+                .collect();
+            done.sort();
+            (done.len() == 5).then_some(done)
+        }
+    })
+    .await
+    .expect("five playbooks ran to the end");
+    assert_eq!(
+        completed,
+        ["champion", "dropped", "renewal-90", "stalled", "weekly"]
+    );
+
+    // The weekly schedule entered the account once, not on every evaluation.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let runs = runs_of(app.playbooks.clone(), "acme").await.unwrap();
+    assert_eq!(runs.iter().filter(|r| r.playbook == "weekly").count(), 1);
+    let weekly = runs.iter().find(|r| r.playbook == "weekly").unwrap();
+    assert_eq!(
+        weekly.steps[1].result, "else",
+        "unscored accounts are not red or yellow"
+    );
+
+    let task = app
+        .playbooks
+        .list_tasks(pb::ListTasksRequest {
+            account_id: "acme".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .into_iter()
+        .find(|t| t.run_id == exiting.run_id)
+        .unwrap();
+    app.playbooks
+        .complete_task(pb::CompleteTaskRequest {
+            task_id: task.task_id,
+            outcome: "done".into(),
+        })
+        .await
+        .unwrap();
+    let exited = run_in_state(&app, &exiting.run_id, pb::RunState::Exited).await;
+    assert_eq!(exited.steps.len(), 2);
+    assert_eq!(exited.steps[1].result, "exit criteria met");
+}

@@ -132,6 +132,18 @@ impl Syncer {
         Ok(())
     }
 
+    /// Health of every account with an open renewal, once a day: scores move
+    /// without subscriptions changing.
+    async fn refresh_open_accounts(&self) -> anyhow::Result<()> {
+        let accounts: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT account_id FROM renewals.opportunities \
+             WHERE state = 1 AND term_end >= current_date - 30",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        self.sync_health(&accounts).await
+    }
+
     /// Refreshes changed subscriptions as they come, and sweeps for
     /// approaching renewals once a day, until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
@@ -149,6 +161,9 @@ impl Syncer {
                 }
                 if let Err(error) = forecasts::expire_jobs(&self.pool, JOB_RETENTION).await {
                     tracing::warn!(%error, "expiring forecast jobs failed");
+                }
+                if let Err(error) = self.refresh_open_accounts().await {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing health failed");
                 }
             }
             match self.drain_once(200).await {
