@@ -74,6 +74,34 @@ fn whole_periods(start: NaiveDate, day: NaiveDate, months: u32) -> u32 {
     n
 }
 
+/// Periods of `months` begun from `start` before `day`.
+fn periods_begun(start: NaiveDate, day: NaiveDate, months: u32) -> u32 {
+    let mut n = 0;
+    while let Some(begins) = start.checked_add_months(Months::new(months * n)) {
+        if begins >= day {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// A customer's life in renewals: one that stopped paying on `ended` renewed
+/// once less than the periods it began; one still paying has renewed once
+/// per whole period so far (and is censored there).
+fn life(start: NaiveDate, ended: Option<NaiveDate>, as_of: NaiveDate, months: u32) -> Life {
+    match ended {
+        Some(day) => Life {
+            periods: periods_begun(start, day, months).saturating_sub(1),
+            churned: true,
+        },
+        None => Life {
+            periods: whole_periods(start, as_of, months),
+            churned: false,
+        },
+    }
+}
+
 /// The start of the period of `months` containing `day` (calendar aligned).
 fn period_start(day: NaiveDate, months: u32) -> NaiveDate {
     use chrono::Datelike;
@@ -232,16 +260,7 @@ impl RenewalsApi {
             {
                 continue;
             }
-            let life = match ended {
-                Some(day) => Life {
-                    periods: whole_periods(start, day, months),
-                    churned: true,
-                },
-                None => Life {
-                    periods: whole_periods(start, as_of, months),
-                    churned: false,
-                },
-            };
+            let life = life(start, ended, as_of, months);
             cohorts
                 .entry(period_start(start, months))
                 .or_default()
@@ -371,16 +390,7 @@ impl RenewalsApi {
             .values()
             .filter_map(|subs| {
                 let (start, ended) = life_of(subs, today)?;
-                Some(match ended {
-                    Some(day) => Life {
-                        periods: whole_periods(start, day, 12),
-                        churned: true,
-                    },
-                    None => Life {
-                        periods: whole_periods(start, today, 12),
-                        churned: false,
-                    },
-                })
+                Some(life(start, ended, today, 12))
             })
             .collect();
         let curve = retention::kaplan_meier(&lives);
@@ -395,7 +405,8 @@ impl RenewalsApi {
         })?;
         let model: Sbg = fit.model;
         let mut accounts = Vec::new();
-        let (mut total, mut total_growth) = (0.0, 0.0);
+        // Totals add up the rounded per-account amounts, so the parts sum exactly.
+        let (mut total, mut total_growth) = (0_i64, 0_i64);
         for (account_id, subscriptions) in &book.accounts {
             if account.as_ref().is_some_and(|a| a != account_id) {
                 continue;
@@ -418,14 +429,15 @@ impl RenewalsApi {
             let value = model.residual_value(renewals, arr as f64, request.discount_rate, 0.0);
             let with_growth =
                 model.residual_value(renewals, arr as f64, request.discount_rate, growth);
+            let (value, with_growth) = (value.round() as i64, with_growth.round() as i64);
             total += value;
             total_growth += with_growth;
             accounts.push(pb::AccountLifetimeValue {
                 account_id: account_id.clone(),
                 arr: Some(money(&currency, arr)),
                 renewals: renewals as i32,
-                residual_value: Some(money(&currency, value.round() as i64)),
-                residual_value_with_expansion: Some(money(&currency, with_growth.round() as i64)),
+                residual_value: Some(money(&currency, value)),
+                residual_value_with_expansion: Some(money(&currency, with_growth)),
                 expansion_rate: growth,
             });
         }
@@ -436,11 +448,8 @@ impl RenewalsApi {
         }
         Ok(pb::GetLifetimeValueResponse {
             accounts,
-            total_residual_value: Some(money(&currency, total.round() as i64)),
-            total_residual_value_with_expansion: Some(money(
-                &currency,
-                total_growth.round() as i64,
-            )),
+            total_residual_value: Some(money(&currency, total)),
+            total_residual_value_with_expansion: Some(money(&currency, total_growth)),
             model: Some(model_to_proto(&fit, size, 5, curve.len())),
         })
     }
