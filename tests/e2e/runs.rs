@@ -878,3 +878,132 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
     assert_eq!(exited.steps.len(), 2);
     assert_eq!(exited.steps[1].result, "exit criteria met");
 }
+
+#[tokio::test]
+async fn advocates_and_usage_drops_are_found_on_schedule() {
+    use tenure_proto::health::v1 as hpb;
+    let mut app = TestStack::spawn_with(|options| {
+        options
+            .settings
+            .insert("PLAYBOOKS_SCHEDULE_INTERVAL".into(), "200ms".into());
+    })
+    .await;
+    accounts(&mut app, &["fan".to_owned(), "fading".to_owned()]).await;
+    // A scorecard on NPS alone: the promoter is green.
+    let measure = hpb::Measure {
+        name: "nps".into(),
+        signal: "latest_nps".into(),
+        weight: 1.0,
+        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule {
+            worst: 0.0,
+            best: 10.0,
+        })),
+    };
+    app.health
+        .create_scorecard(hpb::CreateScorecardRequest {
+            request_id: String::new(),
+            scorecard: Some(hpb::Scorecard {
+                name: "default".into(),
+                groups: vec![hpb::MeasureGroup {
+                    name: "Sentiment".into(),
+                    measures: vec![measure],
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    app.ingestion
+        .batch_upsert_survey_responses(ipb::BatchUpsertSurveyResponsesRequest {
+            request_id: String::new(),
+            responses: vec![
+                crate::fixtures::nps("r-fan", "fan", 10, days_ago(3)),
+                crate::fixtures::nps("r-fading", "fading", 2, days_ago(3)),
+            ],
+        })
+        .await
+        .unwrap();
+    // The fading account used the product 30 times the month before last
+    // and 5 times last month: usage down 83 %.
+    let mut events: Vec<ipb::UsageEvent> = (0..30)
+        .map(|i| {
+            crate::fixtures::event(
+                &format!("old-{i}"),
+                "fading",
+                "u1",
+                "report",
+                days_ago(35 + i % 20),
+            )
+        })
+        .collect();
+    events.extend((0..5).map(|i| {
+        crate::fixtures::event(
+            &format!("new-{i}"),
+            "fading",
+            "u1",
+            "report",
+            days_ago(2 + i),
+        )
+    }));
+    app.ingestion
+        .ingest_events(ipb::IngestEventsRequest { events })
+        .await
+        .unwrap();
+    for (name, trigger) in [
+        (
+            "advocate",
+            serde_json::json!({"type": "advocate_found", "min_nps": 9}),
+        ),
+        (
+            "usage",
+            serde_json::json!({"type": "usage_dropped", "drop_pct": 50}),
+        ),
+    ] {
+        playbook(
+            &mut app,
+            serde_json::json!({
+                "name": name, "title": name, "trigger": trigger,
+                "steps": [
+                    {"id": "hold", "type": "wait", "until": "2020-01-01", "next": "ask"},
+                    {"id": "ask", "type": "task", "title": "{{account.name}}: {{trigger.nps}}{{trigger.drop_pct}}", "next": "done"},
+                    {"id": "done", "type": "end"}
+                ]
+            }),
+        )
+        .await;
+    }
+    let done = eventually(Duration::from_secs(20), || {
+        let playbooks = app.playbooks.clone();
+        async move {
+            let mut found = Vec::new();
+            for account in ["fan", "fading"] {
+                for run in runs_of(playbooks.clone(), account).await? {
+                    if run.state == pb::RunState::Completed as i32 {
+                        found.push((account, run.playbook));
+                    }
+                }
+            }
+            (found.len() == 2).then_some(found)
+        }
+    })
+    .await
+    .expect("the advocate and the fading account were found");
+    assert_eq!(
+        done,
+        [
+            ("fan", "advocate".to_owned()),
+            ("fading", "usage".to_owned())
+        ]
+    );
+    let tasks = app
+        .playbooks
+        .list_tasks(pb::ListTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    let mut titles: Vec<String> = tasks.into_iter().map(|t| t.title).collect();
+    titles.sort();
+    assert_eq!(titles[0], "fading Inc: 83.33333333333334");
+    assert_eq!(titles[1], "fan Inc: 10");
+}
