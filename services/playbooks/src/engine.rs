@@ -227,7 +227,8 @@ impl Engine {
         version: i32,
         account: &Account,
         trigger: &str,
-        event: Option<(i64, &Value)>,
+        event_id: Option<i64>,
+        payload: &Value,
         trace_context: &Value,
     ) -> anyhow::Result<Result<Uuid, String>> {
         let recent: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -243,7 +244,7 @@ impl Engine {
         let run_id = Uuid::now_v7();
         let facts = json!({
             "account": account.facts(),
-            "trigger": event.map_or(Value::Object(Default::default()), |(_, p)| p.clone()),
+            "trigger": payload,
             "playbook": {"name": plan.name, "title": plan.title},
             "run": {"id": run_id.to_string()},
         });
@@ -257,7 +258,7 @@ impl Engine {
         .bind(version)
         .bind(&account.id)
         .bind(trigger)
-        .bind(event.map(|(id, _)| id))
+        .bind(event_id)
         .bind(&facts)
         .bind(trace_context)
         .execute(&mut *tx)
@@ -318,7 +319,8 @@ impl Engine {
                         *version,
                         &account,
                         kind,
-                        Some((*id, payload)),
+                        Some(*id),
+                        payload,
                         trace_context,
                     )
                     .await?;
@@ -352,98 +354,104 @@ impl Engine {
                 )
             })
             .collect();
+        if plans.is_empty() {
+            return Ok(0);
+        }
+        // One pass over every account's signals serves all evaluated
+        // playbooks; only candidates cost a call of their own.
+        let mut stream = self
+            .peers
+            .ingestion
+            .clone()
+            .stream_account_signals(tenure_proto::ingestion::v1::StreamAccountSignalsRequest {
+                account_ids: Vec::new(),
+                as_of: None,
+            })
+            .await?
+            .into_inner();
         let mut started = 0;
-        for (version, plan) in plans {
-            let mut token = String::new();
-            loop {
-                let page = self
-                    .peers
-                    .ingestion
-                    .clone()
-                    .list_accounts(tenure_proto::ingestion::v1::ListAccountsRequest {
-                        page_size: 500,
-                        page_token: token,
-                        segment: match plan.audience.segments.as_slice() {
-                            [one] => one.clone(),
-                            _ => String::new(),
-                        },
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                for listed in page.accounts {
-                    let Some(mut account) = self.peers.account(&listed.account_id).await? else {
-                        continue;
-                    };
-                    let signals = self.peers.signals(&account.id).await?;
-                    account.arr_minor = signals
-                        .as_ref()
-                        .and_then(|s| s.arr.as_ref())
-                        .map(|m| m.amount_minor);
-                    if account.outside(&plan.audience).is_some() {
-                        continue;
-                    }
-                    let payload = match &plan.trigger {
-                        Trigger::UsageDropped { drop_pct } => {
-                            let trend = signals.as_ref().and_then(|s| s.usage_trend_pct);
-                            match trend {
-                                Some(t) if -t >= *drop_pct => json!({"drop_pct": -t}),
-                                _ => continue,
-                            }
-                        }
-                        Trigger::AdvocateFound { min_nps } => {
-                            let nps = signals.as_ref().and_then(|s| s.latest_nps);
-                            let band = self.peers.health(&account.id).await?.map(|(_, b)| b);
-                            match (nps, band.as_deref()) {
-                                (Some(n), Some("green")) if i64::from(n) >= *min_nps => {
-                                    json!({"nps": n, "band": "green"})
-                                }
-                                _ => continue,
-                            }
-                        }
-                        Trigger::Schedule { every_days } => {
-                            let last: Option<DateTime<Utc>> = sqlx::query_scalar(
-                                "SELECT max(started_at) FROM playbooks.runs WHERE playbook = $1 AND account_id = $2",
-                            )
-                            .bind(&plan.name)
-                            .bind(&account.id)
-                            .fetch_one(&self.pool)
-                            .await?;
-                            if last.is_some_and(|at| {
-                                at + chrono::Duration::days(*every_days) > Utc::now()
-                            }) {
-                                continue;
-                            }
-                            json!({})
-                        }
-                        _ => continue,
-                    };
-                    let mut tx = self.pool.begin().await?;
-                    let context = serde_json::to_value(capture_context(&tracing::Span::current()))?;
-                    if self
-                        .start_run(
-                            &mut tx,
-                            &plan,
-                            version,
-                            &account,
-                            plan.trigger.kind(),
-                            Some((0, &payload)),
-                            &context,
-                        )
-                        .await?
-                        .is_ok()
-                    {
-                        started += 1;
-                    }
-                    tx.commit().await?;
+        while let Some(message) = stream.message().await? {
+            let Some(signals) = message.signals else {
+                continue;
+            };
+            let mut account: Option<Account> = None;
+            for (version, plan) in &plans {
+                let Some(payload) = self.evaluate(plan, &signals).await? else {
+                    continue;
+                };
+                if account.is_none() {
+                    account = self.peers.account(&signals.account_id).await?;
                 }
-                token = page.next_page_token;
-                if token.is_empty() {
+                let Some(account) = account.as_mut() else {
                     break;
+                };
+                account.arr_minor = signals.arr.as_ref().map(|m| m.amount_minor);
+                if account.outside(&plan.audience).is_some() {
+                    continue;
                 }
+                let mut tx = self.pool.begin().await?;
+                let context = serde_json::to_value(capture_context(&tracing::Span::current()))?;
+                let kind = plan.trigger.kind();
+                if self
+                    .start_run(
+                        &mut tx, plan, *version, account, kind, None, &payload, &context,
+                    )
+                    .await?
+                    .is_ok()
+                {
+                    started += 1;
+                }
+                tx.commit().await?;
             }
         }
         Ok(started)
+    }
+
+    /// Whether an evaluated trigger holds for an account's signals (and,
+    /// for an advocate, its health); the facts it found if so.
+    async fn evaluate(
+        &self,
+        plan: &Plan,
+        signals: &tenure_proto::ingestion::v1::AccountSignals,
+    ) -> anyhow::Result<Option<Value>> {
+        let audience = &plan.audience;
+        let listed =
+            |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        if !listed(&audience.segments, &signals.segment)
+            || !listed(&audience.owners, &signals.owner)
+        {
+            return Ok(None);
+        }
+        Ok(match &plan.trigger {
+            Trigger::UsageDropped { drop_pct } => match signals.usage_trend_pct {
+                Some(t) if -t >= *drop_pct => Some(json!({"drop_pct": -t})),
+                _ => None,
+            },
+            Trigger::AdvocateFound { min_nps } => match signals.latest_nps {
+                Some(n) if i64::from(n) >= *min_nps => {
+                    let band = self
+                        .peers
+                        .health(&signals.account_id)
+                        .await?
+                        .map(|(_, b)| b);
+                    (band.as_deref() == Some("green")).then(|| json!({"nps": n, "band": "green"}))
+                }
+                _ => None,
+            },
+            Trigger::Schedule { every_days } => {
+                let last: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT max(started_at) FROM playbooks.runs WHERE playbook = $1 AND account_id = $2",
+                )
+                .bind(&plan.name)
+                .bind(&signals.account_id)
+                .fetch_one(&self.pool)
+                .await?;
+                let due =
+                    last.is_none_or(|at| at + chrono::Duration::days(*every_days) <= Utc::now());
+                due.then(|| json!({}))
+            }
+            _ => None,
+        })
     }
 
     /// Executes one due step, if any.

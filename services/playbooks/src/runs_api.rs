@@ -412,6 +412,7 @@ impl PlaybooksApi {
                     &account,
                     "manual",
                     None,
+                    &serde_json::json!({}),
                     &trace_context,
                 )
                 .await?
