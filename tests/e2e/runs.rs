@@ -880,7 +880,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
 }
 
 #[tokio::test]
-async fn advocates_and_usage_drops_are_found_on_schedule() {
+async fn advocates_usage_drops_and_stalled_onboarding_are_found_on_schedule() {
     use tenure_proto::health::v1 as hpb;
     let mut app = TestStack::spawn_with(|options| {
         options
@@ -888,7 +888,28 @@ async fn advocates_and_usage_drops_are_found_on_schedule() {
             .insert("PLAYBOOKS_SCHEDULE_INTERVAL".into(), "200ms".into());
     })
     .await;
-    accounts(&mut app, &["fan".to_owned(), "fading".to_owned()]).await;
+    accounts(
+        &mut app,
+        &["fan".to_owned(), "fading".to_owned(), "stalled".to_owned()],
+    )
+    .await;
+    // Fifty seats bought 40 days ago, nobody using them.
+    let today = chrono::Utc::now().date_naive();
+    app.ingestion
+        .batch_upsert_subscriptions(ipb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![crate::fixtures::subscription(
+                "stalled-sub",
+                "stalled",
+                50,
+                60_000,
+                today - chrono::Days::new(40),
+                today + chrono::Days::new(325),
+                days_ago(40),
+            )],
+        })
+        .await
+        .unwrap();
     // A scorecard on NPS alone: the promoter is green.
     let measure = hpb::Measure {
         name: "nps".into(),
@@ -958,6 +979,10 @@ async fn advocates_and_usage_drops_are_found_on_schedule() {
             "usage",
             serde_json::json!({"type": "usage_dropped", "drop_pct": 50}),
         ),
+        (
+            "stalled",
+            serde_json::json!({"type": "onboarding_stalled", "utilization_below_pct": 30, "days_after_start": 30}),
+        ),
     ] {
         playbook(
             &mut app,
@@ -976,23 +1001,24 @@ async fn advocates_and_usage_drops_are_found_on_schedule() {
         let playbooks = app.playbooks.clone();
         async move {
             let mut found = Vec::new();
-            for account in ["fan", "fading"] {
+            for account in ["fan", "fading", "stalled"] {
                 for run in runs_of(playbooks.clone(), account).await? {
                     if run.state == pb::RunState::Completed as i32 {
                         found.push((account, run.playbook));
                     }
                 }
             }
-            (found.len() == 2).then_some(found)
+            (found.len() == 3).then_some(found)
         }
     })
     .await
-    .expect("the advocate and the fading account were found");
+    .expect("the advocate, the fading and the stalled account were found");
     assert_eq!(
         done,
         [
             ("fan", "advocate".to_owned()),
-            ("fading", "usage".to_owned())
+            ("fading", "usage".to_owned()),
+            ("stalled", "stalled".to_owned())
         ]
     );
     let tasks = app
@@ -1006,4 +1032,5 @@ async fn advocates_and_usage_drops_are_found_on_schedule() {
     titles.sort();
     assert_eq!(titles[0], "fading Inc: 83.33333333333334");
     assert_eq!(titles[1], "fan Inc: 10");
+    assert_eq!(titles[2], "stalled Inc: ");
 }

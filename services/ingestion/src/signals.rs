@@ -227,6 +227,10 @@ pub fn compute(inputs: &Inputs, as_of: NaiveDate) -> AccountSignals {
             .iter()
             .map(|s| (s.term_end - as_of).num_days() as i32)
             .min(),
+        days_since_term_start: live
+            .iter()
+            .map(|s| (as_of - s.term_start).num_days() as i32)
+            .min(),
         arr_growth_pct,
         arr: arr.map(|(currency, amount)| Money {
             currency_code: currency,
@@ -456,6 +460,7 @@ mod tests {
         assert_eq!(s.defect_share_pct.map(f64::round), Some(67.0));
         assert_eq!(s.median_resolution_hours, Some(48.0));
         assert_eq!(s.days_to_renewal, Some(184));
+        assert_eq!(s.days_since_term_start, Some(180));
         assert_eq!(s.arr_growth_pct, Some(20.0));
         assert!(s.sponsor_changed_90d && !s.champion_changed_90d);
     }

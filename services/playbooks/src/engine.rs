@@ -338,8 +338,9 @@ impl Engine {
         Ok(events.len())
     }
 
-    /// Evaluated triggers: a schedule over the audience, usage drops and
-    /// advocates, judged on each account's current signals and health.
+    /// Evaluated triggers: a schedule over the audience, usage drops,
+    /// stalled onboarding and advocates, judged on each account's current
+    /// signals (and health).
     pub async fn run_schedules(&self) -> anyhow::Result<usize> {
         let plans: Vec<(i32, Arc<Plan>)> = self
             .latest_plans()
@@ -351,6 +352,7 @@ impl Engine {
                     Trigger::Schedule { .. }
                         | Trigger::UsageDropped { .. }
                         | Trigger::AdvocateFound { .. }
+                        | Trigger::OnboardingStalled { .. }
                 )
             })
             .collect();
@@ -423,6 +425,23 @@ impl Engine {
             return Ok(None);
         }
         Ok(match &plan.trigger {
+            // Low utilization in the month after the term is D days old.
+            Trigger::OnboardingStalled {
+                utilization_below_pct,
+                days_after_start,
+            } => match (
+                signals.license_utilization_pct,
+                signals.days_since_term_start,
+            ) {
+                (Some(u), Some(days))
+                    if u < *utilization_below_pct
+                        && (*days_after_start..*days_after_start + 30)
+                            .contains(&i64::from(days)) =>
+                {
+                    Some(json!({"utilization_pct": u, "days_since_start": days}))
+                }
+                _ => None,
+            },
             Trigger::UsageDropped { drop_pct } => match signals.usage_trend_pct {
                 Some(t) if -t >= *drop_pct => Some(json!({"drop_pct": -t})),
                 _ => None,
