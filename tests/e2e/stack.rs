@@ -395,3 +395,27 @@ async fn a_bad_batch_is_rejected_whole_with_field_violations() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_walks_every_service() {
+    let app = TestStack::spawn().await;
+    let transcript = tenure::demo::run(&app.stack.peers)
+        .await
+        .expect("the demo runs");
+    for expected in [
+        "ingestion  BatchUpsertAccounts: 4 applied, 1 stale",
+        "playbooks  CreatePlaybook: sponsor-changed v1",
+        "playbooks  task for dana",
+        "Meet Acme Corp's new sponsor",
+        "renewals   pipeline, next 365 days: 4 renewals, ARR 322000 up for renewal",
+        "renewals   forecast: expected ARR",
+        "renewals   sweep: 3 renewal-approaching events",
+        "renewals   outcome",
+        "ingestion  a bad batch is refused whole",
+    ] {
+        assert!(
+            transcript.contains(expected),
+            "{expected:?} missing from:\n{transcript}"
+        );
+    }
+}

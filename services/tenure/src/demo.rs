@@ -9,27 +9,31 @@ use chrono::{Days, NaiveDate, Utc};
 use tenure_platform::client::{TracedChannel, channel};
 use tenure_platform::config::PeerConfig;
 use tenure_platform::time::{to_date, to_timestamp};
-use tenure_proto::common::v1::Money;
+use tenure_proto::common::v1::{DateRange, Money};
 use tenure_proto::health::v1::GetAccountHealthRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::ingestion::v1::{
-    Account, BatchUpsertAccountsRequest, LifecycleStage, ListAccountsRequest,
+    Account, BatchUpsertAccountsRequest, BatchUpsertContactsRequest,
+    BatchUpsertSubscriptionsRequest, Contact, ContactRole, LifecycleStage, ListAccountsRequest,
+    Subscription, SubscriptionStatus,
 };
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
-use tenure_proto::playbooks::v1::{CreatePlaybookRequest, DefinitionFormat};
+use tenure_proto::playbooks::v1::{CreatePlaybookRequest, DefinitionFormat, ListTasksRequest};
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tenure_proto::renewals::v1::{
-    ChurnReason, ListRenewalOutcomesRequest, OutcomeKind, RecordRenewalOutcomeRequest,
-    RenewalOutcome,
+    ChurnReason, ForecastRenewalsRequest, ListRenewalOutcomesRequest, OutcomeKind,
+    RecordRenewalOutcomeRequest, RenewalOutcome, RunRenewalSweepRequest,
+    SummarizeRenewalPipelineRequest,
 };
 
 const PLAYBOOK: &str = r#"{
   "name": "sponsor-changed", "title": "New sponsor: re-onboard",
   "trigger": {"type": "sponsor_changed"},
   "steps": [
-    {"id": "intro", "type": "task", "title": "Meet the new sponsor", "assignee": "owner", "due_in_days": 5, "next": "recap"},
-    {"id": "recap", "type": "email", "to_role": "sponsor", "template": "value-recap", "next": "done"},
+    {"id": "intro", "type": "task", "title": "Meet {{account.name}}'s new sponsor", "assignee": "owner", "due_in_days": 5, "next": "healthy"},
+    {"id": "healthy", "type": "branch", "condition": {"band": "green"}, "then": "done", "else": "review"},
+    {"id": "review", "type": "task", "title": "Plan a value review with {{account.name}}", "assignee": "owner", "due_in_days": 14, "next": "done"},
     {"id": "done", "type": "end"}
   ]
 }"#;
@@ -174,6 +178,8 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
         playbook.name, playbook.version, playbook.title, playbook.step_count
     )?;
 
+    sponsor_change(&mut ingestion, &mut playbooks, &mut out, now).await?;
+    pipeline(&mut ingestion, &mut renewals, &mut out, now).await?;
     record_outcomes(&mut renewals, &mut out, run_id).await?;
 
     let bad = ingestion
@@ -194,6 +200,152 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
         )?;
     }
     Ok(out)
+}
+
+/// Acme's sponsor leaves and another takes over: playbooks re-onboards.
+async fn sponsor_change(
+    ingestion: &mut IngestionServiceClient<TracedChannel>,
+    playbooks: &mut PlaybooksServiceClient<TracedChannel>,
+    out: &mut String,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let contact = |id: &str, active: bool, age_days: u64| Contact {
+        contact_id: id.to_owned(),
+        account_id: "acme".to_owned(),
+        email: format!("{id}@acme.example"),
+        name: id.to_owned(),
+        title: "VP Operations".to_owned(),
+        roles: vec![ContactRole::EconomicSponsor as i32],
+        active,
+        updated_at: Some(to_timestamp(now - Days::new(age_days))),
+    };
+    for contacts in [
+        vec![contact("pat", true, 60)],
+        vec![contact("pat", false, 0), contact("sam", true, 0)],
+    ] {
+        ingestion
+            .batch_upsert_contacts(BatchUpsertContactsRequest {
+                request_id: String::new(),
+                contacts,
+            })
+            .await
+            .context("upserting contacts")?;
+    }
+    for _ in 0..100 {
+        let tasks = playbooks
+            .list_tasks(ListTasksRequest {
+                account_id: "acme".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .tasks;
+        if tasks.len() >= 2 {
+            for task in tasks {
+                writeln!(
+                    out,
+                    "playbooks  task for {} due {}: {}",
+                    task.assignee,
+                    task.due_date
+                        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                        .unwrap_or_default(),
+                    task.title
+                )?;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the sponsor change did not start the playbook")
+}
+
+/// Subscriptions coming up for renewal: the pipeline and its forecast.
+async fn pipeline(
+    ingestion: &mut IngestionServiceClient<TracedChannel>,
+    renewals: &mut RenewalsServiceClient<TracedChannel>,
+    out: &mut String,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let today = now.date_naive();
+    let subscription = |account: &str, arr: i64, days_left: u64| Subscription {
+        subscription_id: format!("{account}-main"),
+        account_id: account.to_owned(),
+        status: SubscriptionStatus::Active as i32,
+        term_start: Some(to_date(today + Days::new(days_left) - Days::new(365))),
+        term_end: Some(to_date(today + Days::new(days_left))),
+        arr: Some(Money {
+            currency_code: "USD".into(),
+            amount_minor: arr * 100,
+        }),
+        seats: 25,
+        auto_renew: false,
+        line_items: Vec::new(),
+        updated_at: Some(to_timestamp(now - Days::new(200))),
+    };
+    ingestion
+        .batch_upsert_subscriptions(BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![
+                subscription("acme", 120_000, 75),
+                subscription("globex", 150_000, 25),
+                subscription("initech", 40_000, 200),
+                subscription("umbrella", 12_000, 10),
+            ],
+        })
+        .await
+        .context("upserting subscriptions")?;
+    let window = Some(DateRange {
+        start: Some(to_date(today)),
+        end: Some(to_date(today + Days::new(365))),
+    });
+    for _ in 0..100 {
+        let summary = renewals
+            .summarize_renewal_pipeline(SummarizeRenewalPipelineRequest {
+                window,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if summary.total_count == 4 {
+            let dollars =
+                |m: &Option<Money>| m.as_ref().map_or(0.0, |m| m.amount_minor as f64 / 100.0);
+            writeln!(
+                out,
+                "renewals   pipeline, next 365 days: {} renewals, ARR {:.0} up for renewal",
+                summary.total_count,
+                dollars(&summary.total_arr)
+            )?;
+            let forecast = renewals
+                .forecast_renewals(ForecastRenewalsRequest {
+                    window,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .totals
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "renewals   forecast: expected ARR {:.0} (90 % interval {:.0} to {:.0}), best case {:.0}",
+                dollars(&forecast.expected_arr),
+                dollars(&forecast.interval_low),
+                dollars(&forecast.interval_high),
+                dollars(&forecast.best_case)
+            )?;
+            let swept = renewals
+                .run_renewal_sweep(RunRenewalSweepRequest { as_of: None })
+                .await?
+                .into_inner();
+            writeln!(
+                out,
+                "renewals   sweep: {} renewal-approaching events queued for playbooks",
+                swept.emitted_count
+            )?;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("renewals did not pick up the subscriptions")
 }
 
 async fn record_outcomes(
