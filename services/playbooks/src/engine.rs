@@ -36,8 +36,10 @@ pub const STALLED: i16 = 4;
 /// How the engine runs, from the environment.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Concurrent step executors (`PLAYBOOKS_WORKERS`, default 8).
+    /// Concurrent step executors (`PLAYBOOKS_WORKERS`, default 4).
     pub workers: usize,
+    /// Due steps one executor takes per transaction (`PLAYBOOKS_CLAIM_BATCH`, 32).
+    pub claim_batch: i64,
     /// Attempts before a step is dead-lettered (`PLAYBOOKS_MAX_ATTEMPTS`, 6).
     pub max_attempts: i32,
     /// First retry delay and cap (`PLAYBOOKS_RETRY_BASE`, 2s; `PLAYBOOKS_RETRY_CAP`, 10m).
@@ -73,7 +75,8 @@ impl Config {
             }
         };
         Ok(Self {
-            workers: number("PLAYBOOKS_WORKERS", 8)?.clamp(1, 64) as usize,
+            workers: number("PLAYBOOKS_WORKERS", 4)?.clamp(1, 64) as usize,
+            claim_batch: number("PLAYBOOKS_CLAIM_BATCH", 32)?.clamp(1, 100),
             max_attempts: number("PLAYBOOKS_MAX_ATTEMPTS", 6)?.clamp(1, 100) as i32,
             retry_base: duration("PLAYBOOKS_RETRY_BASE", "2s")?,
             retry_cap: duration("PLAYBOOKS_RETRY_CAP", "10m")?,
@@ -473,58 +476,60 @@ impl Engine {
         })
     }
 
-    /// Executes one due step, if any.
-    pub async fn execute_one(&self) -> anyhow::Result<bool> {
+    /// Executes a batch of due steps (up to `PLAYBOOKS_CLAIM_BATCH`) in one
+    /// transaction: each is locked until the batch commits, and all of a
+    /// batch's effects commit together. Returns how many ran.
+    pub async fn execute_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let due: Option<Due> = sqlx::query_as(
+        let batch: Vec<Due> = sqlx::query_as(
             "WITH next AS ( \
                SELECT s.run_id, s.seq FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
                WHERE s.state = 1 AND s.due_at <= now() AND r.state = 1 \
-               ORDER BY s.due_at LIMIT 1 FOR UPDATE OF s SKIP LOCKED) \
+               ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED) \
              UPDATE playbooks.steps s SET picked_at = clock_timestamp() FROM next, playbooks.runs r \
              WHERE s.run_id = next.run_id AND s.seq = next.seq AND r.run_id = s.run_id \
              RETURNING s.run_id, s.seq, s.step_id, s.attempts, s.started_at IS NOT NULL AS armed, \
                s.deadline, r.playbook, r.version, r.account_id, r.facts, r.trace_context",
         )
-        .fetch_optional(&mut *tx)
+        .bind(self.config.claim_batch)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(due) = due else {
-            return Ok(false);
-        };
-        let span = tracing::info_span!(
-            "playbook.step",
-            playbook = %due.playbook,
-            step = %due.step_id,
-            run_id = %due.run_id,
-            account_id = %due.account_id,
-        );
-        if let Ok(carrier) =
-            serde_json::from_value::<HashMap<String, String>>(due.trace_context.clone())
-        {
-            set_parent_from(&span, &carrier);
+        let count = batch.len();
+        for due in batch {
+            let span = tracing::info_span!(
+                "playbook.step",
+                playbook = %due.playbook,
+                step = %due.step_id,
+                run_id = %due.run_id,
+                account_id = %due.account_id,
+            );
+            if let Ok(carrier) =
+                serde_json::from_value::<HashMap<String, String>>(due.trace_context.clone())
+            {
+                set_parent_from(&span, &carrier);
+            }
+            async {
+                let plan = self.plan(&due.playbook, due.version).await?;
+                let Some(step) = plan.step(&due.step_id) else {
+                    anyhow::bail!(
+                        "step {} is not in {} v{}",
+                        due.step_id,
+                        due.playbook,
+                        due.version
+                    );
+                };
+                let outcome = match self.exit_criteria_met(&plan, step, &due).await {
+                    Ok(true) => Outcome::Exit("exit criteria met".to_owned()),
+                    Ok(false) => self.execute(&mut tx, &plan, step, &due).await,
+                    Err(error) => Outcome::Fail(format!("{error:#}")),
+                };
+                self.record(&mut tx, &plan, &due, step, outcome).await
+            }
+            .instrument(span)
+            .await?;
         }
-        async {
-            let plan = self.plan(&due.playbook, due.version).await?;
-            let Some(step) = plan.step(&due.step_id) else {
-                anyhow::bail!(
-                    "step {} is not in {} v{}",
-                    due.step_id,
-                    due.playbook,
-                    due.version
-                );
-            };
-            let outcome = match self.exit_criteria_met(&plan, step, &due).await {
-                Ok(true) => Outcome::Exit("exit criteria met".to_owned()),
-                Ok(false) => self.execute(&mut tx, &plan, step, &due).await,
-                Err(error) => Outcome::Fail(format!("{error:#}")),
-            };
-            self.record(&mut tx, &plan, &due, step, outcome).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .instrument(span)
-        .await?;
-        Ok(true)
+        tx.commit().await?;
+        Ok(count)
     }
 
     async fn exit_criteria_met(
@@ -880,7 +885,7 @@ impl Engine {
             tasks.spawn(async move {
                 engine
                     .repeat(&cancel, Duration::from_millis(200), |e| {
-                        Box::pin(e.execute_one())
+                        Box::pin(async move { e.execute_batch().await.map(|n| n > 0) })
                     })
                     .await
             });
