@@ -545,6 +545,55 @@ async fn definitions_are_validated_and_dry_runs_show_the_path() {
     );
     assert!(!dry[1].would_enter);
     assert_eq!(dry[1].reason, "ingestion does not know the account");
+
+    // The same playbook written in YAML is a new version of it.
+    let yaml = "
+name: check-in
+title: Check in (YAML)
+trigger: {type: manual}
+audience: {segments: [enterprise]}
+steps:
+  - {id: call, type: task, title: 'Call {{account.name}}', next: done}
+  - {id: done, type: end}
+";
+    let created = app
+        .playbooks
+        .create_playbook(pb::CreatePlaybookRequest {
+            request_id: String::new(),
+            definition: yaml.into(),
+            format: pb::DefinitionFormat::Yaml as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .playbook
+        .unwrap();
+    assert_eq!(
+        (created.version, created.format),
+        (2, pb::DefinitionFormat::Yaml as i32)
+    );
+    let dry = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            name: "check-in".into(),
+            account_ids: vec!["acme".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert!(!dry[0].would_enter, "acme is smb, v2 is for enterprise");
+    let broken = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            definition: "steps: [".into(),
+            format: pb::DefinitionFormat::Yaml as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&broken), ["definition"]);
 }
 
 /// A request carrying a `traceparent` of the test's own.

@@ -91,6 +91,24 @@ fn is_slug(value: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// The formats a definition may be written in (the API's `DefinitionFormat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i16)]
+pub enum Format {
+    Json = 1,
+    Yaml = 2,
+}
+
+impl Format {
+    pub fn from_code(code: i32) -> Option<Self> {
+        match code {
+            1 => Some(Self::Json),
+            2 => Some(Self::Yaml),
+            _ => None,
+        }
+    }
+}
+
 /// Parses, validates and compiles a JSON definition; violations are named
 /// under `field` (`definition.steps[2].next`).
 pub fn compile_json(
@@ -98,14 +116,38 @@ pub fn compile_json(
     field: &str,
     violations: &mut Violations,
 ) -> Option<(Definition, crate::plan::Plan)> {
-    let definition = parse_json(text, field, violations)?;
+    compile(text, Format::Json, field, violations)
+}
+
+/// Parses, validates and compiles a definition in `format`.
+pub fn compile(
+    text: &str,
+    format: Format,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<(Definition, crate::plan::Plan)> {
+    let definition = parse(text, format, field, violations)?;
     let plan = crate::plan::compile(&definition, field, violations)?;
     Some((definition, plan))
 }
 
 /// Parses and validates a JSON definition's structure.
 pub fn parse_json(text: &str, field: &str, violations: &mut Violations) -> Option<Definition> {
-    let definition: Definition = match serde_json::from_str(text) {
+    parse(text, Format::Json, field, violations)
+}
+
+/// Parses and validates a definition's structure.
+pub fn parse(
+    text: &str,
+    format: Format,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<Definition> {
+    let parsed = match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+        Format::Yaml => yaml_serde::from_str(text).map_err(|e| e.to_string()),
+    };
+    let definition: Definition = match parsed {
         Ok(definition) => definition,
         Err(error) => {
             violations.add(field, format!("is not a valid playbook document: {error}"));
@@ -244,6 +286,30 @@ mod tests {
                 "definition.steps[4]"
             ]
         );
+    }
+
+    #[test]
+    fn reads_yaml_as_it_reads_json() {
+        let yaml = r#"
+name: onboarding-stalled
+title: Onboarding stalled
+trigger: {type: onboarding_stalled, utilization_below_pct: 30, days_after_start: 30}
+steps:
+  - {id: call, type: task, title: "Call {{account.name}}", next: wait}
+  - {id: wait, type: wait, for: 7d, next: check}
+  - id: check
+    type: branch
+    condition: {band: green}
+    then: done
+    else: call
+  - {id: done, type: end}
+"#;
+        let mut violations = Violations::default();
+        let (_, from_yaml) = compile(yaml, Format::Yaml, "definition", &mut violations).unwrap();
+        let (_, from_json) = compile_json(GOOD, "definition", &mut violations).unwrap();
+        assert_eq!(from_yaml.steps.len(), from_json.steps.len());
+        assert_eq!(from_yaml.trigger, from_json.trigger);
+        assert!(compile("steps: [", Format::Yaml, "definition", &mut violations).is_none());
     }
 
     #[test]

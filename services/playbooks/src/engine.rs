@@ -199,11 +199,13 @@ impl Engine {
             .await?
             .ok_or_else(|| anyhow::anyhow!("playbook {name} v{version} is not stored"))?;
         let mut violations = tenure_platform::Violations::default();
+        let format = crate::definition::Format::from_code(i32::from(stored.format))
+            .ok_or_else(|| anyhow::anyhow!("playbook {name} v{version} has an unknown format"))?;
         let (_, plan) =
-            crate::definition::compile_json(&stored.definition, "definition", &mut violations)
+            crate::definition::compile(&stored.definition, format, "definition", &mut violations)
                 .ok_or_else(|| {
-                    anyhow::anyhow!("stored playbook {name} v{version} no longer compiles")
-                })?;
+                anyhow::anyhow!("stored playbook {name} v{version} no longer compiles")
+            })?;
         let plan = Arc::new(plan);
         if let Ok(mut plans) = self.plans.lock() {
             plans.insert((name.to_owned(), version), plan.clone());

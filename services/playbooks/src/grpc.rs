@@ -26,17 +26,17 @@ impl PlaybooksApi {
     ) -> ApiResult<pb::CreatePlaybookResponse> {
         const METHOD: &str = "CreatePlaybook";
         let mut violations = Violations::default();
-        let format = pb::DefinitionFormat::try_from(request.format).unwrap_or_default();
-        if format != pb::DefinitionFormat::Json {
-            return Err(ApiError::invalid("format", "must be JSON"));
-        }
+        let Some(format) = definition::Format::from_code(request.format) else {
+            return Err(ApiError::invalid("format", "must be JSON or YAML"));
+        };
         if request.definition.len() > MAX_DEFINITION_BYTES {
             return Err(ApiError::invalid(
                 "definition",
                 format!("must be at most {MAX_DEFINITION_BYTES} bytes"),
             ));
         }
-        let compiled = definition::compile_json(&request.definition, "definition", &mut violations);
+        let compiled =
+            definition::compile(&request.definition, format, "definition", &mut violations);
         violations.into_result()?;
         let (parsed, _) =
             compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;

@@ -236,11 +236,13 @@ impl PlaybooksApi {
         .await
     }
 
-    async fn plan_from(&self, name: &str, definition: &str) -> ApiResult<(Plan, i32)> {
+    async fn plan_from(&self, name: &str, definition: &str, format: i32) -> ApiResult<(Plan, i32)> {
         if !definition.is_empty() {
+            let format = crate::definition::Format::from_code(format)
+                .ok_or_else(|| ApiError::invalid("format", "must be JSON or YAML"))?;
             let mut violations = Violations::default();
             let compiled =
-                crate::definition::compile_json(definition, "definition", &mut violations);
+                crate::definition::compile(definition, format, "definition", &mut violations);
             violations.into_result()?;
             let (_, plan) =
                 compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;
@@ -269,7 +271,9 @@ impl PlaybooksApi {
             "must hold at most 500 ids",
         );
         violations.into_result()?;
-        let (plan, _) = self.plan_from(&request.name, &request.definition).await?;
+        let (plan, _) = self
+            .plan_from(&request.name, &request.definition, request.format)
+            .await?;
         let mut ids = request.account_ids.clone();
         if ids.is_empty() {
             let page = self
