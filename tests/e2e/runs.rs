@@ -1082,4 +1082,56 @@ async fn advocates_usage_drops_and_stalled_onboarding_are_found_on_schedule() {
     assert_eq!(titles[0], "fading Inc: 83.33333333333334");
     assert_eq!(titles[1], "fan Inc: 10");
     assert_eq!(titles[2], "stalled Inc: ");
+
+    // A run waiting for the fading account to turn green wakes when health
+    // says it did, not at its next poll (15 minutes by default).
+    let scored = eventually(Duration::from_secs(20), || {
+        let mut health = app.health.clone();
+        async move {
+            let request = hpb::GetHealthRequest {
+                account_id: "fading".into(),
+            };
+            let band = health
+                .get_health(request)
+                .await
+                .ok()?
+                .into_inner()
+                .health?
+                .band;
+            (band == hpb::Band::Red as i32).then_some(())
+        }
+    })
+    .await;
+    assert!(scored.is_some(), "health scored the detractor red");
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "until-green", "title": "Until green", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "hold", "type": "wait", "condition": {"band": "green"}, "timeout": "30d", "next": "thank"},
+                {"id": "thank", "type": "task", "title": "Thank {{account.name}}", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let run = start(&mut app, "until-green", &["fading".to_owned()])
+        .await
+        .runs
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.ingestion
+        .batch_upsert_survey_responses(ipb::BatchUpsertSurveyResponsesRequest {
+            request_id: String::new(),
+            responses: vec![crate::fixtures::nps(
+                "r-fading-2",
+                "fading",
+                10,
+                days_ago(0),
+            )],
+        })
+        .await
+        .unwrap();
+    let done = run_in_state(&app, &run.run_id, pb::RunState::Completed).await;
+    assert_eq!(done.steps[0].result, "condition met");
 }

@@ -339,6 +339,17 @@ impl Engine {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
+        // Something happened to these accounts: runs waiting on a condition
+        // look again now rather than at their next poll.
+        let accounts: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+        sqlx::query(
+            "UPDATE playbooks.steps s SET due_at = now() FROM playbooks.runs r \
+             WHERE r.run_id = s.run_id AND r.account_id = ANY($1) AND r.state = 1 \
+               AND s.state = 1 AND s.step_type = 'wait' AND s.deadline IS NOT NULL AND s.due_at > now()",
+        )
+        .bind(&accounts)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(events.len())
     }
