@@ -508,21 +508,20 @@ impl Engine {
         .fetch_all(&mut *tx)
         .await?;
         let count = batch.len();
-        for due in batch {
-            let span = tracing::info_span!(
-                "playbook.step",
-                playbook = %due.playbook,
-                step = %due.step_id,
-                run_id = %due.run_id,
-                account_id = %due.account_id,
-            );
-            if let Ok(carrier) =
-                serde_json::from_value::<HashMap<String, String>>(due.trace_context.clone())
-            {
-                set_parent_from(&span, &carrier);
-            }
+        // First, for the whole batch at once: exit criteria, and every
+        // webhook called, so one slow endpoint does not hold up the others.
+        let spans: Vec<tracing::Span> = batch.iter().map(step_span).collect();
+        let prepared = futures::future::join_all(
+            batch
+                .iter()
+                .zip(&spans)
+                .map(|(due, span)| self.prepare(due).instrument(span.clone())),
+        )
+        .await;
+        // Then, in order, inside the transaction that holds the steps.
+        for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
             async {
-                let plan = self.plan(&due.playbook, due.version).await?;
+                let (plan, early) = prepared?;
                 let Some(step) = plan.step(&due.step_id) else {
                     anyhow::bail!(
                         "step {} is not in {} v{}",
@@ -531,18 +530,40 @@ impl Engine {
                         due.version
                     );
                 };
-                let outcome = match self.exit_criteria_met(&plan, step, &due).await {
-                    Ok(true) => Outcome::Exit("exit criteria met".to_owned()),
-                    Ok(false) => self.execute(&mut tx, &plan, step, &due).await,
-                    Err(error) => Outcome::Fail(format!("{error:#}")),
+                let outcome = match early {
+                    Some(outcome) => outcome,
+                    None => self.execute(&mut tx, &plan, step, due).await,
                 };
-                self.record(&mut tx, &plan, &due, step, outcome).await
+                self.record(&mut tx, &plan, due, step, outcome).await
             }
             .instrument(span)
             .await?;
         }
         tx.commit().await?;
         Ok(count)
+    }
+
+    /// What can be settled before the transaction's statements: the exit
+    /// criteria and a webhook's call. `None`: execute in the transaction.
+    async fn prepare(&self, due: &Due) -> anyhow::Result<(Arc<Plan>, Option<Outcome>)> {
+        let plan = self.plan(&due.playbook, due.version).await?;
+        let Some(step) = plan.step(&due.step_id) else {
+            return Ok((plan, None));
+        };
+        let early = match self.exit_criteria_met(&plan, step, due).await {
+            Ok(true) => Some(Outcome::Exit("exit criteria met".to_owned())),
+            Err(error) => Some(Outcome::Fail(format!("{error:#}"))),
+            Ok(false) => match &step.action {
+                Action::Webhook { url } => {
+                    Some(match self.call_webhook(&plan, step, due, url).await {
+                        Ok(status) => Outcome::Next(step.next.clone(), status),
+                        Err(error) => Outcome::Fail(format!("{error:#}")),
+                    })
+                }
+                _ => None,
+            },
+        };
+        Ok((plan, early))
     }
 
     async fn exit_criteria_met(
@@ -967,6 +988,24 @@ fn short_hash(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The span of one step's execution, in the trace of the event that
+/// started its run.
+fn step_span(due: &Due) -> tracing::Span {
+    let span = tracing::info_span!(
+        "playbook.step",
+        playbook = %due.playbook,
+        step = %due.step_id,
+        run_id = %due.run_id,
+        account_id = %due.account_id,
+    );
+    if let Ok(carrier) =
+        serde_json::from_value::<HashMap<String, String>>(due.trace_context.clone())
+    {
+        set_parent_from(&span, &carrier);
+    }
+    span
 }
 
 /// Exponential backoff with full jitter, capped.
