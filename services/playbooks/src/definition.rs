@@ -237,6 +237,55 @@ fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
             "is not reachable from the first step",
         );
     }
+    // A loop must pass a wait, or it would run again and again at once.
+    if let Some(i) = loop_without_wait(steps, &index) {
+        violations.add(
+            format!("{field}.steps[{i}]"),
+            "is on a loop with no wait step",
+        );
+    }
+}
+
+/// A step on a cycle of the step graph that passes no `wait`, if any.
+fn loop_without_wait(steps: &[Step], index: &HashMap<&str, usize>) -> Option<usize> {
+    // 0 unvisited, 1 on the current path, 2 done.
+    fn visit(
+        i: usize,
+        steps: &[Step],
+        index: &HashMap<&str, usize>,
+        mark: &mut [u8],
+    ) -> Option<usize> {
+        mark[i] = 1;
+        for exit in ["next", "then", "else", "on_timeout"] {
+            let Some(&j) = steps[i].exit(exit).and_then(|t| index.get(t)) else {
+                continue;
+            };
+            if steps[j].kind == "wait" {
+                continue;
+            }
+            match mark[j] {
+                1 => return Some(j),
+                0 => {
+                    if let Some(found) = visit(j, steps, index, mark) {
+                        return Some(found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        mark[i] = 2;
+        None
+    }
+    let mut mark = vec![0u8; steps.len()];
+    (0..steps.len())
+        .filter(|i| steps[*i].kind != "wait")
+        .find_map(|i| {
+            if mark[i] == 0 {
+                visit(i, steps, index, &mut mark)
+            } else {
+                None
+            }
+        })
 }
 
 #[cfg(test)]
@@ -285,6 +334,23 @@ mod tests {
                 "definition.steps[2].else",
                 "definition.steps[4]"
             ]
+        );
+    }
+
+    #[test]
+    fn rejects_a_loop_that_never_waits() {
+        let spinning = GOOD.replace(r#""then": "done", "else": "call""#, r#""then": "done", "else": "again""#)
+            .replace(
+                r#"{"id": "done", "type": "end"}"#,
+                r#"{"id": "done", "type": "end"}, {"id": "again", "type": "task", "title": "Again", "next": "check"}"#,
+            );
+        let mut violations = Violations::default();
+        assert!(parse_json(&spinning, "definition", &mut violations).is_none());
+        let fields: Vec<_> = violations.iter().map(|(f, _)| f.to_owned()).collect();
+        assert_eq!(fields, ["definition.steps[2]"]);
+        assert!(
+            parse_json(GOOD, "definition", &mut Violations::default()).is_some(),
+            "a loop through a wait is fine"
         );
     }
 

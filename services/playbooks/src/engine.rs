@@ -146,7 +146,20 @@ pub struct Skipped {
 }
 
 impl Engine {
-    pub fn new(pool: PgPool, peers: Peers, config: Config) -> anyhow::Result<Self> {
+    pub fn new(pool: PgPool, peers: Peers, mut config: Config) -> anyhow::Result<Self> {
+        // Each executor holds a connection for its batch; leave some for
+        // the API, the matcher and the schedules.
+        let spare = (pool.options().get_max_connections() as usize)
+            .saturating_sub(3)
+            .max(1);
+        if config.workers > spare {
+            tracing::warn!(
+                workers = config.workers,
+                spare,
+                "fewer playbook executors than asked: the database pool is too small for more"
+            );
+            config.workers = spare;
+        }
         let http = reqwest::Client::builder()
             .timeout(config.webhook_timeout)
             .build()?;
@@ -518,9 +531,12 @@ impl Engine {
                 .map(|(due, span)| self.prepare(due).instrument(span.clone())),
         )
         .await;
-        // Then, in order, inside the transaction that holds the steps.
+        // Then, in order, inside the transaction that holds the steps: each
+        // step in a savepoint of its own, so a step whose recording fails
+        // is rolled back alone and counted as a failed attempt, and the rest
+        // of the batch commits.
         for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
-            async {
+            let done: anyhow::Result<()> = async {
                 let (plan, early) = prepared?;
                 let Some(step) = plan.step(&due.step_id) else {
                     anyhow::bail!(
@@ -530,14 +546,21 @@ impl Engine {
                         due.version
                     );
                 };
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                 let outcome = match early {
                     Some(outcome) => outcome,
-                    None => self.execute(&mut tx, &plan, step, due).await,
+                    None => self.execute(&mut savepoint, &plan, step, due).await,
                 };
-                self.record(&mut tx, &plan, due, step, outcome).await
+                self.record(&mut savepoint, &plan, due, step, outcome)
+                    .await?;
+                savepoint.commit().await?;
+                Ok(())
             }
             .instrument(span)
-            .await?;
+            .await;
+            if let Err(error) = done {
+                self.fail_step(&mut tx, due, &format!("{error:#}")).await?;
+            }
         }
         tx.commit().await?;
         Ok(count)
@@ -744,11 +767,16 @@ impl Engine {
         }
         let (mut sent, mut capped) = (0, 0);
         for (email, name) in recipients {
-            // One decision at a time per recipient, across replicas.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
-                .bind(&email)
-                .execute(&mut *tx)
-                .await?;
+            // One decision at a time per recipient, across replicas. Never
+            // waited for (two batches could wait on each other): a busy
+            // recipient makes the step try again shortly, and what was
+            // already sent stays recorded.
+            let free: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 1))")
+                    .bind(&email)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            anyhow::ensure!(free, "another email to {email} is being decided");
             let message_id = format!("<{}.{}.{}@tenure>", due.run_id, due.seq, short_hash(&email));
             let already: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM playbooks.emails WHERE message_id = $1)",
@@ -770,14 +798,15 @@ impl Engine {
                 capped += 1;
                 continue;
             }
-            let to = if name.is_empty() {
-                email.clone()
-            } else {
-                format!("{name} <{email}>")
+            let Ok(address) = email.parse::<lettre::Address>() else {
+                tracing::warn!(%email, "skipping a contact whose address cannot be mailed");
+                continue;
             };
+            let to =
+                lettre::message::Mailbox::new((!name.is_empty()).then(|| name.clone()), address);
             let message = lettre::Message::builder()
                 .from(self.config.email_from.parse()?)
-                .to(to.parse()?)
+                .to(to)
                 .subject(subject)
                 .message_id(Some(message_id.clone()))
                 .body(body.to_owned())?;
@@ -864,8 +893,9 @@ impl Engine {
                 result,
             } => {
                 sqlx::query(
-                    "UPDATE playbooks.steps SET due_at = $3, deadline = $4, result = $5, \
-                       started_at = COALESCE(started_at, now()) WHERE run_id = $1 AND seq = $2",
+                    "UPDATE playbooks.steps SET due_at = $3, deadline = $4, result = $5, attempts = 0, \
+                       last_error = '', started_at = COALESCE(started_at, now()) \
+                     WHERE run_id = $1 AND seq = $2",
                 )
                 .bind(due.run_id)
                 .bind(due.seq)
@@ -879,31 +909,36 @@ impl Engine {
                 finish_step(tx, due, DONE, &result, "").await?;
                 end_run(tx, due.run_id, EXITED).await?;
             }
-            Outcome::Fail(error) => {
-                let attempts = due.attempts + 1;
-                tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
-                if attempts >= self.config.max_attempts {
-                    finish_step(tx, due, DEAD, "dead-lettered", &error).await?;
-                    sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
-                        .bind(due.run_id)
-                        .bind(STALLED)
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
-                    let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
-                    sqlx::query(
-                        "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5 \
-                         WHERE run_id = $1 AND seq = $2",
-                    )
-                    .bind(due.run_id)
-                    .bind(due.seq)
-                    .bind(attempts)
-                    .bind(&error)
-                    .bind(chrono::Duration::from_std(delay)?)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+            Outcome::Fail(error) => self.fail_step(tx, due, &error).await?,
+        }
+        Ok(())
+    }
+
+    /// A failed attempt: retried after a backoff, dead-lettered (and its run
+    /// stalled) after the last attempt.
+    async fn fail_step(&self, tx: &mut PgConnection, due: &Due, error: &str) -> anyhow::Result<()> {
+        let attempts = due.attempts + 1;
+        tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
+        if attempts >= self.config.max_attempts {
+            finish_step(tx, due, DEAD, "dead-lettered", error).await?;
+            sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
+                .bind(due.run_id)
+                .bind(STALLED)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
+            sqlx::query(
+                "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5 \
+                 WHERE run_id = $1 AND seq = $2",
+            )
+            .bind(due.run_id)
+            .bind(due.seq)
+            .bind(attempts)
+            .bind(error)
+            .bind(chrono::Duration::from_std(delay)?)
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }

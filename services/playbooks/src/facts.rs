@@ -144,6 +144,26 @@ impl Peers {
         }))
     }
 
+    /// The account with what `audience` needs to judge it (its ARR, when
+    /// the audience has an ARR range).
+    pub async fn account_for(
+        &self,
+        account_id: &str,
+        audience: &Audience,
+    ) -> Result<Option<Account>, tonic::Status> {
+        let Some(mut account) = self.account(account_id).await? else {
+            return Ok(None);
+        };
+        if audience.arr_min_minor.is_some() || audience.arr_max_minor.is_some() {
+            account.arr_minor = self
+                .signals(account_id)
+                .await?
+                .and_then(|s| s.arr)
+                .map(|m| m.amount_minor);
+        }
+        Ok(Some(account))
+    }
+
     pub async fn signals(
         &self,
         account_id: &str,

@@ -306,20 +306,14 @@ impl PlaybooksApi {
                 ..Default::default()
             };
             let account = peers
-                .account(&account_id)
+                .account_for(&account_id, &plan.audience)
                 .await
                 .map_err(|s| ApiError::from_upstream(s, "account"))?;
-            let Some(mut account) = account else {
+            let Some(account) = account else {
                 entry.reason = "ingestion does not know the account".to_owned();
                 accounts.push(entry);
                 continue;
             };
-            account.arr_minor = peers
-                .signals(&account_id)
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "signals"))?
-                .and_then(|s| s.arr)
-                .map(|m| m.amount_minor);
             if let Some(reason) = account.outside(&plan.audience) {
                 entry.reason = reason;
                 accounts.push(entry);
@@ -373,7 +367,7 @@ impl PlaybooksApi {
             let account = self
                 .engine
                 .peers()
-                .account(account_id)
+                .account_for(account_id, &plan.audience)
                 .await
                 .map_err(|s| ApiError::from_upstream(s, "account"))?;
             accounts.push((account_id.clone(), account));

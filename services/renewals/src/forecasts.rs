@@ -83,12 +83,16 @@ pub fn currency(code: &str, field: &str, violations: &mut Violations) -> String 
 /// What forecasts of `as_of` judge probabilities by: historical rates and
 /// the calibration of model probabilities from what was decided by then.
 pub async fn context(pool: &PgPool, as_of: NaiveDate) -> ApiResult<Context> {
-    let current = as_of >= Utc::now().date_naive();
+    let today = Utc::now().date_naive();
+    let current = as_of >= today;
+    // History is what is known today at the latest: a future as-of date
+    // must not count contracts as lapsed before their grace has passed.
+    let known = as_of.min(today);
     Ok(Context {
         as_of,
         current,
-        rates: contracts::rates(pool, as_of).await?,
-        calibration: contracts::calibration(pool, as_of).await?,
+        rates: contracts::rates(pool, known).await?,
+        calibration: contracts::calibration(pool, known).await?,
         use_model: current,
     })
 }
@@ -637,32 +641,74 @@ pub async fn run_jobs(
 }
 
 async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Result<bool> {
-    let mut claim = pool.acquire().await?;
+    let any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM renewals.forecast_jobs WHERE state IN ($1, $2))",
+    )
+    .bind(JOB_QUEUED)
+    .bind(JOB_RUNNING)
+    .fetch_one(pool)
+    .await?;
+    if !any {
+        return Ok(false);
+    }
+    // A connection of its own, outside the pool: however this ends, the
+    // session (and with it the claim) ends with it.
+    let mut claim = pool.acquire().await?.detach();
     let waiting: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT job_id, request FROM renewals.forecast_jobs WHERE state IN ($1, $2) \
          ORDER BY created_at LIMIT 20",
     )
     .bind(JOB_QUEUED)
     .bind(JOB_RUNNING)
-    .fetch_all(&mut *claim)
+    .fetch_all(&mut claim)
     .await?;
     let mut job = None;
     for (job_id, request) in waiting {
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
                 .bind(job_id.to_string())
-                .fetch_one(&mut *claim)
+                .fetch_one(&mut claim)
                 .await?;
-        if locked {
+        if !locked {
+            continue;
+        }
+        // Another replica may have finished it since the list was read.
+        let still_waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM renewals.forecast_jobs WHERE job_id = $1 AND state IN ($2, $3))",
+        )
+        .bind(job_id)
+        .bind(JOB_QUEUED)
+        .bind(JOB_RUNNING)
+        .fetch_one(&mut claim)
+        .await?;
+        if still_waiting {
             job = Some((job_id, request));
             break;
         }
+        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1::text, 0))")
+            .bind(job_id.to_string())
+            .execute(&mut claim)
+            .await?;
     }
     let Some((job_id, request)) = job else {
         return Ok(false);
     };
+    let finished = run_claimed_job(pool, cancel, job_id, &request).await;
+    // Closing the session releases the claim, whatever happened.
+    sqlx::Connection::close(claim).await?;
+    finished?;
+    Ok(true)
+}
+
+/// Runs a job this session holds the claim of, and records how it ended.
+async fn run_claimed_job(
+    pool: &PgPool,
+    cancel: &CancellationToken,
+    job_id: Uuid,
+    request: &[u8],
+) -> anyhow::Result<()> {
     let outcome = async {
-        let request = pb::StreamForecastRequest::decode(request.as_slice())?;
+        let request = pb::StreamForecastRequest::decode(request)?;
         let scope = forecast_scope(&request, "").map_err(|e| anyhow::anyhow!("{e}"))?;
         let context = context(pool, scope.as_of).await?;
         let total = pipeline::count_opportunities(pool, &scope.filter).await?;
@@ -753,9 +799,7 @@ async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Resul
             .await?;
         }
     }
-    // Closing the session releases the claim.
-    claim.close().await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Deletes finished jobs older than `keep` with their rows.

@@ -59,22 +59,34 @@ pub struct Term {
     pub next_arr_minor: Option<i64>,
 }
 
-/// The terms of one subscription: each distinct term end, at the term's
-/// latest version. A term followed by a later one renewed; a term whose
-/// latest version is cancelled or expired is lost; the rest are open.
+/// The terms of one subscription, each at its latest version. As in the
+/// ledger, a version opens a new term when it starts at or after the
+/// current term's end; any other version (a new ARR or status, a corrected
+/// end date) updates the current term. A term followed by a later one
+/// renewed; a term whose latest version is cancelled or expired is lost;
+/// the rest are open.
 pub fn terms(versions: &[Version]) -> Vec<Term> {
-    let mut by_end: BTreeMap<NaiveDate, &Version> = BTreeMap::new();
     let mut sorted: Vec<&Version> = versions.iter().collect();
     sorted.sort_by_key(|v| v.updated_at);
+    let mut latest: Vec<&Version> = Vec::new();
     for version in sorted {
-        by_end.insert(version.term_end, version);
+        match latest.last_mut() {
+            Some(current) if version.term_start < current.term_end => *current = version,
+            _ => latest.push(version),
+        }
     }
-    let ends: Vec<NaiveDate> = by_end.keys().copied().collect();
-    ends.iter()
+    // Opportunities are keyed by term end: of terms sharing one, the later wins.
+    let mut by_end: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    for (i, v) in latest.iter().enumerate() {
+        by_end.insert(v.term_end, i);
+    }
+    latest
+        .iter()
         .enumerate()
-        .map(|(i, end)| {
-            let v = by_end[end];
-            let next = ends.get(i + 1).map(|e| by_end[e]);
+        .filter(|(i, v)| by_end.get(&v.term_end) == Some(i))
+        .map(|(i, v)| {
+            let v = *v;
+            let next = latest.get(i + 1);
             let (state, next_arr_minor) = match next {
                 Some(next) => (RENEWED, Some(next.arr_minor)),
                 None if !v.status.is_live() => (LOST, None),
@@ -336,13 +348,15 @@ pub async fn set_health(
 mod tests {
     use super::*;
 
+    /// A version of a yearly term ending on `end`.
     fn v(changed: &str, status: Status, end: &str, arr: i64) -> Version {
+        let term_end: NaiveDate = end.parse().unwrap();
         Version {
             subscription_id: "s".into(),
             account_id: "a".into(),
             updated_at: format!("{changed}T00:00:00Z").parse().unwrap(),
             status,
-            term_start: "2024-01-01".parse().unwrap(),
+            term_start: term_end - chrono::Months::new(12),
             term_end: end.parse().unwrap(),
             currency: "USD".into(),
             arr_minor: arr,
@@ -364,5 +378,20 @@ mod tests {
         assert_eq!(terms[1].state, LOST);
         let open = super::terms(&versions[..3]);
         assert_eq!(open[1].state, OPEN);
+    }
+
+    #[test]
+    fn a_corrected_end_date_is_the_same_term() {
+        let mut corrected = v("2024-02-01", Status::Active, "2025-01-01", 100);
+        corrected.term_end = "2025-01-31".parse().unwrap();
+        let terms = terms(&[
+            v("2024-01-01", Status::Active, "2025-01-01", 100),
+            corrected,
+        ]);
+        assert_eq!(terms.len(), 1);
+        assert_eq!(
+            (terms[0].term_end.to_string().as_str(), terms[0].state),
+            ("2025-01-31", OPEN)
+        );
     }
 }

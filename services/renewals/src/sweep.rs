@@ -59,7 +59,8 @@ pub async fn run(pool: &PgPool, today: NaiveDate, thresholds: &[u32]) -> anyhow:
          FROM renewals.opportunities o \
          LEFT JOIN renewals.outcomes x \
            ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
-         WHERE o.state = 1 AND x.outcome_id IS NULL AND o.term_end >= $1 AND o.term_end <= $2",
+         WHERE o.state = 1 AND x.outcome_id IS NULL AND o.term_end >= $1 AND o.term_end <= $2 \
+         ORDER BY o.subscription_id, o.term_end",
     )
     .bind(today)
     .bind(horizon)

@@ -149,21 +149,20 @@ impl Syncer {
     pub async fn run(self, cancel: CancellationToken) {
         let mut pause = Duration::from_millis(250);
         let mut swept_on = None;
+        let maintenance = tokio::spawn(self.clone().maintain(cancel.clone()));
+        let mut next_sweep = tokio::time::Instant::now();
         loop {
             let today = Utc::now().date_naive();
-            if swept_on != Some(today) {
+            if swept_on != Some(today) && tokio::time::Instant::now() >= next_sweep {
                 match sweep::run(&self.pool, today, &self.thresholds).await {
                     Ok(emitted) => {
                         tracing::info!(emitted, "renewal sweep done");
                         swept_on = Some(today);
                     }
-                    Err(error) => tracing::warn!(%error, "renewal sweep failed"),
-                }
-                if let Err(error) = forecasts::expire_jobs(&self.pool, JOB_RETENTION).await {
-                    tracing::warn!(%error, "expiring forecast jobs failed");
-                }
-                if let Err(error) = self.refresh_open_accounts().await {
-                    tracing::warn!(error = %format!("{error:#}"), "refreshing health failed");
+                    Err(error) => {
+                        tracing::warn!(%error, "renewal sweep failed; trying again in a minute");
+                        next_sweep = tokio::time::Instant::now() + Duration::from_secs(60);
+                    }
                 }
             }
             match self.drain_once(200).await {
@@ -178,8 +177,35 @@ impl Syncer {
                 }
             }
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => {
+                    let _ = maintenance.await;
+                    return;
+                }
                 () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Once a day, beside the refreshes: expire old forecast jobs and copy
+    /// the health of every account with an open renewal.
+    async fn maintain(self, cancel: CancellationToken) {
+        loop {
+            let work = async {
+                if let Err(error) = forecasts::expire_jobs(&self.pool, JOB_RETENTION).await {
+                    tracing::warn!(%error, "expiring forecast jobs failed");
+                }
+                if let Err(error) = self.refresh_open_accounts().await {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing health failed");
+                }
+            };
+            // A stop does not wait for a day's refresh to finish.
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = work => {}
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
             }
         }
     }
