@@ -108,6 +108,7 @@ async fn run_in_state(app: &TestStack, run_id: &str, state: pb::RunState) -> pb:
 
 #[tokio::test]
 async fn webhooks_retry_to_one_delivery_and_dead_letter_when_they_always_fail() {
+    let metrics = tenure_tests::metrics_addr();
     let mut app = stack(None, 3).await;
     let ids = vec!["acme".to_owned()];
     accounts(&mut app, &ids).await;
@@ -160,6 +161,18 @@ async fn webhooks_retry_to_one_delivery_and_dead_letter_when_they_always_fail() 
         .into_inner()
         .dead_letters;
     assert_eq!(dead.len(), 1);
+    // Operators see retries and dead letters by playbook on the metrics endpoint.
+    let text = tenure_tests::http_get(metrics, "/metrics").await;
+    for result in ["retried", "dead_lettered"] {
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("playbook_steps_total{")
+                    && line.contains(r#"playbook="notify-broken""#)
+                    && line.contains(&format!(r#"result="{result}""#))),
+            "no {result} count in:\n{text}"
+        );
+    }
+    assert!(text.contains("playbook_step_delay_seconds"));
     let step = dead[0].step.clone().unwrap();
     assert_eq!((step.step_id.as_str(), step.attempts), ("hook", 4));
     assert!(step.last_error.contains("500"), "{}", step.last_error);

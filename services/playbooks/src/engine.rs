@@ -128,9 +128,11 @@ struct Due {
     run_id: Uuid,
     seq: i32,
     step_id: String,
+    step_type: String,
     attempts: i32,
     armed: bool,
     deadline: Option<DateTime<Utc>>,
+    due_at: DateTime<Utc>,
     playbook: String,
     version: i32,
     account_id: String,
@@ -514,13 +516,20 @@ impl Engine {
                ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED) \
              UPDATE playbooks.steps s SET picked_at = clock_timestamp() FROM next, playbooks.runs r \
              WHERE s.run_id = next.run_id AND s.seq = next.seq AND r.run_id = s.run_id \
-             RETURNING s.run_id, s.seq, s.step_id, s.attempts, s.started_at IS NOT NULL AS armed, \
-               s.deadline, r.playbook, r.version, r.account_id, r.facts, r.trace_context",
+             RETURNING s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
+               s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, r.playbook, r.version, \
+               r.account_id, r.facts, r.trace_context",
         )
         .bind(self.config.claim_batch)
         .fetch_all(&mut *tx)
         .await?;
         let count = batch.len();
+        let now = Utc::now();
+        for due in &batch {
+            let late = (now - due.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("playbook_step_delay_seconds", "step_type" => due.step_type.clone())
+                .record(late);
+        }
         // First, for the whole batch at once: exit criteria, and every
         // webhook called, so one slow endpoint does not hold up the others.
         let spans: Vec<tracing::Span> = batch.iter().map(step_span).collect();
@@ -868,6 +877,16 @@ impl Engine {
         Ok(format!("webhook {}", status.as_u16()))
     }
 
+    fn count(due: &Due, result: &'static str) {
+        metrics::counter!(
+            "playbook_steps_total",
+            "playbook" => due.playbook.clone(),
+            "step_type" => due.step_type.clone(),
+            "result" => result,
+        )
+        .increment(1);
+    }
+
     async fn record(
         &self,
         tx: &mut PgConnection,
@@ -878,6 +897,7 @@ impl Engine {
     ) -> anyhow::Result<()> {
         match outcome {
             Outcome::Next(target, result) => {
+                Self::count(due, "done");
                 finish_step(tx, due, DONE, &result, "").await?;
                 match target.as_deref().and_then(|t| plan.step(t)) {
                     Some(next) => {
@@ -906,6 +926,7 @@ impl Engine {
                 .await?;
             }
             Outcome::Exit(result) => {
+                Self::count(due, "exited");
                 finish_step(tx, due, DONE, &result, "").await?;
                 end_run(tx, due.run_id, EXITED).await?;
             }
@@ -920,6 +941,7 @@ impl Engine {
         let attempts = due.attempts + 1;
         tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
         if attempts >= self.config.max_attempts {
+            Self::count(due, "dead_lettered");
             finish_step(tx, due, DEAD, "dead-lettered", error).await?;
             sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
                 .bind(due.run_id)
@@ -927,6 +949,7 @@ impl Engine {
                 .execute(&mut *tx)
                 .await?;
         } else {
+            Self::count(due, "retried");
             let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
             sqlx::query(
                 "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5 \
