@@ -153,14 +153,31 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The address of this test process's Prometheus endpoint.
+/// The address of this test process's Prometheus endpoint. It is served
+/// from a runtime of its own that lives as long as the process, not from
+/// the runtime of whichever test asked first.
 pub fn metrics_addr() -> std::net::SocketAddr {
     static ADDR: OnceLock<std::net::SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         let addr = probe.local_addr().expect("address");
         drop(probe);
-        tenure_platform::server::install_metrics(addr).expect("metrics endpoint");
+        let (installed, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("metrics runtime");
+            runtime.block_on(async move {
+                let result = tenure_platform::server::install_metrics(addr);
+                let _ = installed.send(result.map_err(|e| e.to_string()));
+                std::future::pending::<()>().await;
+            });
+        });
+        ready
+            .recv()
+            .expect("metrics thread")
+            .expect("metrics endpoint");
         addr
     })
 }
