@@ -339,23 +339,13 @@ impl Scorer {
 
     /// Keeps the scores of changed accounts current until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut pause = Duration::from_millis(250);
-        loop {
-            match self.drain_once(200).await {
-                Ok(n) if n > 0 => {
-                    pause = Duration::from_millis(250);
-                    continue;
-                }
-                Ok(_) => pause = Duration::from_millis(250),
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "rescoring changed accounts failed");
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
+        tenure_platform::service::poll(
+            &cancel,
+            Duration::from_millis(250),
+            None,
+            "rescoring changed accounts",
+            || async { self.drain_once(200).await.map(|n| n > 0) },
+        )
+        .await;
     }
 }

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::{PgConnection, PgPool};
+use tenure_platform::service::poll;
 use tenure_platform::trace::{capture_context, set_parent_from};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ use uuid::Uuid;
 use crate::facts::{Account, Peers};
 use crate::plan::{Action, Plan, PlanStep, Trigger, Wait};
 use crate::store;
+
+/// How long an idle executor or matcher waits before looking again.
+const IDLE: Duration = Duration::from_millis(200);
 
 /// Step and run states as stored.
 pub const PENDING: i16 = 1;
@@ -975,21 +979,29 @@ impl Engine {
             let engine = self.clone();
             let cancel = cancel.clone();
             tasks.spawn(async move {
-                engine
-                    .repeat(&cancel, Duration::from_millis(200), |e| {
-                        Box::pin(async move { e.execute_batch().await.map(|n| n > 0) })
-                    })
-                    .await
+                let wake = engine.wakeup.clone();
+                poll(
+                    &cancel,
+                    IDLE,
+                    Some(&wake),
+                    "executing playbook steps",
+                    || async { engine.execute_batch().await.map(|n| n > 0) },
+                )
+                .await
             });
         }
         let engine = self.clone();
         let matcher_cancel = cancel.clone();
         tasks.spawn(async move {
-            engine
-                .repeat(&matcher_cancel, Duration::from_millis(200), |e| {
-                    Box::pin(async move { e.match_events().await.map(|n| n > 0) })
-                })
-                .await
+            let wake = engine.wakeup.clone();
+            poll(
+                &matcher_cancel,
+                IDLE,
+                Some(&wake),
+                "matching trigger events",
+                || async { engine.match_events().await.map(|n| n > 0) },
+            )
+            .await
         });
         let engine = self.clone();
         let interval = self.config.schedule_interval;
@@ -1005,38 +1017,6 @@ impl Engine {
             }
         });
         while tasks.join_next().await.is_some() {}
-    }
-
-    async fn repeat<F>(&self, cancel: &CancellationToken, idle: Duration, work: F)
-    where
-        F: for<'a> Fn(
-            &'a Self,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = anyhow::Result<bool>> + Send + 'a>,
-        >,
-    {
-        let mut pause = idle;
-        loop {
-            if cancel.is_cancelled() {
-                return;
-            }
-            match work(self).await {
-                Ok(true) => {
-                    pause = idle;
-                    continue;
-                }
-                Ok(false) => pause = idle,
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "playbook engine work failed");
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = self.wakeup.notified() => {}
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
     }
 }
 

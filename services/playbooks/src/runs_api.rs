@@ -33,6 +33,22 @@ struct RunRow {
     ended_at: Option<DateTime<Utc>>,
 }
 
+impl RunRow {
+    fn into_proto(self, steps: Vec<pb::StepExecution>) -> pb::Run {
+        pb::Run {
+            run_id: self.run_id.to_string(),
+            playbook: self.playbook,
+            version: self.version,
+            account_id: self.account_id,
+            state: i32::from(self.state),
+            trigger: self.trigger_kind,
+            start_time: Some(time::to_timestamp(self.started_at)),
+            end_time: self.ended_at.map(time::to_timestamp),
+            steps,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct StepRow {
     run_id: Uuid,
@@ -153,16 +169,9 @@ impl PlaybooksApi {
         }
         Ok(rows
             .into_iter()
-            .map(|r| pb::Run {
-                run_id: r.run_id.to_string(),
-                steps: by_run.remove(&r.run_id).unwrap_or_default(),
-                playbook: r.playbook,
-                version: r.version,
-                account_id: r.account_id,
-                state: i32::from(r.state),
-                trigger: r.trigger_kind,
-                start_time: Some(time::to_timestamp(r.started_at)),
-                end_time: r.ended_at.map(time::to_timestamp),
+            .map(|r| {
+                let steps = by_run.remove(&r.run_id).unwrap_or_default();
+                r.into_proto(steps)
             })
             .collect())
     }
@@ -429,20 +438,7 @@ impl PlaybooksApi {
         .bind(&started)
         .fetch_all(&mut *tx)
         .await?;
-        let runs = rows
-            .into_iter()
-            .map(|r| pb::Run {
-                run_id: r.run_id.to_string(),
-                playbook: r.playbook,
-                version: r.version,
-                account_id: r.account_id,
-                state: i32::from(r.state),
-                trigger: r.trigger_kind,
-                start_time: Some(time::to_timestamp(r.started_at)),
-                end_time: None,
-                steps: Vec::new(),
-            })
-            .collect();
+        let runs = rows.into_iter().map(|r| r.into_proto(Vec::new())).collect();
         let response = pb::StartRunsResponse { runs, skipped };
         idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
         tx.commit().await?;

@@ -19,12 +19,10 @@ use crate::SCHEMA;
 use crate::contracts;
 use crate::forecast::{self, Category, Line, Totals};
 use crate::grpc::RenewalsApi;
-use crate::pipeline::{self, OPEN, OpportunityFilter, OpportunityRow};
+use crate::pipeline::{self, OPEN, OpportunityFilter, OpportunityRow, Pages};
 use crate::views::{self, Context, money};
 
 const MAX_ID: usize = 128;
-/// Rows read per query when walking a whole window.
-const READ_CHUNK: i64 = 5000;
 
 pub type ForecastStream =
     Pin<Box<dyn Stream<Item = Result<pb::StreamForecastResponse, tonic::Status>> + Send>>;
@@ -50,6 +48,27 @@ pub fn window(
         violations.check(s < e, format!("{field}.end"), "must be after start");
     }
     (start, end)
+}
+
+/// The opportunities a request names: term ends in its window (under
+/// `prefix`, e.g. `forecast.`), its segment and owner.
+fn opportunity_filter(
+    range: Option<&DateRange>,
+    prefix: &str,
+    required: bool,
+    segment: &str,
+    owner: &str,
+    violations: &mut Violations,
+) -> OpportunityFilter {
+    let (term_end_from, term_end_before) =
+        window(range, &format!("{prefix}window"), required, violations);
+    OpportunityFilter {
+        term_end_from,
+        term_end_before,
+        segment: filter_text(segment, &format!("{prefix}segment"), violations),
+        owner: filter_text(owner, &format!("{prefix}owner"), violations),
+        currency: None,
+    }
 }
 
 /// An optional day, today when unset.
@@ -104,19 +123,14 @@ pub async fn resolved_rows(
     context: &Context,
 ) -> ApiResult<Vec<(OpportunityRow, views::Resolved)>> {
     let mut out = Vec::new();
-    let mut after: Option<(NaiveDate, String)> = None;
-    loop {
-        let rows = pipeline::opportunities(pool, filter, after.as_ref(), READ_CHUNK).await?;
-        let done = (rows.len() as i64) < READ_CHUNK;
-        after = rows.last().map(|r| (r.term_end, r.subscription_id.clone()));
+    let mut pages = Pages::new(pool, filter);
+    while let Some(rows) = pages.next().await? {
         for row in rows {
             let resolved = views::resolve(context, &row);
             out.push((row, resolved));
         }
-        if done {
-            return Ok(out);
-        }
     }
+    Ok(out)
 }
 
 fn totals_to_proto(currency: &str, t: &Totals) -> pb::ForecastTotals {
@@ -163,20 +177,17 @@ struct ForecastScope {
 
 fn forecast_scope(request: &pb::StreamForecastRequest, field: &str) -> ApiResult<ForecastScope> {
     let mut violations = Violations::default();
-    let (from, before) = window(
+    let filter = opportunity_filter(
         request.window.as_ref(),
-        &format!("{field}window"),
+        field,
         true,
+        &request.segment,
+        "",
         &mut violations,
     );
     let as_of = day_or_today(
         request.as_of.as_ref(),
         &format!("{field}as_of"),
-        &mut violations,
-    );
-    let segment = filter_text(
-        &request.segment,
-        &format!("{field}segment"),
         &mut violations,
     );
     violations.check(
@@ -186,12 +197,7 @@ fn forecast_scope(request: &pb::StreamForecastRequest, field: &str) -> ApiResult
     );
     violations.into_result()?;
     Ok(ForecastScope {
-        filter: OpportunityFilter {
-            term_end_from: from,
-            term_end_before: before,
-            segment,
-            ..Default::default()
-        },
+        filter,
         as_of,
         chunk: if request.chunk_size == 0 {
             500
@@ -207,11 +213,16 @@ impl RenewalsApi {
         request: pb::ListRenewalPipelineRequest,
     ) -> ApiResult<pb::ListRenewalPipelineResponse> {
         let size = paging::page_size(request.page_size)? as usize;
-        let mut after: Option<(NaiveDate, String)> = paging::decode_token(&request.page_token)?;
+        let after: Option<(NaiveDate, String)> = paging::decode_token(&request.page_token)?;
         let mut violations = Violations::default();
-        let (from, before) = window(request.window.as_ref(), "window", false, &mut violations);
-        let segment = filter_text(&request.segment, "segment", &mut violations);
-        let owner = filter_text(&request.owner, "owner", &mut violations);
+        let filter = opportunity_filter(
+            request.window.as_ref(),
+            "",
+            false,
+            &request.segment,
+            &request.owner,
+            &mut violations,
+        );
         let category = match request.category {
             0 => None,
             code => {
@@ -221,23 +232,14 @@ impl RenewalsApi {
             }
         };
         violations.into_result()?;
-        let filter = OpportunityFilter {
-            term_end_from: from,
-            term_end_before: before,
-            segment,
-            owner,
-            currency: None,
-        };
         let context = context(&self.pool, Utc::now().date_naive()).await?;
         let mut page = Vec::new();
         let mut next_page_token = String::new();
+        let mut last_kept: Option<(NaiveDate, String)> = None;
         // Category and state are judged per row, so read until the page fills.
-        'fill: loop {
-            let rows =
-                pipeline::opportunities(&self.pool, &filter, after.as_ref(), READ_CHUNK).await?;
-            let exhausted = (rows.len() as i64) < READ_CHUNK;
+        let mut pages = Pages::after(&self.pool, &filter, after);
+        'fill: while let Some(rows) = pages.next().await? {
             for row in rows {
-                after = Some((row.term_end, row.subscription_id.clone()));
                 let resolved = views::resolve(&context, &row);
                 if !request.include_closed && resolved.state != OPEN {
                     continue;
@@ -247,24 +249,14 @@ impl RenewalsApi {
                 }
                 if page.len() == size {
                     // One more match exists: the page ends at the last kept row.
-                    next_page_token = page
-                        .last()
-                        .map(|o: &pb::RenewalOpportunity| {
-                            let end = o.term_end_date.as_ref().map(|d| (d.year, d.month, d.day));
-                            (end, o.subscription_id.clone())
-                        })
-                        .and_then(|(end, id)| {
-                            let (y, m, d) = end?;
-                            let day = NaiveDate::from_ymd_opt(y, m as u32, d as u32)?;
-                            Some(paging::encode_token(&(day, id)))
-                        })
+                    next_page_token = last_kept
+                        .as_ref()
+                        .map(paging::encode_token)
                         .unwrap_or_default();
                     break 'fill;
                 }
+                last_kept = Some((row.term_end, row.subscription_id.clone()));
                 page.push(views::to_proto(&context, &row, &resolved));
-            }
-            if exhausted {
-                break;
             }
         }
         Ok(pb::ListRenewalPipelineResponse {
@@ -278,17 +270,15 @@ impl RenewalsApi {
         request: pb::SummarizeRenewalPipelineRequest,
     ) -> ApiResult<pb::SummarizeRenewalPipelineResponse> {
         let mut violations = Violations::default();
-        let (from, before) = window(request.window.as_ref(), "window", false, &mut violations);
-        let segment = filter_text(&request.segment, "segment", &mut violations);
-        let owner = filter_text(&request.owner, "owner", &mut violations);
+        let filter = opportunity_filter(
+            request.window.as_ref(),
+            "",
+            false,
+            &request.segment,
+            &request.owner,
+            &mut violations,
+        );
         violations.into_result()?;
-        let filter = OpportunityFilter {
-            term_end_from: from,
-            term_end_before: before,
-            segment,
-            owner,
-            currency: None,
-        };
         let context = context(&self.pool, Utc::now().date_naive()).await?;
         let rows = resolved_rows(&self.pool, &filter, &context).await?;
         // Open renewals by category, and those already lost; per currency
@@ -316,18 +306,18 @@ impl RenewalsApi {
         request: pb::ForecastRenewalsRequest,
     ) -> ApiResult<pb::ForecastRenewalsResponse> {
         let mut violations = Violations::default();
-        let (from, before) = window(request.window.as_ref(), "window", true, &mut violations);
+        let mut filter = opportunity_filter(
+            request.window.as_ref(),
+            "",
+            true,
+            &request.segment,
+            "",
+            &mut violations,
+        );
         let as_of = day_or_today(request.as_of.as_ref(), "as_of", &mut violations);
-        let segment = filter_text(&request.segment, "segment", &mut violations);
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
         violations.into_result()?;
-        let filter = OpportunityFilter {
-            term_end_from: from,
-            term_end_before: before,
-            segment,
-            owner: None,
-            currency: Some(currency.clone()),
-        };
+        filter.currency = Some(currency.clone());
         let context = context(&self.pool, as_of).await?;
         let rows = resolved_rows(&self.pool, &filter, &context).await?;
         let lines: Vec<Line> = rows.iter().map(|(_, r)| r.line.clone()).collect();
@@ -344,25 +334,25 @@ impl RenewalsApi {
         request: pb::BacktestForecastRequest,
     ) -> ApiResult<pb::BacktestForecastResponse> {
         let mut violations = Violations::default();
-        let (from, before) = window(request.window.as_ref(), "window", true, &mut violations);
+        let mut filter = opportunity_filter(
+            request.window.as_ref(),
+            "",
+            true,
+            &request.segment,
+            "",
+            &mut violations,
+        );
         let today = Utc::now().date_naive();
         let as_of = time::date(request.as_of.as_ref(), "as_of", &mut violations);
         if let Some(as_of) = as_of {
             violations.check(as_of < today, "as_of", "must be a past date");
         }
-        let segment = filter_text(&request.segment, "segment", &mut violations);
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
         violations.into_result()?;
         let Some(as_of) = as_of else {
             return Err(ApiError::invalid("as_of", "is required"));
         };
-        let filter = OpportunityFilter {
-            term_end_from: from,
-            term_end_before: before,
-            segment,
-            owner: None,
-            currency: Some(currency.clone()),
-        };
+        filter.currency = Some(currency.clone());
         let then = context(&self.pool, as_of).await?;
         let now = context(&self.pool, today).await?;
         let rows = resolved_rows(&self.pool, &filter, &then).await?;
@@ -560,11 +550,8 @@ where
     F: FnMut(Vec<pb::RenewalOpportunity>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut after: Option<(NaiveDate, String)> = None;
-    loop {
-        let rows = pipeline::opportunities(pool, &scope.filter, after.as_ref(), READ_CHUNK).await?;
-        let done = (rows.len() as i64) < READ_CHUNK;
-        after = rows.last().map(|r| (r.term_end, r.subscription_id.clone()));
+    let mut pages = Pages::new(pool, &scope.filter);
+    while let Some(rows) = pages.next().await? {
         let mut chunk = Vec::with_capacity(scope.chunk);
         for row in &rows {
             let resolved = views::resolve(context, row);
@@ -576,10 +563,8 @@ where
         if !chunk.is_empty() && !emit(chunk).await {
             return Ok(false);
         }
-        if done {
-            return Ok(true);
-        }
     }
+    Ok(true)
 }
 
 const JOB_QUEUED: i16 = 1;
@@ -624,20 +609,14 @@ pub async fn run_jobs(
     wakeup: std::sync::Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
 ) {
-    loop {
-        match run_one_job(&pool, &cancel).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "forecast job failed to run")
-            }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = wakeup.notified() => {}
-            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-        }
-    }
+    tenure_platform::service::poll(
+        &cancel,
+        std::time::Duration::from_secs(5),
+        Some(&wakeup),
+        "running forecast jobs",
+        || run_one_job(&pool, &cancel),
+    )
+    .await;
 }
 
 async fn run_one_job(pool: &PgPool, cancel: &CancellationToken) -> anyhow::Result<bool> {

@@ -83,19 +83,8 @@ impl RenewalsApi {
         let size = paging::page_size(request.page_size)?;
         let after: Option<(chrono::NaiveDate, Uuid)> = paging::decode_token(&request.page_token)?;
         let mut violations = Violations::default();
-        let (decided_from, decided_before) = match &request.decided {
-            Some(range) => (
-                range
-                    .start
-                    .as_ref()
-                    .and_then(|d| time::date(Some(d), "decided.start", &mut violations)),
-                range
-                    .end
-                    .as_ref()
-                    .and_then(|d| time::date(Some(d), "decided.end", &mut violations)),
-            ),
-            None => (None, None),
-        };
+        let (decided_from, decided_before) =
+            crate::forecasts::window(request.decided.as_ref(), "decided", false, &mut violations);
         let kind = match request.kind {
             0 => None,
             code => {

@@ -300,6 +300,49 @@ pub async fn opportunities(
     .await
 }
 
+/// Walks every opportunity of a filter in `(term_end, subscription_id)`
+/// order, a page at a time.
+pub struct Pages<'a> {
+    pool: &'a PgPool,
+    filter: &'a OpportunityFilter,
+    after: Option<(NaiveDate, String)>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    /// Rows read per query.
+    pub const SIZE: i64 = 5000;
+
+    pub fn new(pool: &'a PgPool, filter: &'a OpportunityFilter) -> Self {
+        Self::after(pool, filter, None)
+    }
+
+    /// Starting after the cursor `after`.
+    pub fn after(
+        pool: &'a PgPool,
+        filter: &'a OpportunityFilter,
+        after: Option<(NaiveDate, String)>,
+    ) -> Self {
+        Self {
+            pool,
+            filter,
+            after,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` once all were read.
+    pub async fn next(&mut self) -> sqlx::Result<Option<Vec<OpportunityRow>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = opportunities(self.pool, self.filter, self.after.as_ref(), Self::SIZE).await?;
+        self.done = (rows.len() as i64) < Self::SIZE;
+        self.after = rows.last().map(|r| (r.term_end, r.subscription_id.clone()));
+        Ok(Some(rows))
+    }
+}
+
 /// Counts opportunities matching `filter`.
 pub async fn count_opportunities(pool: &PgPool, filter: &OpportunityFilter) -> sqlx::Result<i64> {
     sqlx::query_scalar(

@@ -147,41 +147,38 @@ impl Syncer {
     /// Refreshes changed subscriptions as they come, and sweeps for
     /// approaching renewals once a day, until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut pause = Duration::from_millis(250);
-        let mut swept_on = None;
+        let sweeper = tokio::spawn(self.clone().sweep_daily(cancel.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(cancel.clone()));
-        let mut next_sweep = tokio::time::Instant::now();
+        tenure_platform::service::poll(
+            &cancel,
+            Duration::from_millis(250),
+            None,
+            "refreshing subscriptions",
+            || async { self.drain_once(200).await.map(|n| n > 0) },
+        )
+        .await;
+        let _ = sweeper.await;
+        let _ = maintenance.await;
+    }
+
+    /// The renewal-approaching sweep, once each day (looked for every
+    /// minute, so a failed sweep is tried again a minute later).
+    async fn sweep_daily(self, cancel: CancellationToken) {
+        let mut swept_on = None;
         loop {
             let today = Utc::now().date_naive();
-            if swept_on != Some(today) && tokio::time::Instant::now() >= next_sweep {
+            if swept_on != Some(today) {
                 match sweep::run(&self.pool, today, &self.thresholds).await {
                     Ok(emitted) => {
                         tracing::info!(emitted, "renewal sweep done");
                         swept_on = Some(today);
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "renewal sweep failed; trying again in a minute");
-                        next_sweep = tokio::time::Instant::now() + Duration::from_secs(60);
-                    }
-                }
-            }
-            match self.drain_once(200).await {
-                Ok(n) if n > 0 => {
-                    pause = Duration::from_millis(250);
-                    continue;
-                }
-                Ok(_) => pause = Duration::from_millis(250),
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "refreshing subscriptions failed");
-                    pause = (pause * 2).min(Duration::from_secs(30));
+                    Err(error) => tracing::warn!(%error, "renewal sweep failed"),
                 }
             }
             tokio::select! {
-                () = cancel.cancelled() => {
-                    let _ = maintenance.await;
-                    return;
-                }
-                () = tokio::time::sleep(pause) => {}
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
         }
     }

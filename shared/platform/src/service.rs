@@ -172,3 +172,47 @@ pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
         service.stop().await
     })
 }
+
+/// Runs `work` until `cancel`: again at once while it reports it did
+/// something, after `idle` (or a `wake` notice) when it found nothing, and
+/// with a doubling pause of up to 30 s after a failure, which is logged
+/// under `what`. The polling loop of every background worker.
+pub async fn poll<F, Fut>(
+    cancel: &CancellationToken,
+    idle: std::time::Duration,
+    wake: Option<&tokio::sync::Notify>,
+    what: &str,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let mut pause = idle;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        match work().await {
+            Ok(true) => {
+                pause = idle;
+                continue;
+            }
+            Ok(false) => pause = idle,
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "{what} failed");
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+        let woken = async {
+            match wake {
+                Some(notify) => notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = woken => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
