@@ -62,8 +62,13 @@ async fn an_older_update_never_overwrites_a_newer_one() {
     assert_eq!((stale.applied_count, stale.stale_count), (0, 1));
     assert_eq!(get(&app, "acme").await.unwrap().name, "Acme v2");
 
-    // Within one batch the newest item wins, wherever it stands.
-    let mixed = vec![account("acme", "Acme v4", 0), account("acme", "Acme v3", 1)];
+    // Within one batch every version is applied, oldest first, wherever it
+    // stands; one older than the stored state is stale.
+    let mixed = vec![
+        account("acme", "Acme v4", 0),
+        account("acme", "Acme v0", 9),
+        account("acme", "Acme v3", 0),
+    ];
     let mixed = app
         .ingestion
         .batch_upsert_accounts(batch("", mixed))
@@ -72,8 +77,8 @@ async fn an_older_update_never_overwrites_a_newer_one() {
         .into_inner()
         .summary
         .unwrap();
-    assert_eq!((mixed.applied_count, mixed.stale_count), (1, 1));
-    assert_eq!(get(&app, "acme").await.unwrap().name, "Acme v4");
+    assert_eq!((mixed.applied_count, mixed.stale_count), (2, 1));
+    assert_eq!(get(&app, "acme").await.unwrap().name, "Acme v3");
 
     let db = app.db().await;
     let versions: i64 = sqlx::query_scalar(
@@ -82,7 +87,7 @@ async fn an_older_update_never_overwrites_a_newer_one() {
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!(versions, 2, "each applied change is kept as a version");
+    assert_eq!(versions, 3, "each applied change is kept as a version");
     app.stop().await;
 }
 

@@ -416,3 +416,72 @@ async fn every_other_kind_is_upserted_and_a_bad_batch_writes_nothing() {
     }
     app.stop().await;
 }
+
+/// A source replaying a subscription's history sends every dated version in
+/// one batch, in any order: each is applied, oldest first, and each change
+/// is recorded against the version before it.
+#[tokio::test]
+async fn one_batch_carries_a_subscription_history() {
+    let mut app = with_account("acme").await;
+    let start = today_minus(400);
+    let first_end = start + chrono::Days::new(365);
+    let second_end = first_end + chrono::Days::new(365);
+    let expanded_at = days_ago(200);
+    let history = vec![
+        // Renewed for a second year, at the expanded price.
+        subscription(
+            "sub-h",
+            "acme",
+            60,
+            150_000,
+            first_end,
+            second_end,
+            days_ago(40),
+        ),
+        // Signed.
+        subscription(
+            "sub-h",
+            "acme",
+            50,
+            120_000,
+            start,
+            first_end,
+            days_ago(400),
+        ),
+        // Expanded mid-term.
+        subscription("sub-h", "acme", 60, 150_000, start, first_end, expanded_at),
+        // The same version again: applied once.
+        subscription("sub-h", "acme", 60, 150_000, start, first_end, expanded_at),
+    ];
+    let summary = app
+        .ingestion
+        .batch_upsert_subscriptions(pb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: history,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!((summary.applied_count, summary.stale_count), (3, 1));
+    let db = app.db().await;
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM ingestion.subscription_changes WHERE subscription_id = 'sub-h' \
+         ORDER BY occurred_at",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(kinds, ["new", "expansion", "renewal"]);
+    let history = app
+        .ingestion
+        .get_subscription_history(pb::GetSubscriptionHistoryRequest {
+            subscription_ids: vec!["sub-h".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.subscriptions[0].versions.len(), 3, "{history:?}");
+    app.stop().await;
+}

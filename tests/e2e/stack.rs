@@ -403,7 +403,7 @@ async fn the_demo_walks_every_service() {
         .await
         .expect("the demo runs");
     for expected in [
-        "ingestion  BatchUpsertAccounts: 4 applied, 1 stale",
+        "ingestion  BatchUpsertAccounts: 4 applied; then an older copy of acme: 0 applied, 1 stale",
         "playbooks  CreatePlaybook: sponsor-changed v1",
         "playbooks  task for dana",
         "Meet Acme Corp's new sponsor",

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::convert::Attributes;
-use crate::records::newest_per_key;
+use crate::records::version_rounds;
 
 /// An account as its source describes it.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -32,21 +32,34 @@ pub struct UpsertOutcome {
     pub stale: usize,
 }
 
-/// Applies a batch inside the caller's transaction. Within the batch the
-/// newest item per account wins; against storage, only a strictly newer
-/// `source_updated_at` overwrites. Each applied change is kept as a version.
+/// Applies a batch inside the caller's transaction. Every dated version in
+/// the batch is applied, oldest first; against storage, only a strictly
+/// newer `source_updated_at` overwrites. Each applied change is kept as a
+/// version.
 pub async fn upsert(
     tx: &mut PgConnection,
     records: Vec<AccountRecord>,
 ) -> sqlx::Result<UpsertOutcome> {
     let submitted = records.len();
-    let batch = newest_per_key(records, |r| r.account_id.clone(), |r| r.source_updated_at);
+    let mut applied = Vec::with_capacity(submitted);
+    for round in version_rounds(records, |r| r.account_id.clone(), |r| r.source_updated_at) {
+        applied.extend(upsert_round(tx, round).await?);
+    }
+    applied.sort();
+    let stale = submitted - applied.len();
+    Ok(UpsertOutcome { applied, stale })
+}
 
+/// Applies at most one version per account; returns the accounts applied.
+async fn upsert_round(
+    tx: &mut PgConnection,
+    batch: Vec<AccountRecord>,
+) -> sqlx::Result<Vec<String>> {
     let mut columns = Columns::with_capacity(batch.len());
     for record in batch {
         columns.push(record);
     }
-    let mut applied: Vec<String> = sqlx::query_scalar(
+    sqlx::query_scalar(
         "WITH input AS ( \
            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                 $6::text[], $7::int2[], $8::timestamptz[], $9::jsonb[]) \
@@ -83,10 +96,7 @@ pub async fn upsert(
     .bind(&columns.source_updated_at)
     .bind(&columns.attributes)
     .fetch_all(&mut *tx)
-    .await?;
-    applied.sort();
-    let stale = submitted - applied.len();
-    Ok(UpsertOutcome { applied, stale })
+    .await
 }
 
 /// The batch as column arrays, for one `UNNEST` insert.

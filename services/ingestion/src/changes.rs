@@ -40,12 +40,19 @@ pub fn relationship_changes(
     had_role: &HashSet<(String, Role)>,
 ) -> Vec<RelationshipChange> {
     let mut changes = Vec::new();
+    // A batch may carry a history: a role taken earlier in it counts as held.
+    let mut had_role = had_role.clone();
     for Applied { new, old } in applied {
         for role in WATCHED {
             let was = old.as_ref().is_some_and(|o| o.acts_as(role));
             let is = new.acts_as(role);
+            let key = (new.account_id.clone(), role);
+            let held = had_role.contains(&key);
+            if is {
+                had_role.insert(key);
+            }
             let change = match (was, is) {
-                (false, true) if had_role.contains(&(new.account_id.clone(), role)) => "added",
+                (false, true) if held => "added",
                 (true, false) if !new.active => "departed",
                 (true, false) => "removed",
                 _ => continue,

@@ -37,15 +37,30 @@ pub struct Upserted<R> {
     pub stale: usize,
 }
 
-/// Applies a batch inside the caller's transaction. Within the batch the
-/// newest item per record wins; against storage only a strictly newer
-/// `updated_at` replaces the head. Each applied state is kept as a version.
+/// Applies a batch inside the caller's transaction. Every dated version in
+/// the batch is applied, oldest first, so a record's history can arrive in
+/// one batch; against storage only a strictly newer `updated_at` replaces
+/// the head. Each applied state is kept as a version, and each applied item
+/// carries the state it replaced (the previous version of the same batch,
+/// where there is one).
 pub async fn upsert<R: Record>(
     tx: &mut PgConnection,
     records: Vec<R>,
 ) -> sqlx::Result<Upserted<R>> {
     let submitted = records.len();
-    let batch = newest_per_key(records, |r| r.record_id().to_owned(), |r| r.updated_at());
+    let mut applied = Vec::with_capacity(submitted);
+    for round in version_rounds(records, |r| r.record_id().to_owned(), |r| r.updated_at()) {
+        applied.extend(upsert_round(tx, round).await?);
+    }
+    let stale = submitted - applied.len();
+    Ok(Upserted { applied, stale })
+}
+
+/// Applies at most one version per record.
+async fn upsert_round<R: Record>(
+    tx: &mut PgConnection,
+    batch: Vec<R>,
+) -> sqlx::Result<Vec<Applied<R>>> {
     let mut ids = Vec::with_capacity(batch.len());
     let mut accounts = Vec::with_capacity(batch.len());
     let mut times = Vec::with_capacity(batch.len());
@@ -94,31 +109,40 @@ pub async fn upsert<R: Record>(
             old: old.map(decode).transpose()?,
         });
     }
-    let stale = submitted - applied.len();
-    Ok(Upserted { applied, stale })
+    Ok(applied)
 }
 
-/// Keeps the newest item per key (the later one on ties), sorted by key so
-/// that concurrent batches lock rows in the same order.
-pub fn newest_per_key<T, K: Ord + std::hash::Hash + Eq>(
+/// Splits a batch into rounds that apply every dated version it holds, oldest
+/// first: round `k` holds the `k`-th oldest version of each key. Two items
+/// of one key with the same time are one version (the later item wins).
+/// Each round is sorted by key so that concurrent batches lock rows in the
+/// same order.
+pub fn version_rounds<T, K: Ord + std::hash::Hash + Eq + Clone>(
     items: Vec<T>,
     key: impl Fn(&T) -> K,
     time: impl Fn(&T) -> DateTime<Utc>,
-) -> Vec<T> {
-    let mut newest: std::collections::HashMap<K, T> =
+) -> Vec<Vec<T>> {
+    let mut by_key: std::collections::HashMap<K, std::collections::BTreeMap<DateTime<Utc>, T>> =
         std::collections::HashMap::with_capacity(items.len());
     for item in items {
-        let k = key(&item);
-        match newest.get(&k) {
-            Some(existing) if time(existing) > time(&item) => {}
-            _ => {
-                newest.insert(k, item);
+        by_key
+            .entry(key(&item))
+            .or_default()
+            .insert(time(&item), item);
+    }
+    let mut keyed: Vec<(K, std::collections::BTreeMap<DateTime<Utc>, T>)> =
+        by_key.into_iter().collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rounds: Vec<Vec<T>> = Vec::new();
+    for (_, versions) in keyed {
+        for (round, item) in versions.into_values().enumerate() {
+            if rounds.len() == round {
+                rounds.push(Vec::new());
             }
+            rounds[round].push(item);
         }
     }
-    let mut kept: Vec<T> = newest.into_values().collect();
-    kept.sort_by_key(|item| key(item));
-    kept
+    rounds
 }
 
 /// The records of `account_id` as they stood at `cutoff`: the latest version
@@ -229,5 +253,31 @@ impl KnownAccounts {
         }
         ids.extend(found);
         Ok(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn rounds_apply_each_version_once_oldest_first() {
+        let at = |day: u32| Utc.with_ymd_and_hms(2025, 1, day, 0, 0, 0).unwrap();
+        let items = vec![
+            ("b", at(3), "b3"),
+            ("a", at(2), "a2"),
+            ("b", at(1), "b1"),
+            ("a", at(2), "a2 again"),
+            ("c", at(5), "c5"),
+            ("a", at(1), "a1"),
+        ];
+        let rounds = version_rounds(items, |i| i.0, |i| i.1);
+        let names: Vec<Vec<&str>> = rounds
+            .iter()
+            .map(|round| round.iter().map(|i| i.2).collect())
+            .collect();
+        assert_eq!(names, [vec!["a1", "b1", "c5"], vec!["a2 again", "b3"]]);
     }
 }

@@ -355,6 +355,7 @@ impl RenewalsApi {
             "must be between 0 and 1 (exclusive)",
         );
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
+        let today = day_or_today(request.as_of.as_ref(), "as_of", &mut violations);
         let (account, segment) = match &request.scope {
             Some(Scope::AccountId(id)) => {
                 violations.require_text(id, "account_id", 128);
@@ -366,7 +367,6 @@ impl RenewalsApi {
             None => (None, None),
         };
         violations.into_result()?;
-        let today = Utc::now().date_naive();
         let segment_of_account = match &account {
             Some(id) => Some(
                 sqlx::query_scalar::<_, String>(
@@ -443,7 +443,7 @@ impl RenewalsApi {
         }
         if account.is_some() && accounts.is_empty() {
             return Err(ApiError::FailedPrecondition(
-                "the account pays no recurring revenue today".to_owned(),
+                "the account pays no recurring revenue on the as-of date".to_owned(),
             ));
         }
         Ok(pb::GetLifetimeValueResponse {

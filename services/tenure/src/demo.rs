@@ -95,29 +95,32 @@ pub async fn run(peers: &PeerConfig) -> anyhow::Result<String> {
             LifecycleStage::Onboarding,
             1,
         ),
-        // An older copy of Acme from a slow source: must not win.
-        account(
-            "acme",
-            "ACME (stale CRM copy)",
-            "smb",
-            "nobody",
-            LifecycleStage::Churned,
-            9,
-        ),
     ];
-    let upserted = ingestion
-        .batch_upsert_accounts(BatchUpsertAccountsRequest {
-            request_id: format!("demo-accounts-{run_id}"),
-            accounts,
-        })
-        .await
-        .context("upserting accounts")?
-        .into_inner();
-    let summary = upserted.summary.unwrap_or_default();
+    // Then an older copy of Acme from a slow source: it must not win.
+    let stale_copy = vec![account(
+        "acme",
+        "ACME (stale CRM copy)",
+        "smb",
+        "nobody",
+        LifecycleStage::Churned,
+        9,
+    )];
+    let mut summaries = Vec::new();
+    for (batch, accounts) in [("accounts", accounts), ("stale-copy", stale_copy)] {
+        let upserted = ingestion
+            .batch_upsert_accounts(BatchUpsertAccountsRequest {
+                request_id: format!("demo-{batch}-{run_id}"),
+                accounts,
+            })
+            .await
+            .context("upserting accounts")?
+            .into_inner();
+        summaries.push(upserted.summary.unwrap_or_default());
+    }
     writeln!(
         out,
-        "ingestion  BatchUpsertAccounts: {} applied, {} stale (an older copy of acme was ignored)",
-        summary.applied_count, summary.stale_count
+        "ingestion  BatchUpsertAccounts: {} applied; then an older copy of acme: {} applied, {} stale (ignored)",
+        summaries[0].applied_count, summaries[1].applied_count, summaries[1].stale_count
     )?;
 
     let listed = ingestion

@@ -1,0 +1,260 @@
+//! Forecasts, the forecast stream and jobs, and backtests.
+
+use super::*;
+
+#[tokio::test]
+async fn forecasts_stream_jobs_and_backtests() {
+    let mut app = TestStack::spawn().await;
+    let today = Utc::now().date_naive();
+    // History of the segment: 8 outcomes, 6 renewed (rate 7/10 smoothed),
+    // decided 90 days ago on terms that ended 100 days ago.
+    let past_end = today - chrono::Days::new(100);
+    for i in 0..8 {
+        let mut request = outcome(i, i < 6, past_end);
+        if let Some(o) = request.outcome.as_mut() {
+            o.account_id = format!("past-{i}");
+            o.decided_on = date(today - chrono::Days::new(90));
+        }
+        app.renewals.record_renewal_outcome(request).await.unwrap();
+    }
+    let mut ids: Vec<String> = (0..8).map(|i| format!("past-{i}")).collect();
+    ids.extend((0..40).map(|i| format!("open-{i:02}")));
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    accounts(&mut app, &refs, "smb").await;
+    // Past subscriptions so the outcomes' accounts and terms are in the pipeline.
+    let past: Vec<ipb::Subscription> = (0..8)
+        .map(|i| {
+            subscription(
+                &format!("hist-{i}-sub"),
+                &format!("past-{i}"),
+                1,
+                1_000,
+                past_end - chrono::Days::new(365),
+                past_end,
+                Utc::now() - chrono::Duration::days(400),
+            )
+        })
+        .collect();
+    let open: Vec<ipb::Subscription> = (0..40)
+        .map(|i| {
+            subscription(
+                &format!("open-{i:02}-sub"),
+                &format!("open-{i:02}"),
+                1,
+                1_000 * (i + 1),
+                today - chrono::Days::new(300),
+                today + chrono::Days::new(10 + i as u64),
+                Utc::now() - chrono::Duration::days(290),
+            )
+        })
+        .collect();
+    subscriptions(&mut app, past).await;
+    subscriptions(&mut app, open).await;
+    synced(&app).await;
+
+    let window = range(today, today + chrono::Days::new(90));
+    let forecast = app
+        .renewals
+        .forecast_renewals(pb::ForecastRenewalsRequest {
+            window,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let totals = forecast.totals.unwrap();
+    let arr_up: i64 = (1..=40).map(|i| 1_000 * i).sum();
+    let minor = |money: Option<tenure_proto::common::v1::Money>| money.unwrap().amount_minor;
+    assert_eq!(totals.renewal_count, 40);
+    assert_eq!(minor(totals.arr_up), arr_up);
+    assert_eq!(minor(totals.expected_arr), arr_up * 7 / 10);
+    assert_eq!(minor(totals.best_case), arr_up);
+    assert_eq!(minor(totals.worst_case), 0);
+    let (low, high) = (minor(totals.interval_low), minor(totals.interval_high));
+    assert!(
+        low < arr_up * 7 / 10 && arr_up * 7 / 10 < high,
+        "{low} {high}"
+    );
+    assert!((totals.expected_renewal_count - 28.0).abs() < 1e-9);
+
+    // The stream: every row once, in chunks, the total on the first message.
+    let mut stream = app
+        .renewals
+        .stream_forecast(pb::StreamForecastRequest {
+            window,
+            chunk_size: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    let mut first_total = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        first_total.get_or_insert(message.total_count);
+        assert!(message.rows.len() <= 7);
+        streamed.extend(message.rows);
+    }
+    assert_eq!(first_total, Some(40));
+    assert_eq!(streamed.len(), 40);
+    assert!(streamed.iter().all(|r| r.renewal_probability == 0.7));
+
+    // The command-line form writes the same rows for a nightly job.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("forecast.csv");
+    let written = tenure::forecast::run(
+        &app.stack.peers.renewals_url,
+        today,
+        today + chrono::Days::new(90),
+        "",
+        tenure::forecast::Format::Csv,
+        &csv,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 40);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 41);
+    assert!(lines[0].starts_with("subscription_id,account_id,account_name"));
+    assert!(
+        lines[1].contains("PROBABILITY_SOURCE_SEGMENT_RATE"),
+        "{}",
+        lines[1]
+    );
+
+    // A cancelled stream: the caller drops it after one message; the
+    // service carries on serving.
+    let mut cancelled = app
+        .renewals
+        .stream_forecast(pb::StreamForecastRequest {
+            window,
+            chunk_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.message().await.unwrap().unwrap().rows.len(), 1);
+    drop(cancelled);
+
+    // The job form gives the same rows.
+    let job = app
+        .renewals
+        .start_forecast_job(pb::StartForecastJobRequest {
+            request_id: "nightly-1".into(),
+            forecast: Some(pb::StreamForecastRequest {
+                window,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let done = eventually(Duration::from_secs(20), || {
+        let mut renewals = app.renewals.clone();
+        let job_id = job.job_id.clone();
+        async move {
+            let job = renewals
+                .get_forecast_job(pb::GetForecastJobRequest { job_id })
+                .await
+                .ok()?
+                .into_inner()
+                .job?;
+            (job.state == pb::JobState::Succeeded as i32).then_some(job)
+        }
+    })
+    .await
+    .expect("the job succeeds");
+    assert_eq!((done.total_rows, done.done_rows), (40, 40));
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .renewals
+            .list_forecast_job_rows(pb::ListForecastJobRowsRequest {
+                job_id: job.job_id.clone(),
+                page_size: 15,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        rows.extend(page.rows);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(rows, streamed);
+
+    // Backtest the past window as of before its outcomes were decided: the
+    // forecast knew no history (one half each); six of eight renewed.
+    let backtest = app
+        .renewals
+        .backtest_forecast(pb::BacktestForecastRequest {
+            window: range(
+                past_end - chrono::Days::new(1),
+                past_end + chrono::Days::new(1),
+            ),
+            as_of: date(today - chrono::Days::new(200)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(backtest.actual_renewed_count, 6);
+    assert_eq!(minor(backtest.actual_renewed_arr), 6_000);
+    assert_eq!(minor(backtest.arr_error), 4_000 - 6_000);
+    assert!((backtest.count_error + 2.0).abs() < 1e-9);
+    assert_eq!(backtest.calibration.len(), 1);
+    assert_eq!(backtest.calibration[0].count, 8);
+    assert_eq!(backtest.calibration[0].actual_rate, 0.75);
+
+    // sBG on caller-supplied counts, and its validation.
+    let fit = app
+        .renewals
+        .fit_retention_model(pb::FitRetentionModelRequest {
+            survivors: vec![1000, 869, 743, 653, 593, 551, 517, 491],
+            projection_periods: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert!(
+        (fit.alpha - 0.668).abs() < 0.01 && (fit.beta - 3.806).abs() < 0.05,
+        "{fit:?}"
+    );
+    assert_eq!(fit.projected_survivors.len(), 11);
+    let bad = app
+        .renewals
+        .fit_retention_model(pb::FitRetentionModelRequest {
+            survivors: vec![100, 120, 90],
+            projection_periods: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["survivors"]);
+
+    let scenario = app
+        .renewals
+        .project_scenario(pb::ProjectScenarioRequest {
+            customers: 100.0,
+            revenue_per_customer: usd(1_200_000),
+            new_customer_growth: 0.5,
+            churn_rate: 0.2,
+            years: 2,
+            growth_target: 0.5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scenario.months.len(), 24);
+    assert!((scenario.required_new_bookings - 0.7).abs() < 1e-12);
+}
