@@ -6,7 +6,7 @@ use tenure_tests::TestStack;
 #[tokio::test]
 async fn imports_files_and_writes_rejected_rows_with_reasons() {
     let app = TestStack::spawn().await;
-    let url = app.stack.peers.ingestion_url.clone();
+    let peers = app.stack.peers.clone();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -23,7 +23,7 @@ async fn imports_files_and_writes_rejected_rows_with_reasons() {
          worse,Worse,smb,dormant,2026-01-01T00:00:00Z,1\n",
     );
     let rejects = dir.path().join("accounts.rejected.jsonl");
-    let summary = run(&url, Kind::Accounts, &accounts, &rejects, 100, false)
+    let summary = run(&peers, Kind::Accounts, &accounts, &rejects, 100, false)
         .await
         .unwrap();
     assert_eq!(
@@ -75,7 +75,7 @@ async fn imports_files_and_writes_rejected_rows_with_reasons() {
         ),
     );
     let rejects = dir.path().join("events.rejected.jsonl");
-    let summary = run(&url, Kind::Events, &events, &rejects, 2, false)
+    let summary = run(&peers, Kind::Events, &events, &rejects, 2, false)
         .await
         .unwrap();
     assert_eq!(
@@ -92,5 +92,49 @@ async fn imports_files_and_writes_rejected_rows_with_reasons() {
         rejected.contains("\"line\":3") && rejected.contains("account_id"),
         "{rejected}"
     );
+
+    // Outcomes go to renewals, checked whole like any batch; a term that
+    // already has an outcome is left as it is.
+    let outcomes = write(
+        "outcomes.csv",
+        "account_id,subscription_id,term_end_date,kind,previous_arr_minor,new_arr_minor,currency,churn_reason,decided_on\n\
+         acme,acme-1,2025-06-01,renewed,100000,120000,USD,,2025-05-20\n\
+         globex,globex-1,2025-07-01,churned,50000,0,USD,lost_sponsor,2025-06-15\n\
+         globex,globex-2,2025-07-01,churned,50000,0,USD,,2025-06-15\n",
+    );
+    let rejects = dir.path().join("outcomes.rejected.jsonl");
+    let first = run(&peers, Kind::Outcomes, &outcomes, &rejects, 100, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Summary {
+            rows: 3,
+            accepted: 2,
+            unchanged: 0,
+            rejected: 1
+        }
+    );
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        rejected.contains("\"line\":4") && rejected.contains("outcomes[2].churn_reason"),
+        "{rejected}"
+    );
+    let again = run(&peers, Kind::Outcomes, &outcomes, &rejects, 100, false)
+        .await
+        .unwrap();
+    assert_eq!((again.accepted, again.unchanged), (0, 2));
+    let recorded = app
+        .renewals
+        .clone()
+        .list_renewal_outcomes(tenure_proto::renewals::v1::ListRenewalOutcomesRequest {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert_eq!(recorded.len(), 2);
     app.stop().await;
 }

@@ -16,6 +16,8 @@ use crate::outcomes::{self, Kind, NewOutcome, OutcomeFilter, OutcomeRow};
 
 const MAX_ID: usize = 128;
 const MAX_NOTE: usize = 4000;
+/// Outcomes in one batch.
+const MAX_BATCH: usize = 1000;
 
 pub struct RenewalsApi {
     pub(crate) pool: PgPool,
@@ -51,7 +53,12 @@ impl RenewalsApi {
         request: pb::RecordRenewalOutcomeRequest,
     ) -> ApiResult<pb::RecordRenewalOutcomeResponse> {
         const METHOD: &str = "RecordRenewalOutcome";
-        let outcome = new_outcome_from_proto(request.outcome.as_ref())?;
+        let mut violations = Violations::default();
+        let outcome = new_outcome_from_proto(request.outcome.as_ref(), "outcome", &mut violations);
+        violations.into_result()?;
+        let Some(outcome) = outcome else {
+            return Err(anyhow::anyhow!("a validated outcome lacks a value").into());
+        };
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
             idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
@@ -70,6 +77,42 @@ impl RenewalsApi {
         };
         let response = pb::RecordRenewalOutcomeResponse {
             outcome: Some(outcome_to_proto(row)),
+        };
+        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn batch_record_renewal_outcomes(
+        &self,
+        request: pb::BatchRecordRenewalOutcomesRequest,
+    ) -> ApiResult<pb::BatchRecordRenewalOutcomesResponse> {
+        const METHOD: &str = "BatchRecordRenewalOutcomes";
+        let mut violations = Violations::default();
+        violations.check(
+            (1..=MAX_BATCH).contains(&request.outcomes.len()),
+            "outcomes",
+            format!("must hold 1 to {MAX_BATCH} outcomes"),
+        );
+        let outcomes: Vec<NewOutcome> = request
+            .outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                new_outcome_from_proto(Some(o), &format!("outcomes[{i}]"), &mut violations)
+            })
+            .collect();
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
+        {
+            return Ok(previous);
+        }
+        let recorded = outcomes::insert_new(&mut tx, &outcomes).await?;
+        let response = pb::BatchRecordRenewalOutcomesResponse {
+            recorded_count: recorded as i32,
+            unchanged_count: (outcomes.len() as u64 - recorded) as i32,
         };
         idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
         tx.commit().await?;
@@ -143,66 +186,64 @@ impl RenewalsApi {
     }
 }
 
-fn new_outcome_from_proto(outcome: Option<&pb::RenewalOutcome>) -> ApiResult<NewOutcome> {
+/// Checks one outcome, recording violations under `field` (`outcome`,
+/// `outcomes[3]`); `None` when it has any.
+fn new_outcome_from_proto(
+    outcome: Option<&pb::RenewalOutcome>,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<NewOutcome> {
     let Some(outcome) = outcome else {
-        return Err(ApiError::invalid("outcome", "is required"));
+        violations.add(field, "is required");
+        return None;
     };
-    let mut violations = Violations::default();
-    violations.require_text(&outcome.account_id, "outcome.account_id", MAX_ID);
-    violations.require_text(&outcome.subscription_id, "outcome.subscription_id", MAX_ID);
-    violations.limit_text(&outcome.churn_note, "outcome.churn_note", MAX_NOTE);
+    let before = violations.len();
+    let name = |part: &str| format!("{field}.{part}");
+    violations.require_text(&outcome.account_id, name("account_id"), MAX_ID);
+    violations.require_text(&outcome.subscription_id, name("subscription_id"), MAX_ID);
+    violations.limit_text(&outcome.churn_note, name("churn_note"), MAX_NOTE);
     let term_end_date = time::date(
         outcome.term_end_date.as_ref(),
-        "outcome.term_end_date",
-        &mut violations,
+        &name("term_end_date"),
+        violations,
     );
-    let decided_on = time::date(
-        outcome.decided_on.as_ref(),
-        "outcome.decided_on",
-        &mut violations,
-    );
+    let decided_on = time::date(outcome.decided_on.as_ref(), &name("decided_on"), violations);
     let kind = i16::try_from(outcome.kind).ok().and_then(Kind::from_code);
     violations.check(
         kind.is_some(),
-        "outcome.kind",
+        name("kind"),
         "must be RENEWED, PARTIALLY_RENEWED or CHURNED",
     );
     let churn_reason_known = pb::ChurnReason::try_from(outcome.churn_reason).is_ok();
     violations.check(
         churn_reason_known,
-        "outcome.churn_reason",
+        name("churn_reason"),
         "is not a known churn reason",
     );
     let previous_arr = money::non_negative(
         outcome.previous_arr.as_ref(),
-        "outcome.previous_arr",
-        &mut violations,
+        &name("previous_arr"),
+        violations,
     );
-    let new_arr = money::non_negative(outcome.new_arr.as_ref(), "outcome.new_arr", &mut violations);
-    if !violations.is_empty() {
-        return Err(ApiError::InvalidArgument(violations));
-    }
-    let (Some(term_end_date), Some(decided_on), Some(kind), Some(previous_arr), Some(new_arr)) =
-        (term_end_date, decided_on, kind, previous_arr, new_arr)
-    else {
-        return Err(anyhow::anyhow!("a validated outcome lacks a value").into());
-    };
+    let new_arr = money::non_negative(outcome.new_arr.as_ref(), &name("new_arr"), violations);
     let new_outcome = NewOutcome {
         account_id: outcome.account_id.clone(),
         subscription_id: outcome.subscription_id.clone(),
-        term_end_date,
-        kind,
-        previous_arr,
-        new_arr,
+        term_end_date: term_end_date?,
+        kind: kind?,
+        previous_arr: previous_arr?,
+        new_arr: new_arr?,
         churn_reason: outcome.churn_reason as i16,
         churn_note: outcome.churn_note.clone(),
-        decided_on,
+        decided_on: decided_on?,
     };
-    for inconsistency in new_outcome.inconsistencies() {
-        violations.add(inconsistency.field, inconsistency.reason);
+    if violations.len() > before {
+        return None;
     }
-    violations.into_result()?;
-    Ok(new_outcome)
+    for inconsistency in new_outcome.inconsistencies() {
+        violations.add(name(inconsistency.field), inconsistency.reason);
+    }
+    (violations.len() == before).then_some(new_outcome)
 }
 
 fn outcome_to_proto(row: OutcomeRow) -> pb::RenewalOutcome {
@@ -233,6 +274,16 @@ impl RenewalsService for RenewalsApi {
     ) -> Result<Response<pb::RecordRenewalOutcomeResponse>, Status> {
         Ok(Response::new(
             self.record_renewal_outcome(request.into_inner()).await?,
+        ))
+    }
+
+    async fn batch_record_renewal_outcomes(
+        &self,
+        request: Request<pb::BatchRecordRenewalOutcomesRequest>,
+    ) -> Result<Response<pb::BatchRecordRenewalOutcomesResponse>, Status> {
+        Ok(Response::new(
+            self.batch_record_renewal_outcomes(request.into_inner())
+                .await?,
         ))
     }
 

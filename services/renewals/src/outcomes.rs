@@ -54,41 +54,41 @@ impl NewOutcome {
         let mut found = Vec::new();
         let mut flag = |field, reason| found.push(Inconsistency { field, reason });
         if self.previous_arr.currency != self.new_arr.currency {
-            flag("outcome.new_arr.currency_code", "must match previous_arr");
+            flag("new_arr.currency_code", "must match previous_arr");
         }
         let (previous, new) = (self.previous_arr.minor, self.new_arr.minor);
         match self.kind {
             Kind::Renewed => {
                 if new == 0 {
-                    flag("outcome.new_arr", "must be positive for a renewal");
+                    flag("new_arr", "must be positive for a renewal");
                 }
                 if self.churn_reason != 0 {
-                    flag("outcome.churn_reason", "must be unset for a full renewal");
+                    flag("churn_reason", "must be unset for a full renewal");
                 }
             }
             Kind::PartiallyRenewed => {
                 if new == 0 || new >= previous {
                     flag(
-                        "outcome.new_arr",
+                        "new_arr",
                         "must be above zero and below previous_arr for a partial renewal",
                     );
                 }
                 if self.churn_reason == 0 {
-                    flag("outcome.churn_reason", "is required when revenue was lost");
+                    flag("churn_reason", "is required when revenue was lost");
                 }
             }
             Kind::Churned => {
                 if new != 0 {
-                    flag("outcome.new_arr", "must be zero for a churn");
+                    flag("new_arr", "must be zero for a churn");
                 }
                 if self.churn_reason == 0 {
-                    flag("outcome.churn_reason", "is required when revenue was lost");
+                    flag("churn_reason", "is required when revenue was lost");
                 }
             }
         }
         if self.decided_on > self.term_end_date + chrono::Days::new(366) {
             flag(
-                "outcome.decided_on",
+                "decided_on",
                 "must be within a year after the term end date",
             );
         }
@@ -113,6 +113,46 @@ pub struct OutcomeRow {
     pub recorded_at: DateTime<Utc>,
     /// The model's renewal probability for the account when recorded.
     pub model_probability: Option<f64>,
+}
+
+/// Inserts outcomes, leaving any term that already has one as it is;
+/// returns how many were written.
+pub async fn insert_new(tx: &mut PgConnection, outcomes: &[NewOutcome]) -> sqlx::Result<u64> {
+    let column = |f: fn(&NewOutcome) -> String| outcomes.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = outcomes.iter().map(|_| Uuid::now_v7()).collect();
+    let term_ends: Vec<NaiveDate> = outcomes.iter().map(|o| o.term_end_date).collect();
+    let kinds: Vec<i16> = outcomes.iter().map(|o| o.kind as i16).collect();
+    let previous: Vec<i64> = outcomes.iter().map(|o| o.previous_arr.minor).collect();
+    let new: Vec<i64> = outcomes.iter().map(|o| o.new_arr.minor).collect();
+    let reasons: Vec<i16> = outcomes.iter().map(|o| o.churn_reason).collect();
+    let decided: Vec<NaiveDate> = outcomes.iter().map(|o| o.decided_on).collect();
+    let written = sqlx::query(
+        "INSERT INTO renewals.outcomes (outcome_id, account_id, subscription_id, term_end_date, kind, \
+           currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on, \
+           model_probability) \
+         SELECT i.*, 1 - a.churn_probability \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int2[], $6::text[], \
+                     $7::int8[], $8::int8[], $9::int2[], $10::text[], $11::date[]) \
+           AS i(outcome_id, account_id, subscription_id, term_end_date, kind, currency, \
+                previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on) \
+         LEFT JOIN renewals.accounts a USING (account_id) \
+         ORDER BY i.subscription_id, i.term_end_date \
+         ON CONFLICT (subscription_id, term_end_date) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(column(|o| o.account_id.clone()))
+    .bind(column(|o| o.subscription_id.clone()))
+    .bind(&term_ends)
+    .bind(&kinds)
+    .bind(column(|o| o.previous_arr.currency_code().to_owned()))
+    .bind(&previous)
+    .bind(&new)
+    .bind(&reasons)
+    .bind(column(|o| o.churn_note.clone()))
+    .bind(&decided)
+    .execute(tx)
+    .await?;
+    Ok(written.rows_affected())
 }
 
 /// Inserts an outcome; a second outcome for the same term is a unique violation.
@@ -229,15 +269,15 @@ mod tests {
         };
         assert_eq!(
             fields(outcome(Kind::Churned, 100, 10, 0)),
-            ["outcome.new_arr", "outcome.churn_reason"]
+            ["new_arr", "churn_reason"]
         );
         assert_eq!(
             fields(outcome(Kind::PartiallyRenewed, 100, 100, 1)),
-            ["outcome.new_arr"]
+            ["new_arr"]
         );
         assert_eq!(
             fields(outcome(Kind::Renewed, 100, 0, 3)),
-            ["outcome.new_arr", "outcome.churn_reason"]
+            ["new_arr", "churn_reason"]
         );
     }
 }

@@ -71,7 +71,8 @@ enum Command {
         #[arg(long, env = "RENEWALS_URL", default_value = "http://127.0.0.1:50053")]
         renewals_url: String,
     },
-    /// Load a CSV or JSON Lines file of one record kind through the ingestion API.
+    /// Load a CSV or JSON Lines file of one record kind through the API of the
+    /// service that owns it (ingestion; renewals for outcomes).
     Import {
         /// What the file holds.
         #[arg(value_enum)]
@@ -84,9 +85,8 @@ enum Command {
         /// Rows per call.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
-        /// Ingestion service URL.
-        #[arg(long, env = "INGESTION_URL", default_value = "http://127.0.0.1:50051")]
-        ingestion_url: String,
+        #[command(flatten)]
+        peers: tenure_platform::config::PeerConfig,
     },
 }
 
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
                 file,
                 rejects,
                 batch,
-                ingestion_url,
+                peers,
             } => {
                 let rejects = rejects.unwrap_or_else(|| {
                     let mut name = file.clone().into_os_string();
@@ -147,11 +147,11 @@ fn main() -> anyhow::Result<()> {
                 });
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let summary = tenure::import::run(
-                    &ingestion_url,
+                    &peers,
                     kind,
                     &file,
                     &rejects,
-                    batch.clamp(1, 5000),
+                    batch.clamp(1, 1000),
                     progress,
                 )
                 .await?;
