@@ -1,9 +1,11 @@
 //! The Tenure command line's library: the whole stack in one process
 //! ([`stack`]), health checks of a running stack ([`status`]), a guided
-//! demo ([`demo`]) and file imports ([`import`]).
+//! demo ([`demo`]), file imports ([`import`]) and a generated customer
+//! base to import ([`generate`]).
 
 pub mod demo;
 pub mod forecast;
+pub mod generate;
 pub mod import;
 pub mod model;
 pub mod stack;

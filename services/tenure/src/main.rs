@@ -71,6 +71,25 @@ enum Command {
         #[arg(long, env = "RENEWALS_URL", default_value = "http://127.0.0.1:50053")]
         renewals_url: String,
     },
+    /// Write a deterministic, seeded customer base of a SaaS company as the
+    /// files `tenure import` loads, with the true causes of churn beside them.
+    Generate {
+        /// Accounts in the base.
+        #[arg(long, default_value_t = 2000)]
+        accounts: usize,
+        /// Years of history before the as-of date.
+        #[arg(long, default_value_t = 3)]
+        years: u32,
+        /// The same seed writes the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Last day of the history (YYYY-MM-DD); yesterday when unset.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Directory to write into.
+        #[arg(long, default_value = "tenure-base")]
+        out: PathBuf,
+    },
     /// Load a CSV or JSON Lines file of one record kind through the API of the
     /// service that owns it (ingestion; renewals for outcomes).
     Import {
@@ -132,6 +151,34 @@ fn main() -> anyhow::Result<()> {
                 }
                 stack.stop().await?;
                 result.map(|_| ())
+            }
+            Command::Generate {
+                accounts,
+                years,
+                seed,
+                as_of,
+                out,
+            } => {
+                let config = tenure::generate::Config {
+                    accounts,
+                    years,
+                    seed,
+                    as_of: as_of.unwrap_or_else(tenure::generate::yesterday),
+                };
+                let counts = tenure::generate::write(&config, &out)?;
+                println!(
+                    "{} accounts, {} years to {}, seed {seed}, in {}:",
+                    accounts,
+                    years,
+                    config.as_of,
+                    out.display()
+                );
+                for (kind, file) in tenure::generate::FILES {
+                    let rows = counts.get(&kind).copied().unwrap_or(0);
+                    println!("  {file:<22} {rows:>10} rows");
+                }
+                println!("  truth.json, truth.jsonl    the true drivers of churn");
+                Ok(())
             }
             Command::Import {
                 kind,

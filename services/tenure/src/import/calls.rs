@@ -148,7 +148,7 @@ pub(super) async fn upsert(
 
 pub(super) async fn send_events(
     client: &mut IngestionServiceClient<TracedChannel>,
-    batch: Vec<(&Row, Item)>,
+    batch: Vec<(Row, Item)>,
     summary: &mut Summary,
     rejected: &mut Rejects,
     bar: &indicatif::ProgressBar,

@@ -24,10 +24,10 @@ use tonic_types::StatusExt as _;
 
 use calls::{Clients, send_events, upsert};
 use convert::{Item, convert};
-use rows::{Row, read_rows};
+use rows::{Row, Rows};
 
 /// The kinds of file `tenure import` loads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Kind {
     Accounts,
     Contacts,
@@ -84,13 +84,14 @@ pub async fn run(
     batch: usize,
     progress: bool,
 ) -> anyhow::Result<Summary> {
-    let rows = read_rows(path)?;
+    let total = Rows::count(path)?;
+    let rows = Rows::open(path)?;
     let mut client = Clients {
         ingestion: IngestionServiceClient::new(channel(&peers.ingestion_url)?),
         renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
     };
     let bar = if progress {
-        indicatif::ProgressBar::new(rows.len() as u64)
+        indicatif::ProgressBar::new(total)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -102,16 +103,15 @@ pub async fn run(
         path: rejects.to_path_buf(),
         out: None,
     };
-    let mut summary = Summary {
-        rows: rows.len() as u64,
-        ..Summary::default()
-    };
-    let mut ready: Vec<(&Row, Item)> = Vec::with_capacity(batch);
-    for row in &rows {
+    let mut summary = Summary::default();
+    let mut ready: Vec<(Row, Item)> = Vec::with_capacity(batch);
+    for row in rows {
+        let row = row?;
+        summary.rows += 1;
         match convert(kind, &row.fields) {
             Ok(item) => ready.push((row, item)),
             Err(reason) => {
-                rejected.write(row, &reason)?;
+                rejected.write(&row, &reason)?;
                 summary.rejected += 1;
                 bar.inc(1);
             }
@@ -132,7 +132,7 @@ pub async fn run(
 /// index: those rows go to the rejects file and the rest is sent again.
 async fn send(
     client: &mut Clients,
-    ready: &mut Vec<(&Row, Item)>,
+    ready: &mut Vec<(Row, Item)>,
     summary: &mut Summary,
     rejected: &mut Rejects,
     bar: &indicatif::ProgressBar,
@@ -163,7 +163,7 @@ async fn send(
                 for (i, (row, item)) in pending.into_iter().enumerate() {
                     match reasons.get(&i) {
                         Some(reason) => {
-                            rejected.write(row, reason)?;
+                            rejected.write(&row, reason)?;
                             summary.rejected += 1;
                             bar.inc(1);
                         }

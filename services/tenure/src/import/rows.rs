@@ -4,7 +4,7 @@
 use std::io::BufRead as _;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 use tenure_platform::time::{to_date, to_timestamp};
@@ -17,45 +17,115 @@ pub(super) struct Row {
     pub(super) fields: Map<String, Value>,
 }
 
-pub(super) fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let mut rows = Vec::new();
-    if is_csv {
-        let mut reader = csv::Reader::from_reader(file);
-        let headers = reader.headers()?.clone();
-        for (i, record) in reader.records().enumerate() {
-            let record = record.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
-            let fields = headers
-                .iter()
-                .zip(record.iter())
-                .filter(|(_, value)| !value.is_empty())
-                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                .collect();
-            rows.push(Row {
-                line: i as u64 + 2,
-                fields,
-            });
-        }
-    } else {
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
+/// The rows of a file, read one at a time: `.csv` as CSV with a header
+/// row, anything else as JSON Lines.
+pub(super) enum Rows {
+    Csv {
+        path: String,
+        headers: csv::StringRecord,
+        records: csv::StringRecordsIntoIter<std::fs::File>,
+        line: u64,
+    },
+    Json {
+        path: String,
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        line: u64,
+    },
+}
+
+fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+impl Rows {
+    pub(super) fn open(path: &Path) -> anyhow::Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let name = path.display().to_string();
+        Ok(if is_csv(path) {
+            let mut reader = csv::Reader::from_reader(file);
+            let headers = reader.headers()?.clone();
+            Rows::Csv {
+                path: name,
+                headers,
+                records: reader.into_records(),
+                line: 1,
             }
-            let fields = match serde_json::from_str::<Value>(&line) {
-                Ok(Value::Object(map)) => map,
-                _ => bail!("{}: line {} is not a JSON object", path.display(), i + 1),
-            };
-            rows.push(Row {
-                line: i as u64 + 1,
-                fields,
-            });
+        } else {
+            Rows::Json {
+                path: name,
+                lines: std::io::BufReader::new(file).lines(),
+                line: 0,
+            }
+        })
+    }
+
+    /// Rows in the file, for the progress bar (a quick first pass).
+    pub(super) fn count(path: &Path) -> anyhow::Result<u64> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut count = 0_u64;
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            if !line?.iter().all(u8::is_ascii_whitespace) {
+                count += 1;
+            }
+        }
+        // A CSV file's first line is its header.
+        Ok(if is_csv(path) {
+            count.saturating_sub(1)
+        } else {
+            count
+        })
+    }
+}
+
+impl Iterator for Rows {
+    type Item = anyhow::Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Rows::Csv {
+                path,
+                headers,
+                records,
+                line,
+            } => {
+                let record = records.next()?;
+                *line += 1;
+                Some(
+                    record
+                        .with_context(|| format!("{path}: row {line}"))
+                        .map(|record| Row {
+                            line: *line,
+                            fields: headers
+                                .iter()
+                                .zip(record.iter())
+                                .filter(|(_, value)| !value.is_empty())
+                                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                                .collect(),
+                        }),
+                )
+            }
+            Rows::Json { path, lines, line } => loop {
+                let text = match lines.next()? {
+                    Ok(text) => text,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                *line += 1;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                return Some(match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(fields)) => Ok(Row {
+                        line: *line,
+                        fields,
+                    }),
+                    _ => Err(anyhow::anyhow!("{path}: line {line} is not a JSON object")),
+                });
+            },
         }
     }
-    Ok(rows)
 }
 
 /// Field readers over one row; each failure names the field.
