@@ -4,6 +4,7 @@
 
 mod events;
 mod fixtures;
+mod generated;
 mod health;
 mod import;
 mod ingestion;

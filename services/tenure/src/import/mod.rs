@@ -207,3 +207,26 @@ fn item_reasons(status: &tonic::Status) -> std::collections::BTreeMap<usize, Str
     }
     reasons
 }
+
+/// Imports every file of a generated base in `dir` (see
+/// [`crate::generate::FILES`]), in the order that keeps references whole;
+/// files missing from `dir` are skipped.
+pub async fn base(
+    peers: &PeerConfig,
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Vec<(Kind, Summary)>> {
+    let mut summaries = Vec::new();
+    for (kind, name) in crate::generate::FILES {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let rejects = dir.join(format!("{name}.rejected.jsonl"));
+        let summary = run(peers, kind, &path, &rejects, 1000, progress)
+            .await
+            .with_context(|| format!("importing {}", path.display()))?;
+        summaries.push((kind, summary));
+    }
+    Ok(summaries)
+}
