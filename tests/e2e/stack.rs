@@ -13,10 +13,6 @@ use tenure_proto::ingestion::v1::{Account, BatchUpsertAccountsRequest, ListAccou
 use tenure_tests::{TestStack, untraced_channel, violated_fields, wait_for_spans};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
-use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use crate::ingestion::account;
 
@@ -131,39 +127,54 @@ async fn metrics_count_calls_by_method_and_code() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_lists_each_service() {
-    let app = TestStack::spawn().await;
-    for (name, grpc_service) in SERVICES {
-        let url = app.stack.url(name).expect("service url");
-        let mut client = ServerReflectionClient::new(channel(&url).unwrap());
+/// The services a reflection endpoint lists, asked in protocol `$v` (the
+/// v1 and v1alpha messages are the same shapes in two packages).
+macro_rules! listed_services {
+    ($v:ident, $url:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new(channel($url).unwrap());
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
         };
-        let mut responses = client
+        let response = client
             .server_reflection_info(tokio_stream::once(request))
             .await
             .expect("reflection call")
-            .into_inner();
-        let response = responses
+            .into_inner()
             .message()
             .await
             .expect("reflection answer")
             .expect("one answer");
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection answer from {name}");
+            panic!("unexpected reflection answer from {}", $url);
         };
-        let listed: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<BTreeSet<String>>()
+    }};
+}
+
+#[tokio::test]
+async fn reflection_lists_each_service_in_v1_and_v1alpha() {
+    let app = TestStack::spawn().await;
+    for (name, grpc_service) in SERVICES {
+        let url = app.stack.url(name).expect("service url");
         let expected: BTreeSet<String> = [
             grpc_service,
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
         ]
         .into_iter()
         .map(str::to_owned)
         .collect();
-        assert_eq!(listed, expected, "{name}");
+        assert_eq!(listed_services!(v1, &url), expected, "{name} v1");
+        assert_eq!(listed_services!(v1alpha, &url), expected, "{name} v1alpha");
     }
     app.stop().await;
 }
