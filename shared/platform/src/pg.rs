@@ -292,13 +292,23 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Makes `path` owned by `user`, so the server can write it.
+/// Makes `path` owned by `user`, so the server can write it, after making
+/// sure the user can reach it at all.
 fn give_to(path: &Path, user: &str) -> anyhow::Result<()> {
     let account = nix::unistd::User::from_name(user)?.ok_or_else(|| {
         anyhow::anyhow!(
             "running as root needs the `{user}` system user (the postgresql package creates it)"
         )
     })?;
+    if let Some(blocking) = first_closed_ancestor(path, account.uid.as_raw(), account.gid.as_raw())
+    {
+        bail!(
+            "the throwaway Postgres runs as the `{user}` user (initdb refuses root), which cannot \
+             enter {}: choose a data directory it can reach (--data-dir or TENURE_DATA_DIR, \
+             for example /var/tmp/tenure-pg), or set DATABASE_URL to a running server",
+            blocking.display()
+        );
+    }
     for entry in walk(path)? {
         std::os::unix::fs::chown(
             &entry,
@@ -308,6 +318,24 @@ fn give_to(path: &Path, user: &str) -> anyhow::Result<()> {
         .with_context(|| format!("chown {}", entry.display()))?;
     }
     Ok(())
+}
+
+/// The first directory above `path` that a user `uid` of group `gid`
+/// cannot pass through (no search permission for it), if any.
+fn first_closed_ancestor(path: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    path.ancestors().skip(1).find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        let mode = meta.mode();
+        let open = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!open).then(|| dir.to_path_buf())
+    })
 }
 
 fn walk(path: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -398,5 +426,28 @@ pub mod testing {
                 "postgres://u@h/t?sslmode=disable"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_directory_closed_to_the_server_user_is_named() {
+        let outer = tempfile::tempdir().unwrap();
+        let inner = outer.path().join("pg");
+        std::fs::create_dir(&inner).unwrap();
+        // A user that owns nothing here, like `postgres` under root's home.
+        let (nobody, nogroup) = (65534, 65534);
+        std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            first_closed_ancestor(&inner, nobody, nogroup).as_deref(),
+            Some(outer.path())
+        );
+        std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(first_closed_ancestor(&inner, nobody, nogroup), None);
     }
 }
