@@ -407,26 +407,86 @@ async fn a_bad_batch_is_rejected_whole_with_field_violations() {
     app.stop().await;
 }
 
+/// The demo at a small size: every step runs, and the figures it prints are
+/// the ones the APIs give when asked again.
 #[tokio::test]
-async fn the_demo_walks_every_service() {
+async fn the_demo_reports_what_the_apis_answer() {
     let app = TestStack::spawn().await;
-    let transcript = tenure::demo::run(&app.stack.peers)
+    let dir = tempfile::tempdir().unwrap();
+    let options = tenure::demo::Options {
+        accounts: 200,
+        years: 3,
+        seed: 3,
+        dir: dir.path().to_path_buf(),
+        progress: false,
+    };
+    let report = tenure::demo::run(&app.stack.peers, &options)
         .await
         .expect("the demo runs");
-    for expected in [
-        "ingestion  BatchUpsertAccounts: 4 applied; then an older copy of acme: 0 applied, 1 stale",
-        "playbooks  CreatePlaybook: sponsor-changed v1",
-        "playbooks  task for dana",
-        "Meet Acme Corp's new sponsor",
-        "renewals   pipeline, next 365 days: 4 renewals, ARR 322000 up for renewal",
-        "renewals   forecast: expected ARR",
-        "renewals   sweep: 3 renewal-approaching events",
-        "renewals   outcome",
-        "ingestion  a bad batch is refused whole",
-    ] {
+    let text = report.to_string();
+    let as_of = report.as_of.unwrap();
+
+    // Health by band, as GetHealthDistribution counts it now.
+    let distribution = app
+        .health
+        .clone()
+        .get_health_distribution(tenure_proto::health::v1::GetHealthDistributionRequest {
+            tail_size: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scored: i32 = distribution.bands.iter().map(|b| b.account_count).sum();
+    assert!(scored > 0, "{text}");
+    for band in &distribution.bands {
+        let name = tenure::demo::band_name(band.band());
+        let line = format!("  {name:<8} {:>6} accounts", band.account_count);
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
+    assert_eq!(report.health.at_risk.len(), distribution.at_risk.len());
+
+    // Retention of each of the last four quarters, as GetRetentionMetrics says.
+    let quarters = tenure::demo::past_quarters(as_of, 4);
+    assert_eq!(report.retention.len(), 4);
+    for (figures, (start, end)) in report.retention.iter().zip(quarters) {
+        let asked = app
+            .renewals
+            .clone()
+            .get_retention_metrics(tenure_proto::renewals::v1::GetRetentionMetricsRequest {
+                period: Some(tenure_proto::common::v1::DateRange {
+                    start: Some(tenure_platform::time::to_date(start)),
+                    end: Some(tenure_platform::time::to_date(end)),
+                }),
+                segment: String::new(),
+                currency_code: "USD".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(figures.metrics, asked, "{start} to {end}");
+        let percent = asked
+            .net_revenue_retention
+            .map(|r| r.percent)
+            .unwrap_or_default();
         assert!(
-            transcript.contains(expected),
-            "{expected:?} missing from:\n{transcript}"
+            text.contains(&format!("{percent} %")),
+            "NRR {percent} missing from:\n{text}"
         );
     }
+    assert_eq!(report.forecasts.len(), 2);
+    assert!(report.model.example_count > 0, "{text}");
+    for heading in [
+        "HEALTH BY BAND",
+        "AT RISK",
+        "SURPRISE CHURNS",
+        "LEADING INDICATORS",
+        "RETENTION",
+        "FORECAST",
+        "COHORTS",
+        "PLAYBOOKS",
+    ] {
+        assert!(text.contains(heading), "{heading} missing from:\n{text}");
+    }
+    app.stop().await;
 }

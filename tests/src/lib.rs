@@ -1,7 +1,7 @@
 //! Helpers for Tenure's integration tests: a whole stack per test on its own
 //! database, clients for every service, and the spans the stack emitted.
 
-pub mod receivers;
+pub use tenure::receivers;
 
 /// The first numeric command-line argument of a bench binary, or `default`.
 pub fn bench_size<T: std::str::FromStr>(default: T) -> T {

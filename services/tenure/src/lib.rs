@@ -8,5 +8,6 @@ pub mod forecast;
 pub mod generate;
 pub mod import;
 pub mod model;
+pub mod receivers;
 pub mod stack;
 pub mod status;

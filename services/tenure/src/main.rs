@@ -22,10 +22,16 @@ struct Cli {
 enum Command {
     /// Run all four services in one process until Ctrl-C.
     Up(UpArgs),
-    /// Run the stack, walk it through a demo, and keep it up until Ctrl-C.
+    /// Run the stack, load a generated customer base into it, report what
+    /// Tenure finds, and keep it up until Ctrl-C.
     Demo {
         #[command(flatten)]
         up: UpArgs,
+        #[command(flatten)]
+        base: BaseArgs,
+        /// Where the generated files are written.
+        #[arg(long, default_value = ".tenure/base")]
+        base_dir: PathBuf,
         /// Stop after the demo instead of staying up.
         #[arg(long)]
         exit: bool,
@@ -74,15 +80,8 @@ enum Command {
     /// Write a deterministic, seeded customer base of a SaaS company as the
     /// files `tenure import` loads, with the true causes of churn beside them.
     Generate {
-        /// Accounts in the base.
-        #[arg(long, default_value_t = 2000)]
-        accounts: usize,
-        /// Years of history before the as-of date.
-        #[arg(long, default_value_t = 3)]
-        years: u32,
-        /// The same seed writes the same files.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        #[command(flatten)]
+        base: BaseArgs,
         /// Last day of the history (YYYY-MM-DD); yesterday when unset.
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
@@ -107,6 +106,20 @@ enum Command {
         #[command(flatten)]
         peers: tenure_platform::config::PeerConfig,
     },
+}
+
+/// The generated customer base.
+#[derive(Debug, clap::Args)]
+struct BaseArgs {
+    /// Accounts in the base.
+    #[arg(long, default_value_t = 2000)]
+    accounts: usize,
+    /// Years of history before the as-of date.
+    #[arg(long, default_value_t = 3)]
+    years: u32,
+    /// The same seed writes the same files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,12 +150,33 @@ fn main() -> anyhow::Result<()> {
                 tenure_platform::server::shutdown_signal().await;
                 stack.stop().await
             }
-            Command::Demo { up, exit } => {
+            Command::Demo {
+                mut up,
+                base:
+                    BaseArgs {
+                        accounts,
+                        years,
+                        seed,
+                    },
+                base_dir,
+                exit,
+            } => {
+                // The demo speaks for itself: the services log only trouble.
+                up.telemetry
+                    .log_filter
+                    .get_or_insert_with(|| "warn,sqlx=error".to_owned());
                 let _telemetry = tenure_platform::telemetry::init(&up.telemetry, "tenure")?;
                 let stack = start(up).await?;
-                let result = tenure::demo::run(&stack.peers).await;
+                let options = tenure::demo::Options {
+                    accounts,
+                    years,
+                    seed,
+                    dir: base_dir,
+                    progress: true,
+                };
+                let result = tenure::demo::run(&stack.peers, &options).await;
                 match &result {
-                    Ok(transcript) => println!("\n{transcript}"),
+                    Ok(report) => println!("{report}"),
                     Err(error) => eprintln!("demo failed: {error:#}"),
                 }
                 if result.is_ok() && !exit {
@@ -153,9 +187,12 @@ fn main() -> anyhow::Result<()> {
                 result.map(|_| ())
             }
             Command::Generate {
-                accounts,
-                years,
-                seed,
+                base:
+                    BaseArgs {
+                        accounts,
+                        years,
+                        seed,
+                    },
                 as_of,
                 out,
             } => {

@@ -23,6 +23,10 @@ pub struct TelemetryConfig {
     /// OTLP/gRPC collector endpoint, e.g. http://otel-collector:4317. Unset: spans are not exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Which logs to write, as a tracing filter (e.g. `info,sqlx=warn`).
+    /// Unset: info, with the libraries' chatter at warn.
+    #[arg(long, env = "RUST_LOG")]
+    pub log_filter: Option<String>,
 }
 
 /// gRPC server limits and shutdown.

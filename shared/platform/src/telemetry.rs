@@ -43,7 +43,8 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
-    install(&provider, Some(config.log_format))?;
+    let filter = config.log_filter.as_deref().unwrap_or(DEFAULT_FILTER);
+    install(&provider, Some(config.log_format), filter)?;
     Ok(TelemetryGuard { provider })
 }
 
@@ -58,7 +59,8 @@ pub fn init_for_tests(
         .with_simple_exporter(exporter)
         .build();
     let logs = std::env::var_os("TEST_LOG").map(|_| LogFormat::Pretty);
-    install(&provider, logs)?;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
+    install(&provider, logs, &filter)?;
     Ok(TelemetryGuard { provider })
 }
 
@@ -68,7 +70,11 @@ fn resource(service_name: &str) -> Resource {
         .build()
 }
 
-fn install(provider: &SdkTracerProvider, logs: Option<LogFormat>) -> anyhow::Result<()> {
+fn install(
+    provider: &SdkTracerProvider,
+    logs: Option<LogFormat>,
+    filter: &str,
+) -> anyhow::Result<()> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     // Spans go to OpenTelemetry at INFO whatever RUST_LOG says, so that
@@ -76,8 +82,7 @@ fn install(provider: &SdkTracerProvider, logs: Option<LogFormat>) -> anyhow::Res
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("tenure"))
         .with_filter(LevelFilter::INFO);
-    let filter =
-        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = || EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = match logs {
         Some(LogFormat::Json) => Some(
             tracing_subscriber::fmt::layer()

@@ -1,4 +1,5 @@
-//! Real receivers of the playbooks' outbound actions: an HTTP webhook
+//! Real receivers of the playbooks' outbound actions, for the demo and the
+//! tests: an HTTP webhook
 //! receiver that can be told to fail, and an SMTP sink. Both listen on
 //! loopback ports of their own and record what arrived.
 

@@ -1,0 +1,364 @@
+//! `tenure demo`: generates a customer base, loads it through the APIs,
+//! lets every service work on it, and reports what a customer-success
+//! leader wants to know first.
+//!
+//! The steps: generate ([`crate::generate`]), import, configure a
+//! scorecard and three playbooks (their webhooks go to a receiver of the
+//! demo's own on loopback), train the churn model, score every account,
+//! backtest the scorecard, wait for renewals to take in every subscription,
+//! sweep for approaching renewals, and read back health, retention,
+//! forecasts, cohorts and what the playbooks did.
+
+mod figures;
+mod render;
+mod setup;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{Months, NaiveDate};
+use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::config::PeerConfig;
+use tenure_platform::time::to_date;
+use tenure_proto::health::v1 as hpb;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::playbooks::v1 as ppb;
+use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
+use tenure_proto::renewals::v1 as rpb;
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
+
+pub use figures::{
+    AtRisk, Forecast, Health, Retention, band_name, minor, next_quarters, past_quarters,
+};
+
+use crate::generate;
+use crate::receivers::WebhookReceiver;
+
+/// What to generate and load.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub accounts: usize,
+    pub years: u32,
+    pub seed: u64,
+    /// Where the generated files go.
+    pub dir: PathBuf,
+    /// Say what is happening on standard error, with progress bars.
+    pub progress: bool,
+}
+
+pub(crate) struct Clients {
+    pub(crate) health: HealthServiceClient<TracedChannel>,
+    pub(crate) renewals: RenewalsServiceClient<TracedChannel>,
+    pub(crate) playbooks: PlaybooksServiceClient<TracedChannel>,
+}
+
+/// Everything the demo found, each figure as the APIs answered it.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub as_of: Option<NaiveDate>,
+    pub accounts: usize,
+    /// (file, rows loaded).
+    pub loaded: Vec<(String, u64)>,
+    pub health: Health,
+    pub model: hpb::ChurnModel,
+    /// The generator's true drivers: (name, log-odds, signals).
+    pub truth: Vec<(String, f64, Vec<String>)>,
+    pub backtest: hpb::BacktestScorecardResponse,
+    /// Surprise churns of the last year: green at the horizon, churned anyway.
+    pub surprises: Vec<hpb::SurpriseChurn>,
+    pub retention: Vec<Retention>,
+    pub forecasts: Vec<Forecast>,
+    pub cohorts: Vec<rpb::Cohort>,
+    /// (playbook, runs started).
+    pub playbook_runs: Vec<(String, usize)>,
+    pub tasks_opened: usize,
+    pub webhooks_received: usize,
+    pub elapsed: Duration,
+}
+
+struct Steps {
+    start: Instant,
+    progress: bool,
+}
+
+impl Steps {
+    fn say(&self, what: &str) {
+        if self.progress {
+            eprintln!("[{:>5.1}s] {what}", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Runs the demo against the services at `peers`.
+pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report> {
+    let steps = Steps {
+        start: Instant::now(),
+        progress: options.progress,
+    };
+    let mut clients = Clients {
+        health: HealthServiceClient::new(channel(&peers.health_url)?),
+        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
+        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
+    };
+    let config = generate::Config {
+        accounts: options.accounts,
+        years: options.years,
+        seed: options.seed,
+        as_of: generate::yesterday(),
+    };
+    let as_of = config.as_of;
+    let mut report = Report {
+        as_of: Some(as_of),
+        accounts: options.accounts,
+        ..Report::default()
+    };
+    steps.say(&format!(
+        "generating {} accounts, {} years to {as_of}, seed {} in {}",
+        options.accounts,
+        options.years,
+        options.seed,
+        options.dir.display()
+    ));
+    generate::write(&config, &options.dir)?;
+    report.truth = truth(&options.dir)?;
+
+    steps.say("configuring the standard scorecard");
+    clients
+        .health
+        .create_scorecard(hpb::CreateScorecardRequest {
+            request_id: format!("demo-scorecard-{}", options.seed),
+            scorecard: Some(setup::scorecard()),
+        })
+        .await
+        .context("creating the scorecard")?;
+
+    steps.say("loading the base through the APIs");
+    for (kind, summary) in crate::import::base(peers, &options.dir, options.progress).await? {
+        anyhow::ensure!(
+            summary.rejected == 0,
+            "{kind:?}: {} rows rejected (see the .rejected.jsonl file)",
+            summary.rejected
+        );
+        report
+            .loaded
+            .push((format!("{kind:?}").to_lowercase(), summary.rows));
+    }
+
+    let receiver = WebhookReceiver::start().await;
+    steps.say(&format!(
+        "creating playbooks (webhooks to {})",
+        receiver.url
+    ));
+    for definition in setup::playbooks(&receiver.url) {
+        clients
+            .playbooks
+            .create_playbook(ppb::CreatePlaybookRequest {
+                request_id: String::new(),
+                definition,
+                format: ppb::DefinitionFormat::Json as i32,
+            })
+            .await
+            .context("creating a playbook")?;
+    }
+
+    steps.say("training the churn model on past renewals");
+    report.model = train(&mut clients).await?;
+
+    steps.say("scoring every account");
+    clients
+        .health
+        .recompute_health(hpb::RecomputeHealthRequest {
+            account_ids: Vec::new(),
+            all_accounts: true,
+        })
+        .await
+        .context("scoring every account")?;
+
+    steps.say("backtesting the scorecard against past renewals");
+    report.backtest = clients
+        .health
+        .backtest_scorecard(hpb::BacktestScorecardRequest {
+            name: "standard".into(),
+            version: 0,
+            horizon_days: 90,
+        })
+        .await?
+        .into_inner();
+    let year_ago = as_of - Months::new(12);
+    report.surprises = report
+        .backtest
+        .surprise_churns
+        .iter()
+        .filter(|s| {
+            s.term_end_date.as_ref().is_some_and(|d| {
+                NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32)
+                    .is_some_and(|d| d >= year_ago)
+            })
+        })
+        .cloned()
+        .collect();
+
+    steps.say("waiting for renewals to take in every subscription");
+    settle(&mut clients, as_of).await?;
+    steps.say("sweeping for renewals in the next 90 days");
+    clients
+        .renewals
+        .run_renewal_sweep(rpb::RunRenewalSweepRequest {
+            as_of: Some(to_date(as_of)),
+        })
+        .await?;
+
+    steps.say("reading health, retention, forecasts and cohorts");
+    report.health = figures::health(&mut clients, 5).await?;
+    report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
+    report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;
+    report.cohorts = clients
+        .renewals
+        .get_cohort_retention(rpb::GetCohortRetentionRequest {
+            period: rpb::CohortPeriod::Year as i32,
+            projection_periods: 3,
+            as_of: Some(to_date(as_of)),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .cohorts;
+
+    steps.say("letting the playbooks run");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    playbook_figures(&mut clients, &receiver, &mut report).await?;
+    report.elapsed = steps.start.elapsed();
+    steps.say("done");
+    Ok(report)
+}
+
+fn truth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, f64, Vec<String>)>> {
+    let text = std::fs::read_to_string(dir.join("truth.json"))?;
+    let truth: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(truth["drivers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_owned(),
+                d["log_odds"].as_f64().unwrap_or_default(),
+                d["signals"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+async fn train(clients: &mut Clients) -> anyhow::Result<hpb::ChurnModel> {
+    let mut model = clients
+        .health
+        .train_churn_model(hpb::TrainChurnModelRequest {
+            request_id: String::new(),
+            horizon_days: 90,
+            l2: 0.01,
+        })
+        .await?
+        .into_inner()
+        .model
+        .unwrap_or_default();
+    while model.status() == hpb::ModelStatus::Running {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        model = clients
+            .health
+            .get_churn_model(hpb::GetChurnModelRequest {
+                model_id: model.model_id.clone(),
+            })
+            .await?
+            .into_inner()
+            .model
+            .unwrap_or_default();
+    }
+    anyhow::ensure!(
+        model.status() == hpb::ModelStatus::Ready,
+        "the churn model failed: {}",
+        model.error
+    );
+    Ok(model)
+}
+
+/// Waits until renewals' view of the book stops changing: the ARR at the
+/// end of the last year, read twice a second apart.
+async fn settle(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Result<()> {
+    let period = figures::range(as_of - Months::new(12), as_of);
+    let mut last = None;
+    for _ in 0..600 {
+        let metrics = clients
+            .renewals
+            .get_retention_metrics(rpb::GetRetentionMetricsRequest {
+                period,
+                segment: String::new(),
+                currency_code: "USD".into(),
+            })
+            .await?
+            .into_inner();
+        let seen = (
+            metrics.movements.as_ref().map(|m| minor(&m.end)),
+            metrics.contracts_due,
+        );
+        if last == Some(seen) {
+            return Ok(());
+        }
+        last = Some(seen);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::bail!("renewals did not settle within ten minutes")
+}
+
+async fn playbook_figures(
+    clients: &mut Clients,
+    receiver: &WebhookReceiver,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for name in ["turned-red", "renewal-at-risk", "advocates"] {
+        let mut count = 0;
+        let mut page_token = String::new();
+        loop {
+            let page = clients
+                .playbooks
+                .list_runs(ppb::ListRunsRequest {
+                    page_size: 1000,
+                    page_token,
+                    playbook: name.into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            count += page.runs.len();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        report.playbook_runs.push((name.to_owned(), count));
+    }
+    let mut page_token = String::new();
+    loop {
+        let page = clients
+            .playbooks
+            .list_tasks(ppb::ListTasksRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        report.tasks_opened += page.tasks.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    report.webhooks_received = receiver.accepted().len();
+    Ok(())
+}

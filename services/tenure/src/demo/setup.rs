@@ -1,0 +1,136 @@
+//! What a customer-success team configures before its first morning: a
+//! health scorecard and a few playbooks.
+
+use tenure_proto::health::v1 as hpb;
+
+/// The default scorecard: adoption, engagement, support, sentiment,
+/// relationships, billing and outcomes, each measure a signal mapped to
+/// 0-100.
+pub(super) fn scorecard() -> hpb::Scorecard {
+    let linear = |name: &str, signal: &str, weight: f64, worst: f64, best: f64| hpb::Measure {
+        name: name.into(),
+        signal: signal.into(),
+        weight,
+        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule { worst, best })),
+    };
+    let steps = |name: &str, signal: &str, weight: f64, steps: &[(f64, f64)]| hpb::Measure {
+        name: name.into(),
+        signal: signal.into(),
+        weight,
+        rule: Some(hpb::measure::Rule::Thresholds(hpb::ThresholdRule {
+            steps: steps
+                .iter()
+                .map(|&(at_least, score)| hpb::threshold_rule::Step { at_least, score })
+                .collect(),
+        })),
+    };
+    let group = |name: &str, measures| hpb::MeasureGroup {
+        name: name.into(),
+        measures,
+    };
+    hpb::Scorecard {
+        name: "standard".into(),
+        groups: vec![
+            group(
+                "Adoption",
+                vec![
+                    linear(
+                        "Advanced features",
+                        "advanced_features_used_30d",
+                        3.0,
+                        0.0,
+                        4.0,
+                    ),
+                    linear(
+                        "Licences in use",
+                        "license_utilization_pct",
+                        2.0,
+                        20.0,
+                        90.0,
+                    ),
+                    linear("Usage trend", "usage_trend_pct", 1.0, -50.0, 20.0),
+                ],
+            ),
+            group(
+                "Support",
+                vec![steps(
+                    "Open P1 tickets",
+                    "open_tickets_p1",
+                    2.0,
+                    &[(0.0, 100.0), (1.0, 20.0), (2.0, 0.0)],
+                )],
+            ),
+            group(
+                "Sentiment",
+                vec![linear("Latest NPS", "latest_nps", 1.0, 0.0, 10.0)],
+            ),
+            group(
+                "Relationships",
+                vec![steps(
+                    "Sponsor changed",
+                    "sponsor_changed_90d",
+                    2.0,
+                    &[(0.0, 100.0), (1.0, 10.0)],
+                )],
+            ),
+            group(
+                "Billing",
+                vec![steps(
+                    "Days overdue",
+                    "max_days_overdue",
+                    2.0,
+                    &[(0.0, 100.0), (15.0, 60.0), (45.0, 10.0)],
+                )],
+            ),
+            group(
+                "Outcomes",
+                vec![linear(
+                    "Success-plan attainment",
+                    "success_plan_attainment_pct",
+                    1.0,
+                    0.0,
+                    100.0,
+                )],
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The playbooks, in JSON; `{hook}` is the webhook receiver's URL.
+pub(super) fn playbooks(hook: &str) -> Vec<String> {
+    vec![
+        format!(
+            r#"{{
+  "name": "turned-red", "title": "Health turned red: find out why",
+  "trigger": {{"type": "health_band_changed", "to": "red"}},
+  "steps": [
+    {{"id": "review", "type": "task", "title": "Review {{{{account.name}}}}: health is red", "assignee": "owner", "due_in_days": 3, "next": "alert"}},
+    {{"id": "alert", "type": "webhook", "url": "{hook}/red", "next": "done"}},
+    {{"id": "done", "type": "end"}}
+  ]
+}}"#
+        ),
+        format!(
+            r#"{{
+  "name": "renewal-at-risk", "title": "Renewal in 90 days: save it if at risk",
+  "trigger": {{"type": "renewal_approaching", "days": 90}},
+  "steps": [
+    {{"id": "check", "type": "branch", "condition": {{"band": "green"}}, "then": "done", "else": "plan"}},
+    {{"id": "plan", "type": "task", "title": "Save plan for {{{{account.name}}}}'s renewal", "assignee": "owner", "due_in_days": 7, "priority": "high", "next": "notify"}},
+    {{"id": "notify", "type": "webhook", "url": "{hook}/renewal-at-risk", "next": "done"}},
+    {{"id": "done", "type": "end"}}
+  ]
+}}"#
+        ),
+        r#"{
+  "name": "advocates", "title": "Advocate found: ask for a reference",
+  "trigger": {"type": "health_band_changed", "to": "green"},
+  "steps": [
+    {"id": "ask", "type": "task", "title": "Ask {{account.name}} for a reference", "assignee": "owner", "due_in_days": 14, "next": "done"},
+    {"id": "done", "type": "end"}
+  ]
+}"#
+        .to_owned(),
+    ]
+}
