@@ -36,6 +36,17 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Write a self-contained HTML page of charts from a running stack.
+    Report {
+        /// The page to write.
+        #[arg(long)]
+        html: PathBuf,
+        /// The day the figures are taken on (YYYY-MM-DD); yesterday when unset.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        peers: PeerConfig,
+    },
     /// Ask each service's health endpoint and print a table.
     Status {
         #[command(flatten)]
@@ -215,6 +226,13 @@ fn main() -> anyhow::Result<()> {
                     println!("  {file:<22} {rows:>10} rows");
                 }
                 println!("  truth.json, truth.jsonl    the true drivers of churn");
+                Ok(())
+            }
+            Command::Report { html, as_of, peers } => {
+                let as_of = as_of.unwrap_or_else(tenure::generate::yesterday);
+                let page = tenure::report::html(&peers, as_of).await?;
+                std::fs::write(&html, page)?;
+                println!("wrote {} (as of {as_of})", html.display());
                 Ok(())
             }
             Command::Import {

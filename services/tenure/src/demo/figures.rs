@@ -65,17 +65,23 @@ pub struct Forecast {
     pub start: NaiveDate,
     pub end: NaiveDate,
     pub totals: rpb::ForecastTotals,
+    pub categories: Vec<rpb::CategorySummary>,
 }
 
 pub fn minor(money: &Option<Money>) -> i64 {
     money.as_ref().map_or(0, |m| m.amount_minor)
 }
 
-pub(super) fn range(start: NaiveDate, end: NaiveDate) -> Option<DateRange> {
+pub(crate) fn range(start: NaiveDate, end: NaiveDate) -> Option<DateRange> {
     Some(DateRange {
         start: Some(to_date(start)),
         end: Some(to_date(end)),
     })
+}
+
+/// The first day of the month `day` falls in.
+pub(crate) fn month_start(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
 }
 
 /// The first day of the quarter `day` falls in.
@@ -111,7 +117,7 @@ pub fn next_quarters(as_of: NaiveDate, count: u32) -> Vec<(NaiveDate, NaiveDate)
         .collect()
 }
 
-pub(super) async fn health(clients: &mut Clients, tail: i32) -> anyhow::Result<Health> {
+pub(crate) async fn health(clients: &mut Clients, tail: i32) -> anyhow::Result<Health> {
     let distribution = clients
         .health
         .get_health_distribution(hpb::GetHealthDistributionRequest {
@@ -188,7 +194,7 @@ pub fn band_name(band: hpb::Band) -> String {
     .to_owned()
 }
 
-pub(super) async fn retention(
+pub(crate) async fn retention(
     clients: &mut Clients,
     quarters: &[(NaiveDate, NaiveDate)],
 ) -> anyhow::Result<Vec<Retention>> {
@@ -212,14 +218,14 @@ pub(super) async fn retention(
     Ok(out)
 }
 
-pub(super) async fn forecasts(
+pub(crate) async fn forecasts(
     clients: &mut Clients,
     quarters: &[(NaiveDate, NaiveDate)],
     as_of: NaiveDate,
 ) -> anyhow::Result<Vec<Forecast>> {
     let mut out = Vec::new();
     for &(start, end) in quarters {
-        let totals = clients
+        let response = clients
             .renewals
             .forecast_renewals(rpb::ForecastRenewalsRequest {
                 window: range(start, end),
@@ -228,10 +234,32 @@ pub(super) async fn forecasts(
                 currency_code: "USD".into(),
             })
             .await?
-            .into_inner()
-            .totals
-            .unwrap_or_default();
-        out.push(Forecast { start, end, totals });
+            .into_inner();
+        out.push(Forecast {
+            start,
+            end,
+            totals: response.totals.unwrap_or_default(),
+            categories: response.categories,
+        });
     }
     Ok(out)
+}
+
+/// Yearly cohorts by first paid term, observed as of `as_of`, with their
+/// fitted retention model projected three years on.
+pub(crate) async fn cohorts(
+    clients: &mut Clients,
+    as_of: NaiveDate,
+) -> anyhow::Result<Vec<rpb::Cohort>> {
+    Ok(clients
+        .renewals
+        .get_cohort_retention(rpb::GetCohortRetentionRequest {
+            period: rpb::CohortPeriod::Year as i32,
+            projection_periods: 3,
+            as_of: Some(to_date(as_of)),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .cohorts)
 }

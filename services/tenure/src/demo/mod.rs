@@ -9,7 +9,7 @@
 //! sweep for approaching renewals, and read back health, retention,
 //! forecasts, cohorts and what the playbooks did.
 
-mod figures;
+pub(crate) mod figures;
 mod render;
 mod setup;
 
@@ -200,7 +200,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         .collect();
 
     steps.say("waiting for renewals to take in every subscription");
-    settle(&mut clients, as_of).await?;
+    settle(&mut clients, as_of, options.years).await?;
     steps.say("sweeping for renewals in the next 90 days");
     clients
         .renewals
@@ -213,17 +213,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
     report.health = figures::health(&mut clients, 5).await?;
     report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
     report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;
-    report.cohorts = clients
-        .renewals
-        .get_cohort_retention(rpb::GetCohortRetentionRequest {
-            period: rpb::CohortPeriod::Year as i32,
-            projection_periods: 3,
-            as_of: Some(to_date(as_of)),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .cohorts;
+    report.cohorts = figures::cohorts(&mut clients, as_of).await?;
 
     steps.say("letting the playbooks run");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -287,11 +277,15 @@ async fn train(clients: &mut Clients) -> anyhow::Result<hpb::ChurnModel> {
     Ok(model)
 }
 
-/// Waits until renewals' view of the book stops changing: the ARR at the
-/// end of the last year, read twice a second apart.
-async fn settle(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Result<()> {
-    let period = figures::range(as_of - Months::new(12), as_of);
-    let mut last = None;
+/// Waits until renewals' view of the book stops changing: its retention
+/// figures over the whole history, unchanged for five reads a second apart
+/// (renewals takes in subscription changes in the background, in batches).
+async fn settle(clients: &mut Clients, as_of: NaiveDate, years: u32) -> anyhow::Result<()> {
+    let period = figures::range(
+        as_of - Months::new(12 * (years + 2)),
+        as_of + Months::new(1),
+    );
+    let (mut last, mut unchanged) = (None, 0);
     for _ in 0..600 {
         let metrics = clients
             .renewals
@@ -302,14 +296,15 @@ async fn settle(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
-        let seen = (
-            metrics.movements.as_ref().map(|m| minor(&m.end)),
-            metrics.contracts_due,
-        );
-        if last == Some(seen) {
-            return Ok(());
+        if last.as_ref() == Some(&metrics) {
+            unchanged += 1;
+            if unchanged == 5 {
+                return Ok(());
+            }
+        } else {
+            unchanged = 0;
+            last = Some(metrics);
         }
-        last = Some(seen);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     anyhow::bail!("renewals did not settle within ten minutes")

@@ -1,0 +1,143 @@
+//! `tenure demo` at a small size, and its HTML report in a real browser.
+
+use tenure_tests::TestStack;
+
+/// The demo at a small size: every step runs, and the figures it prints are
+/// the ones the APIs give when asked again.
+#[tokio::test]
+async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() {
+    let app = TestStack::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = tenure::demo::Options {
+        accounts: 200,
+        years: 3,
+        seed: 3,
+        dir: dir.path().to_path_buf(),
+        progress: false,
+    };
+    let report = tenure::demo::run(&app.stack.peers, &options)
+        .await
+        .expect("the demo runs");
+    let text = report.to_string();
+    let as_of = report.as_of.unwrap();
+
+    // Health by band, as GetHealthDistribution counts it now.
+    let distribution = app
+        .health
+        .clone()
+        .get_health_distribution(tenure_proto::health::v1::GetHealthDistributionRequest {
+            tail_size: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scored: i32 = distribution.bands.iter().map(|b| b.account_count).sum();
+    assert!(scored > 0, "{text}");
+    for band in &distribution.bands {
+        let name = tenure::demo::band_name(band.band());
+        let line = format!("  {name:<8} {:>6} accounts", band.account_count);
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
+    assert_eq!(report.health.at_risk.len(), distribution.at_risk.len());
+
+    // Retention of each of the last four quarters, as GetRetentionMetrics says.
+    let quarters = tenure::demo::past_quarters(as_of, 4);
+    assert_eq!(report.retention.len(), 4);
+    for (figures, (start, end)) in report.retention.iter().zip(quarters) {
+        let asked = app
+            .renewals
+            .clone()
+            .get_retention_metrics(tenure_proto::renewals::v1::GetRetentionMetricsRequest {
+                period: Some(tenure_proto::common::v1::DateRange {
+                    start: Some(tenure_platform::time::to_date(start)),
+                    end: Some(tenure_platform::time::to_date(end)),
+                }),
+                segment: String::new(),
+                currency_code: "USD".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(figures.metrics, asked, "{start} to {end}");
+        let percent = asked
+            .net_revenue_retention
+            .map(|r| r.percent)
+            .unwrap_or_default();
+        assert!(
+            text.contains(&format!("{percent} %")),
+            "NRR {percent} missing from:\n{text}"
+        );
+    }
+    assert_eq!(report.forecasts.len(), 2);
+    assert!(report.model.example_count > 0, "{text}");
+    for heading in [
+        "HEALTH BY BAND",
+        "AT RISK",
+        "SURPRISE CHURNS",
+        "LEADING INDICATORS",
+        "RETENTION",
+        "FORECAST",
+        "COHORTS",
+        "PLAYBOOKS",
+    ] {
+        assert!(text.contains(heading), "{heading} missing from:\n{text}");
+    }
+
+    // The HTML report of the same base, opened in headless Chromium.
+    let page = tenure::report::html(&app.stack.peers, as_of).await.unwrap();
+    let path = dir.path().join("report.html");
+    std::fs::write(&path, &page).unwrap();
+    for fetch in ["src=", "href=", "@import", "url("] {
+        assert!(!page.contains(fetch), "the page loads nothing ({fetch})");
+    }
+    let drawn = drawn_marks(&path);
+    for chart in tenure::report::CHARTS {
+        let marks = drawn.get(chart).copied().unwrap_or(0);
+        assert!(marks > 0, "{chart} drew nothing ({drawn:?})");
+    }
+    app.stop().await;
+}
+
+/// Opens `page` in headless Chromium and reads back, per chart, how many of
+/// its marks the browser laid out with a size (the page's own script counts
+/// them after layout and writes `data-drawn`).
+fn drawn_marks(page: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let profile = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (scripts/setup --tests installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let mut drawn = std::collections::BTreeMap::new();
+    for tag in dom.split("<figure").skip(1) {
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        let attribute = |name: &str| {
+            let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = tag[start..].find('"')? + start;
+            Some(tag[start..end].to_owned())
+        };
+        if let (Some(chart), Some(count)) = (attribute("data-chart"), attribute("data-drawn")) {
+            drawn.insert(chart, count.parse().unwrap_or(0));
+        }
+    }
+    drawn
+}
