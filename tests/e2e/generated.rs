@@ -3,8 +3,6 @@
 //! held against the generator's truth.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
 use tenure::generate::{Config, FILES};
 use tenure::import::{Kind, Summary};
 use tenure_proto::health::v1 as hpb;
@@ -94,32 +92,9 @@ async fn the_churn_model_finds_the_true_drivers() {
     let mut app = TestStack::spawn().await;
     let config = config(1500, 5);
     load(&app, &config).await;
-    let mut model = app
-        .health
-        .train_churn_model(hpb::TrainChurnModelRequest {
-            request_id: String::new(),
-            horizon_days: 90,
-            l2: 0.01,
-        })
+    let model = tenure::model::train_and_wait(&mut app.health, 90, 0.01)
         .await
-        .unwrap()
-        .into_inner()
-        .model
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    while model.status() == hpb::ModelStatus::Running && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        model = app
-            .health
-            .get_churn_model(hpb::GetChurnModelRequest {
-                model_id: model.model_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .model
-            .unwrap();
-    }
     assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);
     let report = tenure::model::render(&model);
     // Signals as measured, not "no data" indicators, ranked by weight.

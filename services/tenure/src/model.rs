@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tenure_platform::client::channel;
+use tenure_platform::client::{TracedChannel, channel};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 
@@ -16,18 +16,22 @@ pub async fn train(
     wait: bool,
 ) -> anyhow::Result<String> {
     let mut health = HealthServiceClient::new(channel(health_url)?);
-    let request = pb::TrainChurnModelRequest {
-        request_id: String::new(),
-        horizon_days,
-        l2,
+    let model = if wait {
+        train_and_wait(&mut health, horizon_days, l2).await?
+    } else {
+        start(&mut health, horizon_days, l2).await?
     };
-    let mut model = health
-        .train_churn_model(request)
-        .await?
-        .into_inner()
-        .model
-        .unwrap_or_default();
-    while wait && model.status() == pb::ModelStatus::Running {
+    Ok(render(&model))
+}
+
+/// Starts training and waits until the model is ready or has failed.
+pub async fn train_and_wait(
+    health: &mut HealthServiceClient<TracedChannel>,
+    horizon_days: i32,
+    l2: f64,
+) -> anyhow::Result<pb::ChurnModel> {
+    let mut model = start(health, horizon_days, l2).await?;
+    while model.status() == pb::ModelStatus::Running {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let request = pb::GetChurnModelRequest {
             model_id: model.model_id.clone(),
@@ -39,7 +43,25 @@ pub async fn train(
             .model
             .unwrap_or_default();
     }
-    Ok(render(&model))
+    Ok(model)
+}
+
+async fn start(
+    health: &mut HealthServiceClient<TracedChannel>,
+    horizon_days: i32,
+    l2: f64,
+) -> anyhow::Result<pb::ChurnModel> {
+    let request = pb::TrainChurnModelRequest {
+        request_id: String::new(),
+        horizon_days,
+        l2,
+    };
+    Ok(health
+        .train_churn_model(request)
+        .await?
+        .into_inner()
+        .model
+        .unwrap_or_default())
 }
 
 /// The report of a model as a table.

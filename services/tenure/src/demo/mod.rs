@@ -53,6 +53,16 @@ pub(crate) struct Clients {
     pub(crate) playbooks: PlaybooksServiceClient<TracedChannel>,
 }
 
+impl Clients {
+    pub(crate) fn connect(peers: &PeerConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            health: HealthServiceClient::new(channel(&peers.health_url)?),
+            renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
+            playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
+        })
+    }
+}
+
 /// Everything the demo found, each figure as the APIs answered it.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -96,11 +106,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         start: Instant::now(),
         progress: options.progress,
     };
-    let mut clients = Clients {
-        health: HealthServiceClient::new(channel(&peers.health_url)?),
-        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
-        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
-    };
+    let mut clients = Clients::connect(peers)?;
     let config = generate::Config {
         accounts: options.accounts,
         years: options.years,
@@ -246,29 +252,7 @@ fn truth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, f64, Vec<String>)
 }
 
 async fn train(clients: &mut Clients) -> anyhow::Result<hpb::ChurnModel> {
-    let mut model = clients
-        .health
-        .train_churn_model(hpb::TrainChurnModelRequest {
-            request_id: String::new(),
-            horizon_days: 90,
-            l2: 0.01,
-        })
-        .await?
-        .into_inner()
-        .model
-        .unwrap_or_default();
-    while model.status() == hpb::ModelStatus::Running {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        model = clients
-            .health
-            .get_churn_model(hpb::GetChurnModelRequest {
-                model_id: model.model_id.clone(),
-            })
-            .await?
-            .into_inner()
-            .model
-            .unwrap_or_default();
-    }
+    let model = crate::model::train_and_wait(&mut clients.health, 90, 0.01).await?;
     anyhow::ensure!(
         model.status() == hpb::ModelStatus::Ready,
         "the churn model failed: {}",

@@ -84,14 +84,13 @@ pub async fn run(
     batch: usize,
     progress: bool,
 ) -> anyhow::Result<Summary> {
-    let total = Rows::count(path)?;
     let rows = Rows::open(path)?;
     let mut client = Clients {
         ingestion: IngestionServiceClient::new(channel(&peers.ingestion_url)?),
         renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
     };
     let bar = if progress {
-        indicatif::ProgressBar::new(total)
+        indicatif::ProgressBar::new(Rows::count(path)?)
     } else {
         indicatif::ProgressBar::hidden()
     };

@@ -10,14 +10,10 @@ mod svg;
 use std::fmt::Write as _;
 
 use chrono::{Months, NaiveDate};
-use tenure_platform::client::channel;
 use tenure_platform::config::PeerConfig;
 use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
-use tenure_proto::health::v1::health_service_client::HealthServiceClient;
-use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
 use tenure_proto::renewals::v1 as rpb;
-use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 
 use crate::demo::figures::{self, minor, range};
 use crate::demo::{Clients, next_quarters};
@@ -36,11 +32,7 @@ pub const CHARTS: [&str; 7] = [
 
 /// Builds the page from the services at `peers`, as of `as_of`.
 pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String> {
-    let mut clients = Clients {
-        health: HealthServiceClient::new(channel(&peers.health_url)?),
-        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
-        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
-    };
+    let mut clients = Clients::connect(peers)?;
     let health = figures::health(&mut clients, 10).await?;
     let months: Vec<(NaiveDate, NaiveDate)> = (1..=12)
         .rev()
