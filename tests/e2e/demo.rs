@@ -55,6 +55,7 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
                 }),
                 segment: String::new(),
                 currency_code: "USD".into(),
+                as_of: None,
             })
             .await
             .unwrap()

@@ -2,11 +2,14 @@
 //! accepted, nothing is applied twice, and what Tenure learns from it is
 //! held against the generator's truth.
 
+use chrono::Datelike;
 use std::collections::HashMap;
 use tenure::generate::{Config, FILES};
 use tenure::import::{Kind, Summary};
+use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::ingestion::v1 as ipb;
+use tenure_proto::renewals::v1 as rpb;
 use tenure_tests::TestStack;
 
 /// A base ending yesterday, so nothing in it lies in the services' future.
@@ -69,6 +72,63 @@ async fn a_generated_base_loads_whole_and_once() {
         .unwrap()
         .into_inner();
     assert_eq!(history.subscriptions[0].versions.len(), *count, "{longest}");
+
+    // A year's movements are the sum of its monthly ledger, and add up.
+    crate::pipeline::synced(&app).await;
+    let year_end =
+        chrono::NaiveDate::from_ymd_opt(config.as_of.year(), config.as_of.month(), 1).unwrap();
+    let year = Some(tenure_proto::common::v1::DateRange {
+        start: Some(to_date(year_end - chrono::Months::new(12))),
+        end: Some(to_date(year_end)),
+    });
+    let metrics = app
+        .renewals
+        .clone()
+        .get_retention_metrics(rpb::GetRetentionMetricsRequest {
+            period: year,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ledger = app
+        .renewals
+        .clone()
+        .get_revenue_ledger(rpb::GetRevenueLedgerRequest {
+            period: year,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let figures = |m: &rpb::RevenueMovements| -> [i64; 5] {
+        [
+            &m.new,
+            &m.expansion,
+            &m.reactivation,
+            &m.contraction,
+            &m.churn,
+        ]
+        .map(|money| money.as_ref().map_or(0, |x| x.amount_minor))
+    };
+    let period = metrics.movements.unwrap();
+    let mut summed = [0_i64; 5];
+    for month in &ledger.months {
+        for (total, x) in summed.iter_mut().zip(figures(month.arr.as_ref().unwrap())) {
+            *total += x;
+        }
+    }
+    assert_eq!(figures(&period), summed, "the year against its months");
+    assert!(
+        summed[0] > 0 && summed[4] > 0,
+        "a real year has new and churned revenue"
+    );
+    let [new, expansion, reactivation, contraction, churn] = summed;
+    let amount = |m: &Option<tenure_proto::common::v1::Money>| m.as_ref().unwrap().amount_minor;
+    assert_eq!(
+        amount(&period.end),
+        amount(&period.start) + new + expansion + reactivation - contraction - churn
+    );
 
     // Loading it again changes nothing.
     let again = tenure::import::base(&app.stack.peers, dir.path(), false)

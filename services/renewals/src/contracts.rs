@@ -10,7 +10,7 @@ use crate::forecast::{Calibration, Rates};
 
 /// Days after a term's end before an unrenewed, undecided contract counts
 /// as lost (late paperwork is common; silence for a month is not).
-pub const GRACE_DAYS: i32 = 30;
+pub const GRACE_DAYS: u32 = 30;
 
 /// One contract due, and how it ended if known.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -18,6 +18,14 @@ pub struct Due {
     pub segment: Option<String>,
     /// `Some(true)` renewed (fully or partly), `Some(false)` churned.
     pub renewed: Option<bool>,
+}
+
+/// Which contracts to count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope<'a> {
+    pub segment: Option<&'a str>,
+    /// Each currency's book on its own.
+    pub currency: Option<&'a str>,
 }
 
 /// Contracts whose term ended in `[from, before)`, with how they ended as
@@ -28,7 +36,7 @@ pub async fn due(
     pool: &PgPool,
     from: Option<NaiveDate>,
     before: NaiveDate,
-    segment: Option<&str>,
+    scope: Scope<'_>,
     known_on: NaiveDate,
 ) -> sqlx::Result<Vec<Due>> {
     sqlx::query_as(
@@ -44,13 +52,15 @@ pub async fn due(
                WHERE ($1::date IS NULL OR term_end_date >= $1) AND term_end_date < $2) x \
            ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
          LEFT JOIN renewals.accounts a ON a.account_id = COALESCE(o.account_id, x.account_id) \
-         WHERE $3::text IS NULL OR a.segment = $3",
+         WHERE ($3::text IS NULL OR a.segment = $3) \
+           AND ($6::text IS NULL OR COALESCE(o.currency, x.currency) = $6)",
     )
     .bind(from)
     .bind(before)
-    .bind(segment)
+    .bind(scope.segment)
     .bind(known_on)
-    .bind(GRACE_DAYS)
+    .bind(GRACE_DAYS as i32)
+    .bind(scope.currency)
     .fetch_all(pool)
     .await
 }
@@ -58,7 +68,15 @@ pub async fn due(
 /// Renewal rates of every contract decided by `as_of`, by segment.
 pub async fn rates(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Rates> {
     let mut rates = Rates::default();
-    for contract in due(pool, None, as_of + chrono::Days::new(1), None, as_of).await? {
+    for contract in due(
+        pool,
+        None,
+        as_of + chrono::Days::new(1),
+        Scope::default(),
+        as_of,
+    )
+    .await?
+    {
         if let Some(renewed) = contract.renewed {
             rates.add(contract.segment.as_deref().unwrap_or(""), renewed);
         }

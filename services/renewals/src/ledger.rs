@@ -180,6 +180,49 @@ impl Book {
         }
         m
     }
+
+    /// The movements of a period as METRICS.md defines them: per account
+    /// and per calendar month (from the eve of `start` to the eve of each
+    /// month's end, the last cut at `end`), then summed; start and end are
+    /// the period's own. The netted-once figures of the whole period are
+    /// kept for the retention of the accounts paying at its start.
+    pub fn period(&self, start: NaiveDate, end: NaiveDate) -> Period {
+        let mut cuts = vec![start];
+        cuts.extend(
+            month_starts(start, end)
+                .into_iter()
+                .filter_map(|m| m.checked_add_months(chrono::Months::new(1)))
+                .filter(|m| *m > start && *m < end),
+        );
+        cuts.push(end);
+        let mut flows = Movements::default();
+        for pair in cuts.windows(2) {
+            flows.add_flows(&self.movements(before(pair[0]), before(pair[1])));
+        }
+        let whole = self.movements(before(start), before(end));
+        flows.start = whole.start;
+        flows.end = whole.end;
+        Period {
+            flows,
+            retention: whole,
+        }
+    }
+}
+
+/// Revenue "at the start" of a period is what was paid on its eve, and "at
+/// the end" what was paid on its last day: a contract starting on the first
+/// of a month is that month's new business, one ending on the first
+/// (exclusive) is that month's churn.
+pub fn before(day: NaiveDate) -> NaiveDate {
+    day.pred_opt().unwrap_or(day)
+}
+
+/// A period's figures: movements summed month by month, and the period
+/// netted once (for GRR, NRR and logo retention of the starting accounts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Period {
+    pub flows: Movements,
+    pub retention: Movements,
 }
 
 /// What moved recurring revenue between two days. `start + new + expansion
@@ -203,8 +246,11 @@ impl Movements {
     /// Adds one account that paid `before` and then `after`; `paid_earlier`
     /// tells a returning customer from a new one.
     pub fn add(&mut self, before: i64, after: i64, paid_earlier: bool) {
-        self.start += before;
-        self.end += after;
+        // Money sums saturate rather than wrap: no book comes near i64, and
+        // a saturated figure is visibly wrong where a wrapped one is not.
+        let grow = |total: &mut i64, by: i64| *total = total.saturating_add(by);
+        grow(&mut self.start, before);
+        grow(&mut self.end, after);
         if before > 0 {
             self.logos_start += 1;
         }
@@ -216,15 +262,44 @@ impl Movements {
         }
         match (before, after) {
             (0, 0) => {}
-            (0, a) if paid_earlier => self.reactivation += a,
-            (0, a) => self.new += a,
-            (b, 0) => self.churn += b,
-            (b, a) if a > b => self.expansion += a - b,
-            (b, a) => self.contraction += b - a,
+            (0, a) if paid_earlier => grow(&mut self.reactivation, a),
+            (0, a) => grow(&mut self.new, a),
+            (b, 0) => grow(&mut self.churn, b),
+            (b, a) if a > b => grow(&mut self.expansion, a - b),
+            (b, a) => grow(&mut self.contraction, b - a),
         }
     }
 
-    /// Gross revenue retention: what the starting base kept, without growth.
+    /// Adds another stretch's flows (new, expansion, reactivation,
+    /// contraction, churn) to these.
+    pub fn add_flows(&mut self, other: &Movements) {
+        for (total, by) in [
+            (&mut self.new, other.new),
+            (&mut self.expansion, other.expansion),
+            (&mut self.reactivation, other.reactivation),
+            (&mut self.contraction, other.contraction),
+            (&mut self.churn, other.churn),
+        ] {
+            *total = total.saturating_add(by);
+        }
+    }
+
+    /// (churn + contraction) / start.
+    pub fn gross_mrr_churn(&self) -> Ratio {
+        Ratio::new(self.churn.saturating_add(self.contraction), self.start)
+    }
+
+    /// (churn + contraction − expansion − reactivation) / start.
+    pub fn net_mrr_churn(&self) -> Ratio {
+        Ratio::new(
+            self.churn
+                .saturating_add(self.contraction)
+                .saturating_sub(self.expansion)
+                .saturating_sub(self.reactivation),
+            self.start,
+        )
+    }
+
     pub fn gross_retention(&self) -> Ratio {
         Ratio::new(self.start - self.contraction - self.churn, self.start)
     }
@@ -378,6 +453,69 @@ mod tests {
         assert_eq!(m.net_retention().percent_text(1), "75.0");
         assert_eq!(m.logo_retention().percent_text(2), "66.67");
         assert_eq!(m.quick_ratio().percent_text(0), "167");
+    }
+
+    /// A monthly customer new in February and gone in September is both a
+    /// new and a churned account of the year, not absent from it; the
+    /// year's movements are the sum of its months and still add up.
+    #[test]
+    fn a_period_sums_its_months() {
+        let monthly: Vec<Version> = (2..9)
+            .map(|m| {
+                version(
+                    "m",
+                    "m1",
+                    day(2025, m, 1),
+                    (day(2025, m, 1), day(2025, m + 1, 1)),
+                    120,
+                )
+            })
+            .collect();
+        let mut versions = monthly;
+        versions.push(version(
+            "a",
+            "a1",
+            day(2024, 6, 1),
+            (day(2024, 6, 1), day(2026, 6, 1)),
+            1000,
+        ));
+        versions.push(version(
+            "a",
+            "a1",
+            day(2025, 5, 10),
+            (day(2024, 6, 1), day(2026, 6, 1)),
+            1200,
+        ));
+        let book = Book::from_versions(versions);
+        let netted = book.movements(before(day(2025, 1, 1)), before(day(2026, 1, 1)));
+        assert_eq!(
+            (netted.new, netted.churn),
+            (0, 0),
+            "netted once, the account vanishes"
+        );
+        let year = book.period(day(2025, 1, 1), day(2026, 1, 1));
+        let f = year.flows;
+        assert_eq!(
+            (f.start, f.new, f.churn, f.expansion, f.end),
+            (1000, 120, 120, 200, 1200)
+        );
+        assert_eq!(
+            f.end,
+            f.start + f.new + f.reactivation + f.expansion - f.contraction - f.churn
+        );
+        let months: Vec<Movements> = month_starts(day(2025, 1, 1), day(2026, 1, 1))
+            .into_iter()
+            .map(|m| {
+                book.period(m, m.checked_add_months(chrono::Months::new(1)).unwrap())
+                    .flows
+            })
+            .collect();
+        assert_eq!(months.iter().map(|m| m.new).sum::<i64>(), f.new);
+        assert_eq!(months.iter().map(|m| m.churn).sum::<i64>(), f.churn);
+        // Retention of the starting accounts is netted over the year.
+        assert_eq!(year.retention.net_retention().percent_text(0), "120");
+        assert_eq!(f.gross_mrr_churn().percent_text(0), "12");
+        assert_eq!(f.net_mrr_churn().percent_text(0), "-8");
     }
 
     #[test]

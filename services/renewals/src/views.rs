@@ -1,11 +1,12 @@
 //! How an opportunity reads on a given day: decided or open, its renewal
 //! probability and where it came from, its category and expected ARR.
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use tenure_platform::time;
 use tenure_proto::common::v1::Money;
 use tenure_proto::renewals::v1 as pb;
 
+use crate::contracts::GRACE_DAYS;
 use crate::forecast::{Calibration, Category, Line, Rates, Source};
 use crate::pipeline::{LOST, OPEN, OpportunityRow, RENEWED};
 
@@ -29,6 +30,8 @@ pub struct Resolved {
     pub line: Line,
     pub source: Source,
     pub state: i16,
+    /// Lost by the lapsed rule (see [`crate::contracts::GRACE_DAYS`]).
+    pub lapsed: bool,
 }
 
 pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
@@ -45,6 +48,7 @@ pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
         },
         source: Source::Decided,
         state,
+        lapsed: false,
     };
     let outcome = row
         .outcome_kind
@@ -57,6 +61,15 @@ pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
         return match row.state {
             RENEWED => decided(row.next_arr_minor.unwrap_or(row.arr_minor), RENEWED),
             _ => decided(0, LOST),
+        };
+    }
+    // One rule with the contract renewal rate: a term still open a grace
+    // period after its end, with no later term, cancellation or outcome,
+    // has lapsed and is lost.
+    if row.state == OPEN && row.term_end + Days::new(u64::from(GRACE_DAYS)) <= context.as_of {
+        return Resolved {
+            lapsed: true,
+            ..decided(0, LOST)
         };
     }
     let (probability, source) = match row.churn_probability {
@@ -74,6 +87,7 @@ pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
         },
         source,
         state: OPEN,
+        lapsed: false,
     }
 }
 
@@ -106,5 +120,6 @@ pub fn to_proto(
         expected_arr: Some(money(&row.currency, resolved.line.expected_minor())),
         state: i32::from(resolved.state),
         outcome_kind: row.outcome_kind.map_or(0, i32::from),
+        lapsed: resolved.lapsed,
     }
 }

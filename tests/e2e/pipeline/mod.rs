@@ -3,6 +3,7 @@
 
 mod cohorts;
 mod forecasts;
+mod lapsed;
 mod retention;
 mod sweep;
 
@@ -77,7 +78,7 @@ async fn pipeline(app: &TestStack, include_closed: bool) -> Vec<pb::RenewalOppor
 }
 
 /// Waits until renewals has refreshed every queued subscription.
-async fn synced(app: &TestStack) {
+pub(crate) async fn synced(app: &TestStack) {
     let db = app.db().await;
     eventually(Duration::from_secs(20), || {
         let db = db.clone();

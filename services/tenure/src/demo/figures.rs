@@ -206,6 +206,7 @@ pub(crate) async fn retention(
                 period: range(start, end),
                 segment: String::new(),
                 currency_code: "USD".into(),
+                as_of: None,
             })
             .await?
             .into_inner();

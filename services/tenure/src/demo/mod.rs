@@ -277,6 +277,7 @@ async fn settle(clients: &mut Clients, as_of: NaiveDate, years: u32) -> anyhow::
                 period,
                 segment: String::new(),
                 currency_code: "USD".into(),
+                as_of: None,
             })
             .await?
             .into_inner();
