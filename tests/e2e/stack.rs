@@ -301,10 +301,20 @@ async fn outbox_delivery_continues_the_writers_trace() {
 
     let upsert = "tenure.ingestion.v1.IngestionService/BatchUpsertAccounts";
     let notify = "tenure.health.v1.HealthService/NotifyAccountsChanged";
+    // A parent span is exported when it ends, after its children: wait for
+    // the delivery itself, not only the call it made.
     let spans = wait_for_spans(trace_id, |spans| {
-        spans
-            .iter()
-            .any(|s| s.name == notify && s.span_kind == SpanKind::Server)
+        [
+            (notify, SpanKind::Server),
+            (notify, SpanKind::Client),
+            ("outbox.deliver", SpanKind::Internal),
+        ]
+        .iter()
+        .all(|(name, kind)| {
+            spans
+                .iter()
+                .any(|s| s.name == *name && s.span_kind == *kind)
+        })
     })
     .await;
     let find = |name: &str, kind: SpanKind| {

@@ -128,15 +128,12 @@ impl Scorer {
                     "no scorecard: create a default one first".into(),
                 ));
             };
-            let mut values = crate::signals::values(&signals);
             let day = signals
                 .as_of
                 .as_ref()
                 .and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
                 .unwrap_or_else(|| Utc::now().date_naive());
-            if let Some(score) = store::assessment(&self.pool, &signals.account_id, day).await? {
-                values.insert("csm_assessment".to_owned(), score);
-            }
+            let values = self.values_on(&signals, day).await?;
             let Some(scored) = scorecard::score(&card.definition.0, &values) else {
                 tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
                 continue;
@@ -270,6 +267,20 @@ impl Scorer {
         Ok(scored.len())
     }
 
+    /// What a scorecard reads for an account on `day`: its signals and the
+    /// CSM's assessment in force then.
+    async fn values_on(
+        &self,
+        signals: &AccountSignals,
+        day: NaiveDate,
+    ) -> ApiResult<std::collections::BTreeMap<String, f64>> {
+        let mut values = crate::signals::values(signals);
+        if let Some(score) = store::assessment(&self.pool, &signals.account_id, day).await? {
+            values.insert("csm_assessment".to_owned(), score);
+        }
+        Ok(values)
+    }
+
     /// Late data: for accounts whose changes happened on a past day, the
     /// snapshots from that day on are recomputed from the signals as of
     /// each day, so history follows event time, not arrival time.
@@ -316,9 +327,11 @@ impl Scorer {
                 else {
                     continue;
                 };
-                let Some(scored) =
-                    scorecard::score(&card.definition.0, &crate::signals::values(&signals))
-                else {
+                // The same inputs as a current score: history rescored
+                // without the CSM's assessment would make every trend
+                // compare against a different scorecard.
+                let values = self.values_on(&signals, day).await?;
+                let Some(scored) = scorecard::score(&card.definition.0, &values) else {
                     continue;
                 };
                 store::save_snapshot(

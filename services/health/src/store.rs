@@ -189,8 +189,10 @@ pub async fn before(
     }))
 }
 
-/// Score change over 7, 30 and 90 days: `score` minus the snapshot on or
-/// before that many days before `as_of`.
+/// Score change over 7, 30 and 90 days: `score` minus the latest snapshot
+/// on or before that many days before `as_of`, and no older than twice
+/// that (a 7-day trend never compares with a snapshot from months ago;
+/// with none in reach the trend is unknown).
 pub async fn trend(
     pool: &PgPool,
     account_id: &str,
@@ -199,9 +201,12 @@ pub async fn trend(
 ) -> sqlx::Result<[Option<f64>; 3]> {
     let row: (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT \
-           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 7 ORDER BY day DESC LIMIT 1), \
-           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 30 ORDER BY day DESC LIMIT 1), \
-           (SELECT score FROM health.score_history WHERE account_id = $1 AND day <= $2 - 90 ORDER BY day DESC LIMIT 1)",
+           (SELECT score FROM health.score_history WHERE account_id = $1 \
+              AND day <= $2 - 7 AND day >= $2 - 14 ORDER BY day DESC LIMIT 1), \
+           (SELECT score FROM health.score_history WHERE account_id = $1 \
+              AND day <= $2 - 30 AND day >= $2 - 60 ORDER BY day DESC LIMIT 1), \
+           (SELECT score FROM health.score_history WHERE account_id = $1 \
+              AND day <= $2 - 90 AND day >= $2 - 180 ORDER BY day DESC LIMIT 1)",
     )
     .bind(account_id)
     .bind(as_of)

@@ -141,6 +141,7 @@ impl Trainer {
                     numbers: signals::values(&signals),
                     categories: signals::categories(&signals),
                     churned: outcome.kind() == OutcomeKind::Churned,
+                    group: outcome.account_id.clone(),
                 };
                 examples.push((outcome.account_id.clone(), term_end, example));
             }
@@ -178,9 +179,9 @@ impl Trainer {
             ..FitOptions::default()
         };
         let fitting = examples.clone();
-        let (model, predictions) = tokio::task::spawn_blocking(move || {
+        let ((model, convergence), predictions) = tokio::task::spawn_blocking(move || {
             (
-                Model::fit(&fitting, options),
+                Model::fit_reporting(&fitting, options),
                 model::cross_validate(&fitting, 5, options),
             )
         })
@@ -217,6 +218,9 @@ impl Trainer {
             cv_brier: Some(model::brier(&predictions, &churned)),
             signals: weights,
             training_window: window,
+            converged: convergence.converged,
+            iterations: i32::try_from(convergence.iterations).unwrap_or(i32::MAX),
+            tolerance: options.tolerance,
             ..Default::default()
         };
         Ok((model, report))

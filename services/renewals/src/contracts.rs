@@ -84,8 +84,38 @@ pub async fn rates(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Rates> {
     Ok(rates)
 }
 
-/// Calibration of model probabilities on outcomes decided by `as_of` that
-/// recorded the model's renewal probability at the time.
+/// Days before a term's end at which the forecast's view of it is kept for
+/// calibration (the churn model's default training horizon).
+pub const CALIBRATION_HORIZON_DAYS: i32 = 90;
+
+/// Keeps, for each open term that has come within the calibration horizon
+/// by `today` and has none yet, the renewal probability the model gives its
+/// account now (of one account, or of all). Run by the daily sweep and
+/// whenever an account's churn probability changes.
+pub async fn record_horizon_probabilities(
+    pool: &PgPool,
+    today: NaiveDate,
+    account_id: Option<&str>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE renewals.opportunities o \
+         SET horizon_probability = 1 - a.churn_probability, horizon_day = $1 \
+         FROM renewals.accounts a \
+         WHERE a.account_id = o.account_id AND a.churn_probability IS NOT NULL \
+           AND o.horizon_probability IS NULL AND o.state = 1 \
+           AND o.term_end - $2 <= $1 AND o.term_end > $1 \
+           AND ($3::text IS NULL OR o.account_id = $3)",
+    )
+    .bind(today)
+    .bind(CALIBRATION_HORIZON_DAYS)
+    .bind(account_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Calibration of model probabilities on outcomes decided by `as_of`, each
+/// paired with the probability its term had at the calibration horizon.
 pub async fn calibration(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Calibration> {
     let pairs: Vec<(f64, bool)> = sqlx::query_as(
         "SELECT model_probability, kind IN (1, 2) FROM renewals.outcomes \

@@ -62,10 +62,23 @@ pub struct Tally {
     pub decided: u64,
 }
 
+/// A segment's rate leans on the base's as if it had this many outcomes
+/// at the base rate more: one renewal in a new segment moves it little, a
+/// hundred outcomes carry their own rate.
+pub const SEGMENT_PRIOR_OUTCOMES: f64 = 10.0;
+
 impl Tally {
-    /// Laplace-smoothed renewal rate, so one outcome never gives 0 or 1.
+    /// Laplace-smoothed renewal rate, so one outcome never gives 0 or 1
+    /// (for the whole base, which has nothing wider to lean on).
     pub fn rate(&self) -> f64 {
         (self.renewed as f64 + 1.0) / (self.decided as f64 + 2.0)
+    }
+
+    /// The rate shrunk toward `prior` by [`SEGMENT_PRIOR_OUTCOMES`] (the
+    /// posterior mean under a Beta prior centred on the base rate).
+    pub fn rate_toward(&self, prior: f64) -> f64 {
+        (self.renewed as f64 + SEGMENT_PRIOR_OUTCOMES * prior)
+            / (self.decided as f64 + SEGMENT_PRIOR_OUTCOMES)
     }
 }
 
@@ -89,7 +102,9 @@ impl Rates {
 
     pub fn for_segment(&self, segment: &str) -> (f64, Source) {
         match self.segments.get(segment) {
-            Some(tally) if tally.decided > 0 => (tally.rate(), Source::SegmentRate),
+            Some(tally) if tally.decided > 0 => {
+                (tally.rate_toward(self.base.rate()), Source::SegmentRate)
+            }
             _ => (self.base.rate(), Source::BaseRate),
         }
     }
@@ -170,6 +185,83 @@ impl Line {
     }
 }
 
+/// How a forecast's interval was computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interval {
+    /// The exact distribution of the ARR sum of independent renewals (the
+    /// Poisson-binomial, by dynamic programming over ARR in steps of at
+    /// most 1/4096 of the open ARR).
+    #[default]
+    PoissonBinomial,
+    /// The normal approximation, for windows too large for the exact sum
+    /// to be cheap (where it is also accurate).
+    Normal,
+}
+
+impl Interval {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PoissonBinomial => "poisson_binomial",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+/// Cells of the distribution when ARR has no common step that keeps it small.
+const CELLS: i64 = 4096;
+/// The most cells used at the ARR's own common step (then exact).
+const EXACT_CELLS: i64 = 65_536;
+/// The sum is used while renewals × cells stays under this.
+const EXACT_BUDGET: usize = 40_000_000;
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The 5th and 95th percentiles of Σ arr_i · B_i with B_i ~ Bernoulli(p_i)
+/// independent, by dynamic programming over ARR in its greatest common
+/// step (exact) when that needs at most [`EXACT_CELLS`] cells, else on a
+/// grid of [`CELLS`] steps; `None` when that would not be cheap.
+fn poisson_binomial_interval(open: &[(i64, f64)]) -> Option<(i64, i64)> {
+    let total: i64 = open.iter().map(|(arr, _)| (*arr).max(0)).sum();
+    if total == 0 {
+        return Some((0, 0));
+    }
+    let common = open.iter().fold(0, |g, (arr, _)| gcd(g, (*arr).max(0)));
+    let step = if total / common <= EXACT_CELLS {
+        common
+    } else {
+        (total + CELLS - 1) / CELLS
+    };
+    let cells = (total / step + open.len() as i64 + 1) as usize;
+    if open.len().saturating_mul(cells) > EXACT_BUDGET {
+        return None;
+    }
+    let mut mass = vec![0.0_f64; cells];
+    mass[0] = 1.0;
+    let mut reach = 0;
+    for &(arr, p) in open {
+        let k = ((arr.max(0) + step / 2) / step) as usize;
+        let p = p.clamp(0.0, 1.0);
+        reach = (reach + k).min(cells - 1);
+        for j in (0..=reach).rev() {
+            let from = if j >= k { mass[j - k] } else { 0.0 };
+            mass[j] = mass[j] * (1.0 - p) + from * p;
+        }
+    }
+    let quantile = |q: f64| {
+        let mut cumulative = 0.0;
+        for (j, m) in mass.iter().enumerate() {
+            cumulative += m;
+            if cumulative >= q - 1e-12 {
+                return j as i64 * step;
+            }
+        }
+        (cells as i64 - 1) * step
+    };
+    Some((quantile(0.05), quantile(0.95)))
+}
+
 /// A window's totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Totals {
@@ -182,9 +274,11 @@ pub struct Totals {
     pub best_case_minor: i64,
     /// Decided renewals only.
     pub worst_case_minor: i64,
-    /// 90 % interval of renewed ARR (open renewals as independent draws).
+    /// 90 % interval of renewed ARR (open renewals as independent draws),
+    /// and how it was computed.
     pub low_minor: i64,
     pub high_minor: i64,
+    pub interval: Interval,
     pub expected_renewals: f64,
     /// Expected ARR kept without expansion, and with it, over ARR up.
     pub expected_grr: f64,
@@ -195,6 +289,7 @@ pub fn totals(lines: &[Line]) -> Totals {
     let mut t = Totals::default();
     let mut variance = 0.0;
     let mut kept = 0_i64;
+    let mut open = Vec::new();
     for line in lines {
         t.renewals += 1;
         t.arr_up_minor += line.arr_minor;
@@ -219,16 +314,24 @@ pub fn totals(lines: &[Line]) -> Totals {
                 let arr = line.arr_minor as f64;
                 variance += p * (1.0 - p) * arr * arr;
                 t.expected_renewals += p;
+                open.push((line.arr_minor, p));
             }
         }
     }
-    let spread = Z_90 * variance.sqrt();
-    t.low_minor = ((t.expected_minor as f64 - spread).round() as i64).max(t.worst_case_minor);
-    t.high_minor = ((t.expected_minor as f64 + spread).round() as i64).min(
-        t.best_case_minor
-            .max(t.expected_minor)
-            .max(t.worst_case_minor),
-    );
+    if let Some((low, high)) = poisson_binomial_interval(&open) {
+        t.interval = Interval::PoissonBinomial;
+        t.low_minor = t.worst_case_minor + low;
+        t.high_minor = t.worst_case_minor + high;
+    } else {
+        t.interval = Interval::Normal;
+        let spread = Z_90 * variance.sqrt();
+        t.low_minor = ((t.expected_minor as f64 - spread).round() as i64).max(t.worst_case_minor);
+        t.high_minor = ((t.expected_minor as f64 + spread).round() as i64).min(
+            t.best_case_minor
+                .max(t.expected_minor)
+                .max(t.worst_case_minor),
+        );
+    }
     if t.arr_up_minor > 0 {
         t.expected_grr = kept as f64 / t.arr_up_minor as f64;
         t.expected_nrr = t.expected_minor as f64 / t.arr_up_minor as f64;
@@ -296,24 +399,37 @@ mod tests {
                 category: Category::Commit,
                 decided_arr_minor: Some(600),
             },
-            Line {
-                arr_minor: 400,
-                probability: 0.7,
-                category: Category::Lost,
-                decided_arr_minor: None,
-            },
+            open(400, 0.7),
         ];
         let t = totals(&lines);
         assert_eq!(t.arr_up_minor, 2900);
         assert_eq!(t.expected_minor, 900 + 500 + 600 + 280);
         assert_eq!(t.commit_minor, 600 + 1000);
-        assert_eq!(t.best_case_minor, 600 + 2000);
+        assert_eq!(t.best_case_minor, 600 + 2400);
         assert_eq!(t.worst_case_minor, 600);
-        // sd = sqrt(.09e6 + .25e6 + .21*.16e6) = 611.23; 90 %: ± 1005.4.
-        assert_eq!(t.low_minor, 2280 - 1005);
-        assert_eq!(t.high_minor, 2600);
+        // The open sum is 0, 400, 1000, 1400, 2000 or 2400 with chances
+        // .015, .035, .15, .35, .135, .315: its 5th percentile is 400 and
+        // its 95th 2400, on top of the 600 decided.
+        assert_eq!(t.interval, Interval::PoissonBinomial);
+        assert_eq!((t.low_minor, t.high_minor), (1000, 3000));
         assert!((t.expected_nrr - 2280.0 / 2900.0).abs() < 1e-12);
         assert!((t.expected_grr - 2180.0 / 2900.0).abs() < 1e-12);
+    }
+
+    /// Three large deals at 90 %: the normal approximation says 185k to
+    /// 355k (capped at 300k), amounts no outcome can produce; the exact
+    /// distribution says two or three of them renew.
+    #[test]
+    fn a_few_large_deals_get_the_exact_interval() {
+        let t = totals(&[open(100_000, 0.9), open(100_000, 0.9), open(100_000, 0.9)]);
+        assert_eq!((t.low_minor, t.high_minor), (200_000, 300_000));
+        assert_eq!(t.interval.name(), "poisson_binomial");
+        // Many small renewals: the exact sum would not be cheap, and the
+        // normal approximation is accurate there.
+        let many: Vec<Line> = (0..20_000).map(|i| open(1_000 + i % 7, 0.8)).collect();
+        let t = totals(&many);
+        assert_eq!(t.interval, Interval::Normal);
+        assert!(t.low_minor < t.expected_minor && t.expected_minor < t.high_minor);
     }
 
     #[test]
@@ -330,8 +446,24 @@ mod tests {
         for i in 0..8 {
             rates.add("smb", i < 6);
         }
-        assert_eq!(rates.for_segment("smb"), (0.7, Source::SegmentRate));
+        // Base 6 of 8: 0.7 smoothed; the segment leans on it.
+        let (smb, source) = rates.for_segment("smb");
+        assert!((smb - (6.0 + 10.0 * 0.7) / 18.0).abs() < 1e-12 && source == Source::SegmentRate);
         assert_eq!(rates.for_segment("enterprise"), (0.7, Source::BaseRate));
+        // One renewal in a new segment of a base renewing 80 %: close to
+        // the base, not pulled toward a coin flip (Laplace said 2/3).
+        let mut rates = Rates::default();
+        for i in 0..98 {
+            rates.add("mid", i < 78);
+        }
+        rates.add("new", true);
+        let (new, _) = rates.for_segment("new");
+        let base = rates.base.rate();
+        assert!((new - (1.0 + 10.0 * base) / 11.0).abs() < 1e-12, "{new}");
+        assert!(
+            (new - base).abs() < 0.02 && new > 0.75,
+            "{new} against {base}"
+        );
         let table = calibration_table(&[(0.05, false), (0.95, true), (0.91, false)]);
         assert_eq!(table.len(), 2);
         assert!((table[1].actual_rate - 0.5).abs() < 1e-12);

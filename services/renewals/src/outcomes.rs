@@ -111,7 +111,8 @@ pub struct OutcomeRow {
     pub churn_note: String,
     pub decided_on: NaiveDate,
     pub recorded_at: DateTime<Utc>,
-    /// The model's renewal probability for the account when recorded.
+    /// The model's renewal probability for the term when it came within
+    /// the calibration horizon (see `contracts::CALIBRATION_HORIZON_DAYS`).
     pub model_probability: Option<f64>,
 }
 
@@ -130,12 +131,13 @@ pub async fn insert_new(tx: &mut PgConnection, outcomes: &[NewOutcome]) -> sqlx:
         "INSERT INTO renewals.outcomes (outcome_id, account_id, subscription_id, term_end_date, kind, \
            currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on, \
            model_probability) \
-         SELECT i.*, 1 - a.churn_probability \
+         SELECT i.*, o.horizon_probability \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int2[], $6::text[], \
                      $7::int8[], $8::int8[], $9::int2[], $10::text[], $11::date[]) \
            AS i(outcome_id, account_id, subscription_id, term_end_date, kind, currency, \
                 previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on) \
-         LEFT JOIN renewals.accounts a USING (account_id) \
+         LEFT JOIN renewals.opportunities o \
+           ON o.subscription_id = i.subscription_id AND o.term_end = i.term_end_date \
          ORDER BY i.subscription_id, i.term_end_date \
          ON CONFLICT (subscription_id, term_end_date) DO NOTHING",
     )
@@ -162,7 +164,8 @@ pub async fn insert(tx: &mut PgConnection, outcome: &NewOutcome) -> sqlx::Result
            currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on, \
            model_probability) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-           (SELECT 1 - churn_probability FROM renewals.accounts WHERE account_id = $2)) \
+           (SELECT horizon_probability FROM renewals.opportunities \
+            WHERE subscription_id = $3 AND term_end = $4)) \
          RETURNING *",
     )
     .bind(Uuid::now_v7())

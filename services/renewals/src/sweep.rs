@@ -129,6 +129,7 @@ pub async fn run(pool: &PgPool, today: NaiveDate, thresholds: &[u32]) -> anyhow:
         emitted += 1;
     }
     tx.commit().await?;
+    crate::contracts::record_horizon_probabilities(pool, today, None).await?;
     Ok(emitted)
 }
 

@@ -14,7 +14,7 @@ use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClien
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use crate::{forecasts, pipeline, sweep};
+use crate::{contracts, forecasts, pipeline, sweep};
 
 /// How long finished forecast jobs and their rows are kept.
 const JOB_RETENTION: chrono::Duration = chrono::Duration::days(7);
@@ -128,6 +128,11 @@ impl Syncer {
                 churn.as_ref().map(|(p, id)| (*p, id.as_str())),
             )
             .await?;
+            if churn.is_some() {
+                let today = chrono::Utc::now().date_naive();
+                contracts::record_horizon_probabilities(&self.pool, today, Some(account_id))
+                    .await?;
+            }
         }
         Ok(())
     }

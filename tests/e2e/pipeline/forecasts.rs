@@ -6,8 +6,9 @@ use super::*;
 async fn forecasts_stream_jobs_and_backtests() {
     let mut app = TestStack::spawn().await;
     let today = Utc::now().date_naive();
-    // History of the segment: 8 outcomes, 6 renewed (rate 7/10 smoothed),
-    // decided 90 days ago on terms that ended 100 days ago.
+    // History of the segment: 8 outcomes, 6 renewed, decided 90 days ago on
+    // terms that ended 100 days ago. The base rate is 7/10 (Laplace); the
+    // segment's leans on it as if with ten outcomes more: (6 + 7) / 18.
     let past_end = today - chrono::Days::new(100);
     for i in 0..8 {
         let mut request = outcome(i, i < 6, past_end);
@@ -67,15 +68,17 @@ async fn forecasts_stream_jobs_and_backtests() {
     let minor = |money: Option<tenure_proto::common::v1::Money>| money.unwrap().amount_minor;
     assert_eq!(totals.renewal_count, 40);
     assert_eq!(minor(totals.arr_up), arr_up);
-    assert_eq!(minor(totals.expected_arr), arr_up * 7 / 10);
+    let p = 13.0 / 18.0;
+    let expected: i64 = (1..=40)
+        .map(|i| (1_000.0 * f64::from(i) * p).round() as i64)
+        .sum();
+    assert_eq!(minor(totals.expected_arr), expected);
     assert_eq!(minor(totals.best_case), arr_up);
     assert_eq!(minor(totals.worst_case), 0);
     let (low, high) = (minor(totals.interval_low), minor(totals.interval_high));
-    assert!(
-        low < arr_up * 7 / 10 && arr_up * 7 / 10 < high,
-        "{low} {high}"
-    );
-    assert!((totals.expected_renewal_count - 28.0).abs() < 1e-9);
+    assert!(low < expected && expected < high, "{low} {high}");
+    assert_eq!(totals.interval_method, "poisson_binomial");
+    assert!((totals.expected_renewal_count - 40.0 * p).abs() < 1e-9);
 
     // The stream: every row once, in chunks, the total on the first message.
     let mut stream = app
@@ -97,7 +100,11 @@ async fn forecasts_stream_jobs_and_backtests() {
     }
     assert_eq!(first_total, Some(40));
     assert_eq!(streamed.len(), 40);
-    assert!(streamed.iter().all(|r| r.renewal_probability == 0.7));
+    assert!(
+        streamed
+            .iter()
+            .all(|r| (r.renewal_probability - p).abs() < 1e-12)
+    );
 
     // The command-line form writes the same rows for a nightly job.
     let dir = tempfile::tempdir().unwrap();
@@ -257,4 +264,105 @@ async fn forecasts_stream_jobs_and_backtests() {
         .into_inner();
     assert_eq!(scenario.months.len(), 24);
     assert!((scenario.required_new_bookings - 0.7).abs() < 1e-12);
+}
+
+/// Twenty past renewals the model gave even odds 90 days out; by the time
+/// their outcomes came in it had (too late) grown sure they would renew.
+/// Half renewed. Calibration must pair each outcome with what the forecast
+/// saw at the horizon (well calibrated: no shift), not with the model's
+/// view at decision time (which would drag every open renewal down).
+#[tokio::test]
+async fn calibration_pairs_are_taken_at_the_forecast_horizon() {
+    let mut app = TestStack::spawn().await;
+    let today = Utc::now().date_naive();
+    let past_end = today - chrono::Days::new(30);
+    let mut ids: Vec<String> = (0..20).map(|i| format!("cal-{i:02}")).collect();
+    ids.push("cal-open".into());
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    accounts(&mut app, &refs, "cal").await;
+    let mut terms: Vec<ipb::Subscription> = ids[..20]
+        .iter()
+        .map(|id| {
+            let start = past_end - chrono::Days::new(365);
+            subscription(
+                &format!("{id}-sub"),
+                id,
+                1,
+                1_000,
+                start,
+                past_end,
+                Utc::now() - chrono::Duration::days(400),
+            )
+        })
+        .collect();
+    terms.push(subscription(
+        "cal-open-sub",
+        "cal-open",
+        1,
+        1_000,
+        today - chrono::Days::new(300),
+        today + chrono::Days::new(60),
+        Utc::now() - chrono::Duration::days(300),
+    ));
+    subscriptions(&mut app, terms).await;
+    synced(&app).await;
+    let db = app.db().await;
+    // Churn probabilities as health's model would have synced them.
+    let churn = |p: f64, pattern: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query(
+                "UPDATE renewals.accounts SET churn_probability = $1 WHERE account_id LIKE $2",
+            )
+            .bind(p)
+            .bind(pattern)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+    };
+    // Ninety days before the past terms ended: even odds.
+    churn(0.5, "cal-%").await;
+    app.renewals
+        .run_renewal_sweep(pb::RunRenewalSweepRequest {
+            as_of: date(past_end - chrono::Days::new(60)),
+        })
+        .await
+        .unwrap();
+    // At decision time the model was sure of the past ones; the open one
+    // is at 80 % now.
+    churn(0.01, "cal-0%").await;
+    churn(0.01, "cal-1%").await;
+    churn(0.2, "cal-open").await;
+    for i in 0..20 {
+        let mut request = outcome(i, i < 10, past_end);
+        if let Some(o) = request.outcome.as_mut() {
+            o.account_id = format!("cal-{i:02}");
+            o.subscription_id = format!("cal-{i:02}-sub");
+            o.decided_on = date(today - chrono::Days::new(25));
+        }
+        app.renewals.record_renewal_outcome(request).await.unwrap();
+    }
+    let forecast = app
+        .renewals
+        .forecast_renewals(pb::ForecastRenewalsRequest {
+            window: range(today, today + chrono::Days::new(90)),
+            segment: "cal".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(forecast.calibration_outcomes, 20);
+    let open = pipeline(&app, false).await;
+    let renewal = open.iter().find(|o| o.account_id == "cal-open").unwrap();
+    assert_eq!(
+        renewal.probability_source,
+        pb::ProbabilitySource::Model as i32
+    );
+    assert!(
+        (renewal.renewal_probability - 0.8).abs() < 1e-6,
+        "calibrated on what the forecast saw: {}",
+        renewal.renewal_probability
+    );
 }

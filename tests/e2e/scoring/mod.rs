@@ -1,0 +1,50 @@
+//! Health scorecards and scores over real ingestion signals.
+
+mod assessments;
+mod cards;
+mod changes;
+mod history;
+mod lists;
+mod rollups;
+mod watchers;
+
+use std::time::Duration;
+
+use tenure_proto::health::v1 as hpb;
+use tenure_proto::ingestion::v1 as pb;
+use tenure_tests::{TestStack, eventually, violated_fields};
+
+use crate::fixtures::*;
+use crate::ingestion::account;
+
+pub(crate) fn linear(name: &str, signal: &str, weight: f64, worst: f64, best: f64) -> hpb::Measure {
+    hpb::Measure {
+        name: name.into(),
+        signal: signal.into(),
+        weight,
+        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule { worst, best })),
+    }
+}
+
+pub(crate) fn card(
+    name: &str,
+    segment: &str,
+    groups: Vec<hpb::MeasureGroup>,
+) -> hpb::CreateScorecardRequest {
+    hpb::CreateScorecardRequest {
+        request_id: String::new(),
+        scorecard: Some(hpb::Scorecard {
+            name: name.into(),
+            segment: segment.into(),
+            groups,
+            ..Default::default()
+        }),
+    }
+}
+
+pub(crate) fn group(name: &str, measures: Vec<hpb::Measure>) -> hpb::MeasureGroup {
+    hpb::MeasureGroup {
+        name: name.into(),
+        measures,
+    }
+}
