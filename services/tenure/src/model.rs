@@ -67,20 +67,30 @@ async fn start(
 /// The report of a model as a table.
 pub fn render(model: &pb::ChurnModel) -> String {
     let mut out = String::new();
+    let fit = if model.converged {
+        format!("converged in {} iterations", model.iterations)
+    } else {
+        format!("NOT converged after {} iterations", model.iterations)
+    };
     let _ = writeln!(
         out,
-        "model {} {:?}: horizon {} days, {} outcomes ({} churned)",
+        "model {} {:?}: horizon {} days, {} outcomes ({} churned), L2 {}, {fit} (gradient norm < {:e})",
         model.model_id,
         model.status(),
         model.horizon_days,
         model.example_count,
-        model.churn_count
+        model.churn_count,
+        model.l2,
+        model.tolerance,
     );
     if !model.error.is_empty() {
         let _ = writeln!(out, "error: {}", model.error);
     }
     if let (Some(auc), Some(brier)) = (model.cv_auc, model.cv_brier) {
-        let _ = writeln!(out, "cross-validated AUC {auc:.3}, Brier score {brier:.3}");
+        let _ = writeln!(
+            out,
+            "cross-validated (folds grouped by account) AUC {auc:.3}, Brier score {brier:.3}"
+        );
     }
     if !model.signals.is_empty() {
         let _ = writeln!(
