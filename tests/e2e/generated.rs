@@ -152,9 +152,10 @@ async fn the_churn_model_finds_the_true_drivers() {
     let mut app = TestStack::spawn().await;
     let config = config(1500, 5);
     load(&app, &config).await;
-    let model = tenure::model::train_and_wait(&mut app.health, 90, 0.01)
-        .await
-        .unwrap();
+    let model =
+        tenure::model::train_and_wait(&mut app.health, tenure::model::request(90, 0.01, None))
+            .await
+            .unwrap();
     assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);
     let report = tenure::model::render(&model);
     // Signals as measured, not "no data" indicators, ranked by weight.
@@ -174,5 +175,46 @@ async fn the_churn_model_finds_the_true_drivers() {
     }
     let auc = model.cv_auc.unwrap_or_default();
     assert!(auc > 0.68, "AUC {auc}:\n{report}");
+
+    // The model as it could have been trained a year ago, backtested on the
+    // half year that followed with only what was known then.
+    let as_of = config.as_of - chrono::Days::new(365);
+    let then = tenure::model::train_and_wait(
+        &mut app.health,
+        tenure::model::request(90, 0.01, Some(as_of)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(then.status(), hpb::ModelStatus::Ready, "{}", then.error);
+    assert!(
+        then.example_count < model.example_count,
+        "only outcomes decided by then"
+    );
+    let backtest = |model_id: &str| {
+        let mut renewals = app.renewals.clone();
+        let request = rpb::BacktestForecastRequest {
+            window: Some(tenure_proto::common::v1::DateRange {
+                start: Some(to_date(as_of)),
+                end: Some(to_date(as_of + chrono::Days::new(182))),
+            }),
+            as_of: Some(to_date(as_of)),
+            model_id: model_id.to_owned(),
+            ..Default::default()
+        };
+        async move { renewals.backtest_forecast(request).await }
+    };
+    let result = backtest(&then.model_id).await.unwrap().into_inner();
+    assert!(result.model_predictions > 50, "{result:?}");
+    let decided: i64 = result.calibration.iter().map(|b| b.count).sum();
+    assert!(decided > 50 && result.calibration.len() >= 3, "{result:?}");
+    // Calibrated as it was then, the model's expected renewals land near
+    // what happened.
+    assert!(
+        result.count_error.abs() < 0.1 * result.actual_renewed_count as f64,
+        "{result:?}"
+    );
+    // A model that learned from later outcomes cannot be backtested.
+    let leaky = backtest(&model.model_id).await.unwrap_err();
+    assert_eq!(leaky.code(), tonic::Code::FailedPrecondition, "{leaky:?}");
     app.stop().await;
 }

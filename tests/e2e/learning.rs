@@ -106,6 +106,7 @@ async fn train(app: &mut TestStack, horizon_days: i32) -> hpb::ChurnModel {
             request_id: String::new(),
             horizon_days,
             l2: 0.0,
+            as_of: None,
         })
         .await
         .unwrap()
@@ -188,6 +189,7 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
         .health
         .predict_churn(hpb::PredictChurnRequest {
             account_id: "m00".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -195,9 +197,13 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
     assert_eq!(prediction.model_id, later.model_id);
     assert!((0.0..=1.0).contains(&prediction.churn_probability));
 
-    let report = tenure::model::train(&app.stack.peers.health_url, 90, 0.01, true)
-        .await
-        .unwrap();
+    let report = tenure::model::train(
+        &app.stack.peers.health_url,
+        tenure::model::request(90, 0.01, None),
+        true,
+    )
+    .await
+    .unwrap();
     let first_signal = report.lines().nth(3).unwrap_or_default();
     assert!(first_signal.starts_with("open_tickets_p1"), "{report}");
     app.stop().await;

@@ -5,7 +5,7 @@
 //! term end: ingestion answers as of that day, so nothing from after it can
 //! leak into training.
 
-use chrono::{Days, Utc};
+use chrono::{Days, NaiveDate, Utc};
 use prost::Message as _;
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -58,23 +58,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// Records a RUNNING model and trains it in the background.
-    pub async fn start(&self, horizon_days: i32, l2: f64) -> ApiResult<pb::ChurnModel> {
+    /// Records a RUNNING model and trains it in the background, on every
+    /// outcome or on those decided by `as_of`.
+    pub async fn start(
+        &self,
+        horizon_days: i32,
+        l2: f64,
+        as_of: Option<NaiveDate>,
+    ) -> ApiResult<pb::ChurnModel> {
         let model_id = Uuid::now_v7();
         let created: chrono::DateTime<Utc> = sqlx::query_scalar(
-            "INSERT INTO health.churn_models (model_id, status, horizon_days, l2) VALUES ($1, $2, $3, $4) \
-             RETURNING create_time",
+            "INSERT INTO health.churn_models (model_id, status, horizon_days, l2, as_of) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING create_time",
         )
         .bind(model_id)
         .bind(pb::ModelStatus::Running as i16)
         .bind(horizon_days)
         .bind(l2)
+        .bind(as_of)
         .fetch_one(&self.pool)
         .await?;
         let trainer = self.clone();
         tokio::spawn(
             async move {
-                let outcome = trainer.train(model_id, horizon_days, l2).await;
+                let outcome = trainer.train(model_id, horizon_days, l2, as_of).await;
                 if let Err(error) = trainer.finish(model_id, outcome).await {
                     tracing::error!(%model_id, error = %error, "storing a trained model failed");
                 }
@@ -87,6 +94,7 @@ impl Trainer {
             horizon_days,
             l2,
             create_time: Some(time::to_timestamp(created)),
+            as_of: as_of.map(time::to_date),
             ..Default::default()
         })
     }
@@ -96,10 +104,17 @@ impl Trainer {
     async fn examples(
         &self,
         horizon_days: i32,
-    ) -> anyhow::Result<Vec<(String, chrono::NaiveDate, Example)>> {
+        as_of: Option<NaiveDate>,
+    ) -> anyhow::Result<Vec<(String, NaiveDate, Example)>> {
         let mut examples = Vec::new();
         let mut page_token = String::new();
         let today = Utc::now().date_naive();
+        let known_on = as_of.map_or(today, |d| d.min(today));
+        // Outcomes decided by the as-of day, when there is one.
+        let decided = as_of.map(|day| tenure_proto::common::v1::DateRange {
+            start: None,
+            end: day.succ_opt().map(time::to_date),
+        });
         loop {
             let page = self
                 .renewals
@@ -107,6 +122,7 @@ impl Trainer {
                 .list_renewal_outcomes(ListRenewalOutcomesRequest {
                     page_size: 1000,
                     page_token,
+                    decided,
                     ..Default::default()
                 })
                 .await?
@@ -123,7 +139,7 @@ impl Trainer {
                 };
                 let Some(as_of) = term_end
                     .checked_sub_days(Days::new(horizon_days as u64))
-                    .filter(|d| *d <= today)
+                    .filter(|d| *d <= known_on)
                 else {
                     continue;
                 };
@@ -157,8 +173,9 @@ impl Trainer {
         model_id: Uuid,
         horizon_days: i32,
         l2: f64,
+        as_of: Option<NaiveDate>,
     ) -> anyhow::Result<(Model, pb::ChurnModel)> {
-        let gathered = self.examples(horizon_days).await?;
+        let gathered = self.examples(horizon_days, as_of).await?;
         let first = gathered.iter().map(|(_, d, _)| *d).min();
         let last = gathered.iter().map(|(_, d, _)| *d).max();
         let window = first
@@ -221,6 +238,7 @@ impl Trainer {
             converged: convergence.converged,
             iterations: i32::try_from(convergence.iterations).unwrap_or(i32::MAX),
             tolerance: options.tolerance,
+            as_of: as_of.map(time::to_date),
             ..Default::default()
         };
         Ok((model, report))
@@ -271,16 +289,18 @@ impl Trainer {
             String,
             chrono::DateTime<Utc>,
             Option<chrono::DateTime<Utc>>,
+            Option<NaiveDate>,
         );
         let row: Option<Row> = sqlx::query_as(
-            "SELECT model_id, status, horizon_days, l2, report, error, create_time, finish_time FROM health.churn_models \
+            "SELECT model_id, status, horizon_days, l2, report, error, create_time, finish_time, as_of \
+             FROM health.churn_models \
              WHERE ($1::uuid IS NULL AND status = $2) OR model_id = $1 ORDER BY create_time DESC LIMIT 1",
         )
         .bind(model_id)
         .bind(pb::ModelStatus::Ready as i16)
         .fetch_optional(&self.pool)
         .await?;
-        let (id, status, horizon_days, l2, report, error, created, finished) =
+        let (id, status, horizon_days, l2, report, error, created, finished, as_of) =
             row.ok_or_else(|| ApiError::NotFound("churn model".to_owned()))?;
         let mut model = match report {
             Some(bytes) => pb::ChurnModel::decode(bytes.as_slice())
@@ -294,23 +314,34 @@ impl Trainer {
         model.error = error;
         model.create_time = Some(time::to_timestamp(created));
         model.finish_time = finished.map(time::to_timestamp);
+        model.as_of = as_of.map(time::to_date);
         Ok(model)
     }
 
-    /// An account's churn probability now, from the latest ready model.
-    pub async fn predict(&self, account_id: &str) -> ApiResult<pb::PredictChurnResponse> {
+    /// An account's churn probability from its signals as of `as_of` (now
+    /// when unset), by one model or the latest ready one.
+    pub async fn predict(
+        &self,
+        account_id: &str,
+        as_of: Option<NaiveDate>,
+        model_id: Option<Uuid>,
+    ) -> ApiResult<pb::PredictChurnResponse> {
         let row: Option<(Uuid, Json<Model>)> = sqlx::query_as(
-            "SELECT model_id, model FROM health.churn_models WHERE status = $1 ORDER BY create_time DESC LIMIT 1",
+            "SELECT model_id, model FROM health.churn_models \
+             WHERE status = $1 AND ($2::uuid IS NULL OR model_id = $2) \
+             ORDER BY create_time DESC LIMIT 1",
         )
         .bind(pb::ModelStatus::Ready as i16)
+        .bind(model_id)
         .fetch_optional(&self.pool)
         .await?;
-        let (model_id, Json(model)) = row.ok_or_else(|| {
-            ApiError::FailedPrecondition("no churn model is trained yet".to_owned())
+        let (model_id, Json(model)) = row.ok_or_else(|| match model_id {
+            Some(id) => ApiError::NotFound(format!("ready churn model {id}")),
+            None => ApiError::FailedPrecondition("no churn model is trained yet".to_owned()),
         })?;
         let request = GetAccountSignalsRequest {
             account_id: account_id.to_owned(),
-            as_of: None,
+            as_of: as_of.map(time::to_date),
         };
         let signals = self
             .ingestion
@@ -349,7 +380,7 @@ impl Trainer {
         horizon_days: i32,
     ) -> ApiResult<pb::BacktestScorecardResponse> {
         let examples = self
-            .examples(horizon_days)
+            .examples(horizon_days, None)
             .await
             .map_err(|e| anyhow::anyhow!("gathering outcomes: {e:#}"))?;
         let mut scores = Vec::new();

@@ -29,9 +29,11 @@ pub struct Scope<'a> {
 }
 
 /// Contracts whose term ended in `[from, before)`, with how they ended as
-/// known on `known_on` (outcomes decided by then; a subscription's own
-/// renewal or loss once its term has ended by then). A term that ended more
-/// than [`GRACE_DAYS`] before with no outcome and nothing after it lapsed.
+/// known at the end of `known_on`: an outcome decided by then; else, once
+/// the term has ended, a later term recorded by then (renewed) or a
+/// cancellation recorded by then (lost); else, [`GRACE_DAYS`] after its
+/// end, lapsed (lost). Subscription versions recorded after `known_on`
+/// count for nothing, so a past day's figures never see later decisions.
 pub async fn due(
     pool: &PgPool,
     from: Option<NaiveDate>,
@@ -39,12 +41,23 @@ pub async fn due(
     scope: Scope<'_>,
     known_on: NaiveDate,
 ) -> sqlx::Result<Vec<Due>> {
+    let cutoff = known_on
+        .succ_opt()
+        .unwrap_or(known_on)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     sqlx::query_as(
         "SELECT a.segment, CASE \
              WHEN x.kind IS NOT NULL AND x.decided_on <= $4 THEN x.kind IN (1, 2) \
-             WHEN o.term_end <= $4 AND o.state = 2 THEN true \
-             WHEN o.term_end <= $4 AND o.state = 3 THEN false \
-             WHEN o.term_end + $5 <= $4 AND o.state = 1 THEN false \
+             WHEN o.term_end <= $4 AND EXISTS ( \
+               SELECT 1 FROM renewals.subscription_versions v \
+               WHERE v.subscription_id = o.subscription_id AND v.term_start >= o.term_end \
+                 AND v.updated_at < $7) THEN true \
+             WHEN o.term_end <= $4 AND o.state = 3 AND NOT EXISTS ( \
+               SELECT 1 FROM renewals.subscription_versions v \
+               WHERE v.subscription_id = o.subscription_id AND v.term_start < o.term_end \
+                 AND v.updated_at >= $7) THEN false \
+             WHEN o.term_end + $5 <= $4 THEN false \
            END AS renewed \
          FROM (SELECT * FROM renewals.opportunities \
                WHERE ($1::date IS NULL OR term_end >= $1) AND term_end < $2) o \
@@ -61,6 +74,7 @@ pub async fn due(
     .bind(known_on)
     .bind(GRACE_DAYS as i32)
     .bind(scope.currency)
+    .bind(cutoff)
     .fetch_all(pool)
     .await
 }
@@ -112,6 +126,22 @@ pub async fn record_horizon_probabilities(
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The median length in days of the terms whose outcomes were decided by
+/// `as_of`: the renewals a churn model learns from, so its probability is
+/// one of churning at a renewal of about this length.
+pub async fn outcome_term_days(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Option<f64>> {
+    sqlx::query_scalar(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY o.term_end - o.term_start) \
+         FROM renewals.outcomes x \
+         JOIN renewals.opportunities o \
+           ON o.subscription_id = x.subscription_id AND o.term_end = x.term_end_date \
+         WHERE x.decided_on <= $1 AND o.term_end > o.term_start",
+    )
+    .bind(as_of)
+    .fetch_one(pool)
+    .await
 }
 
 /// Calibration of model probabilities on outcomes decided by `as_of`, each

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use tenure_platform::client::TracedChannel;
 use tenure_platform::db::{codes, sqlstate};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
 use tenure_proto::common::v1::Money;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
@@ -23,14 +26,25 @@ pub struct RenewalsApi {
     pub(crate) pool: PgPool,
     pub(crate) jobs_wakeup: Arc<Notify>,
     thresholds: Vec<u32>,
+    /// Peers a backtest asks what was known as of its day.
+    pub(crate) ingestion: IngestionServiceClient<TracedChannel>,
+    pub(crate) health: HealthServiceClient<TracedChannel>,
 }
 
 impl RenewalsApi {
-    pub fn new(pool: PgPool, jobs_wakeup: Arc<Notify>, thresholds: Vec<u32>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        jobs_wakeup: Arc<Notify>,
+        thresholds: Vec<u32>,
+        ingestion: IngestionServiceClient<TracedChannel>,
+        health: HealthServiceClient<TracedChannel>,
+    ) -> Self {
         Self {
             pool,
             jobs_wakeup,
             thresholds,
+            ingestion,
+            health,
         }
     }
 

@@ -55,19 +55,18 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let thresholds = sweep::thresholds_from_env()?;
     let jobs_wakeup = Arc::new(Notify::new());
+    let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
+    let health = HealthServiceClient::new(channel(&context.peers.health_url)?);
     let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(
         context.pool.clone(),
         jobs_wakeup.clone(),
         thresholds.clone(),
+        ingestion.clone(),
+        health.clone(),
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);
-    let syncer = sync::Syncer::new(
-        context.pool.clone(),
-        IngestionServiceClient::new(channel(&context.peers.ingestion_url)?),
-        HealthServiceClient::new(channel(&context.peers.health_url)?),
-        thresholds,
-    );
+    let syncer = sync::Syncer::new(context.pool.clone(), ingestion, health, thresholds);
     let dispatcher = notify::dispatcher(context.pool.clone(), &context.peers)?;
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;

@@ -234,10 +234,47 @@ pub async fn versions_in(
         .collect())
 }
 
+/// The versions recorded by the end of `as_of` (in `currency`) of every
+/// subscription that by then had a term ending in `[from, before)`: what
+/// the pipeline of that window could be built from on that day.
+pub async fn versions_known_by(
+    pool: &PgPool,
+    from: Option<NaiveDate>,
+    before: Option<NaiveDate>,
+    currency: &str,
+    as_of: NaiveDate,
+) -> sqlx::Result<Vec<Version>> {
+    let cutoff = as_of
+        .succ_opt()
+        .unwrap_or(as_of)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT v.subscription_id, v.updated_at, v.account_id, v.status, v.term_start, v.term_end, \
+           v.currency::text AS currency, v.arr_minor \
+         FROM renewals.subscription_versions v \
+         WHERE v.updated_at < $3 AND v.currency = $4 AND v.subscription_id IN ( \
+           SELECT subscription_id FROM renewals.subscription_versions \
+           WHERE updated_at < $3 AND ($1::date IS NULL OR term_end >= $1) \
+             AND ($2::date IS NULL OR term_end < $2))",
+    )
+    .bind(from)
+    .bind(before)
+    .bind(cutoff)
+    .bind(currency)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(VersionRow::into_version)
+        .collect())
+}
+
 /// An opportunity with its account, health and outcome, as read.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OpportunityRow {
     pub subscription_id: String,
+    pub term_start: NaiveDate,
     pub term_end: NaiveDate,
     pub account_id: String,
     pub currency: String,
@@ -274,7 +311,7 @@ pub async fn opportunities(
 ) -> sqlx::Result<Vec<OpportunityRow>> {
     let (after_end, after_id) = after.map(|(d, s)| (*d, s.as_str())).unzip();
     sqlx::query_as(
-        "SELECT o.subscription_id, o.term_end, o.account_id, o.currency::text AS currency, o.arr_minor, \
+        "SELECT o.subscription_id, o.term_start, o.term_end, o.account_id, o.currency::text AS currency, o.arr_minor, \
            o.state, o.next_arr_minor, a.name AS account_name, a.segment, a.owner, a.health_score, \
            a.health_band, a.churn_probability, x.kind AS outcome_kind, \
            x.new_arr_minor AS outcome_new_arr_minor, x.decided_on AS outcome_decided_on \

@@ -102,6 +102,7 @@ impl Syncer {
                     .clone()
                     .predict_churn(hpb::PredictChurnRequest {
                         account_id: account_id.clone(),
+                        ..Default::default()
                     })
                     .await
                 {

@@ -22,6 +22,21 @@ pub struct Context {
     /// Whether health's model probabilities may be used (not for a past day:
     /// the model then saw later data).
     pub use_model: bool,
+    /// The typical length in days of the renewals the model learned from.
+    pub model_term_days: Option<f64>,
+}
+
+/// A model's churn probability `p` for a renewal of `model_days`, carried
+/// to a term of `term_days` as if churn were spread evenly over time:
+/// 1 − (1 − p)^(term / model). A monthly term of a model that learned from
+/// yearly renewals churns about a twelfth as often.
+pub fn churn_for_term(p: f64, term_days: i64, model_days: Option<f64>) -> f64 {
+    match model_days {
+        Some(model) if model > 0.0 && term_days > 0 => {
+            1.0 - (1.0 - p.clamp(0.0, 1.0)).powf(term_days as f64 / model)
+        }
+        _ => p,
+    }
 }
 
 /// An opportunity resolved for a day.
@@ -73,7 +88,11 @@ pub fn resolve(context: &Context, row: &OpportunityRow) -> Resolved {
         };
     }
     let (probability, source) = match row.churn_probability {
-        Some(churn) if context.use_model => (context.calibration.apply(1.0 - churn), Source::Model),
+        Some(churn) if context.use_model => {
+            let days = (row.term_end - row.term_start).num_days();
+            let churn = churn_for_term(churn, days, context.model_term_days);
+            (context.calibration.apply(1.0 - churn), Source::Model)
+        }
         _ => context
             .rates
             .for_segment(row.segment.as_deref().unwrap_or("")),
@@ -121,5 +140,23 @@ pub fn to_proto(
         state: i32::from(resolved.state),
         outcome_kind: row.outcome_kind.map_or(0, i32::from),
         lapsed: resolved.lapsed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_yearly_churn_probability_carried_to_shorter_terms() {
+        let p = 0.2;
+        assert!((churn_for_term(p, 365, Some(365.0)) - p).abs() < 1e-12);
+        let monthly = churn_for_term(p, 30, Some(365.0));
+        assert!((monthly - (1.0 - 0.8_f64.powf(30.0 / 365.0))).abs() < 1e-12);
+        assert!(monthly < 0.02, "{monthly}");
+        // Twelve monthly renewals compound back to the year's churn.
+        let kept_a_year = (1.0 - churn_for_term(p, 365, Some(365.0 * 12.0))).powi(12);
+        assert!((kept_a_year - 0.8).abs() < 1e-12);
+        assert_eq!(churn_for_term(p, 30, None), p, "no outcomes: as given");
     }
 }

@@ -63,6 +63,10 @@ enum Command {
         /// Return at once instead of waiting for the model.
         #[arg(long)]
         no_wait: bool,
+        /// Learn only from outcomes decided by this day (YYYY-MM-DD), as the
+        /// model could have been trained then (for forecast backtests).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
         /// Health service URL.
         #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
         health_url: String,
@@ -292,11 +296,13 @@ fn main() -> anyhow::Result<()> {
                 horizon_days,
                 l2,
                 no_wait,
+                as_of,
                 health_url,
             } => {
+                let request = tenure::model::request(horizon_days, l2, as_of);
                 print!(
                     "{}",
-                    tenure::model::train(&health_url, horizon_days, l2, !no_wait).await?
+                    tenure::model::train(&health_url, request, !no_wait).await?
                 );
                 Ok(())
             }

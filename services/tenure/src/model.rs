@@ -4,22 +4,34 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use chrono::NaiveDate;
+
 use tenure_platform::client::{TracedChannel, channel};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 
+/// What to train: signals `horizon_days` before each renewal, the L2
+/// strength, and (for backtests) only outcomes decided by `as_of`.
+pub fn request(horizon_days: i32, l2: f64, as_of: Option<NaiveDate>) -> pb::TrainChurnModelRequest {
+    pb::TrainChurnModelRequest {
+        request_id: String::new(),
+        horizon_days,
+        l2,
+        as_of: as_of.map(tenure_platform::time::to_date),
+    }
+}
+
 /// Trains a model; with `wait`, polls until it is ready and returns the report.
 pub async fn train(
     health_url: &str,
-    horizon_days: i32,
-    l2: f64,
+    request: pb::TrainChurnModelRequest,
     wait: bool,
 ) -> anyhow::Result<String> {
     let mut health = HealthServiceClient::new(channel(health_url)?);
     let model = if wait {
-        train_and_wait(&mut health, horizon_days, l2).await?
+        train_and_wait(&mut health, request).await?
     } else {
-        start(&mut health, horizon_days, l2).await?
+        start(&mut health, request).await?
     };
     Ok(render(&model))
 }
@@ -27,10 +39,9 @@ pub async fn train(
 /// Starts training and waits until the model is ready or has failed.
 pub async fn train_and_wait(
     health: &mut HealthServiceClient<TracedChannel>,
-    horizon_days: i32,
-    l2: f64,
+    request: pb::TrainChurnModelRequest,
 ) -> anyhow::Result<pb::ChurnModel> {
-    let mut model = start(health, horizon_days, l2).await?;
+    let mut model = start(health, request).await?;
     while model.status() == pb::ModelStatus::Running {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let request = pb::GetChurnModelRequest {
@@ -48,14 +59,8 @@ pub async fn train_and_wait(
 
 async fn start(
     health: &mut HealthServiceClient<TracedChannel>,
-    horizon_days: i32,
-    l2: f64,
+    request: pb::TrainChurnModelRequest,
 ) -> anyhow::Result<pb::ChurnModel> {
-    let request = pb::TrainChurnModelRequest {
-        request_id: String::new(),
-        horizon_days,
-        l2,
-    };
     Ok(health
         .train_churn_model(request)
         .await?
@@ -74,12 +79,16 @@ pub fn render(model: &pb::ChurnModel) -> String {
     };
     let _ = writeln!(
         out,
-        "model {} {:?}: horizon {} days, {} outcomes ({} churned), L2 {}, {fit} (gradient norm < {:e})",
+        "model {} {:?}: horizon {} days, {} outcomes ({} churned{}), L2 {}, {fit} (gradient norm < {:e})",
         model.model_id,
         model.status(),
         model.horizon_days,
         model.example_count,
         model.churn_count,
+        model.as_of.as_ref().map_or(String::new(), |d| format!(
+            ", decided by {:04}-{:02}-{:02}",
+            d.year, d.month, d.day
+        )),
         model.l2,
         model.tolerance,
     );

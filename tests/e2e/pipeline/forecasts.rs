@@ -366,3 +366,118 @@ async fn calibration_pairs_are_taken_at_the_forecast_horizon() {
         renewal.renewal_probability
     );
 }
+
+/// A backtest as of 60 days ago sees the pipeline of that day: not a term
+/// booked later, not an expansion booked later, not a renewal decided
+/// later, and each account in the segment it had then.
+#[tokio::test]
+async fn a_backtest_sees_only_what_was_known_then() {
+    let mut app = TestStack::spawn().await;
+    let today = Utc::now().date_naive();
+    let ago = |days: u64| today - chrono::Days::new(days);
+    let booked = |days: i64| Utc::now() - chrono::Duration::days(days);
+    accounts(&mut app, &["b-old", "b-grow", "b-new"], "bt").await;
+    subscriptions(
+        &mut app,
+        vec![
+            subscription("b-old-1", "b-old", 1, 1_000, ago(435), ago(70), booked(435)),
+            subscription(
+                "b-grow-1",
+                "b-grow",
+                1,
+                1_000,
+                ago(395),
+                ago(30),
+                booked(395),
+            ),
+        ],
+    )
+    .await;
+    // After the as-of day: B-grow triples and moves segment, B-old's
+    // renewal is booked late, a new customer signs, and B-grow renews.
+    subscriptions(
+        &mut app,
+        vec![
+            subscription(
+                "b-grow-1",
+                "b-grow",
+                3,
+                3_000,
+                ago(395),
+                ago(30),
+                booked(50),
+            ),
+            subscription(
+                "b-old-1",
+                "b-old",
+                1,
+                1_000,
+                ago(70),
+                ago(0) + chrono::Days::new(295),
+                booked(50),
+            ),
+            subscription("b-new-1", "b-new", 1, 5_000, ago(40), ago(20), booked(40)),
+            subscription(
+                "b-grow-1",
+                "b-grow",
+                3,
+                3_000,
+                ago(30),
+                ago(0) + chrono::Days::new(335),
+                booked(31),
+            ),
+        ],
+    )
+    .await;
+    app.ingestion
+        .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![ipb::Account {
+                account_id: "b-grow".into(),
+                name: "b-grow Inc".into(),
+                segment: "moved".into(),
+                owner: "dana".into(),
+                updated_at: ts(booked(50)),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    synced(&app).await;
+
+    let backtest = app
+        .renewals
+        .backtest_forecast(pb::BacktestForecastRequest {
+            window: range(ago(90), today),
+            as_of: date(ago(60)),
+            segment: "bt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let forecast = backtest.forecast.unwrap();
+    let minor = |money: Option<tenure_proto::common::v1::Money>| money.unwrap().amount_minor;
+    assert_eq!(
+        forecast.renewal_count, 2,
+        "B-new signed after the as-of day"
+    );
+    assert_eq!(
+        minor(forecast.arr_up),
+        2_000,
+        "B-grow at the ARR it had then"
+    );
+    assert_eq!(
+        minor(forecast.worst_case),
+        0,
+        "B-old's renewal was not known then"
+    );
+    assert_eq!(
+        minor(forecast.expected_arr),
+        1_000,
+        "both open at even odds"
+    );
+    assert_eq!(backtest.actual_renewed_count, 2);
+    assert_eq!(minor(backtest.actual_renewed_arr), 4_000);
+    assert_eq!(backtest.model_predictions, 0);
+}

@@ -1,9 +1,10 @@
 //! The pipeline and forecast APIs: listing and summarising opportunities
 //! ([`pipeline_api`]), probability-weighted forecasts and their backtest
-//! ([`forecast_api`]), and the batch forms for callers that forecast every
+//! ([`forecast_api`], [`backtest`]), and the batch forms for callers that forecast every
 //! account: a server stream and a durable job ([`jobs`]). Shared here: how
 //! requests are read and how opportunities are resolved and summed.
 
+mod backtest;
 mod forecast_api;
 mod jobs;
 mod pipeline_api;
@@ -120,6 +121,7 @@ pub async fn context(pool: &PgPool, as_of: NaiveDate) -> ApiResult<Context> {
         current,
         rates: contracts::rates(pool, known).await?,
         calibration: contracts::calibration(pool, known).await?,
+        model_term_days: contracts::outcome_term_days(pool, known).await?,
         use_model: current,
     })
 }

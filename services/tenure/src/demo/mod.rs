@@ -252,7 +252,9 @@ fn truth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, f64, Vec<String>)
 }
 
 async fn train(clients: &mut Clients) -> anyhow::Result<hpb::ChurnModel> {
-    let model = crate::model::train_and_wait(&mut clients.health, 90, 0.01).await?;
+    let model =
+        crate::model::train_and_wait(&mut clients.health, crate::model::request(90, 0.01, None))
+            .await?;
     anyhow::ensure!(
         model.status() == hpb::ModelStatus::Ready,
         "the churn model failed: {}",

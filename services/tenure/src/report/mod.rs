@@ -52,6 +52,7 @@ pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String
             as_of: Some(to_date(year_ago)),
             segment: String::new(),
             currency_code: "USD".into(),
+            model_id: String::new(),
         })
         .await?
         .into_inner();
