@@ -41,11 +41,6 @@ pub async fn due(
     scope: Scope<'_>,
     known_on: NaiveDate,
 ) -> sqlx::Result<Vec<Due>> {
-    let cutoff = known_on
-        .succ_opt()
-        .unwrap_or(known_on)
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc();
     sqlx::query_as(
         "SELECT a.segment, CASE \
              WHEN x.kind IS NOT NULL AND x.decided_on <= $4 THEN x.kind IN (1, 2) \
@@ -74,7 +69,7 @@ pub async fn due(
     .bind(known_on)
     .bind(GRACE_DAYS as i32)
     .bind(scope.currency)
-    .bind(cutoff)
+    .bind(crate::pipeline::end_of_day(known_on))
     .fetch_all(pool)
     .await
 }

@@ -196,6 +196,23 @@ impl VersionRow {
     }
 }
 
+/// The versions of rows that can be read (a status code unknown to this
+/// build is left out).
+fn readable(rows: Vec<VersionRow>) -> Vec<Version> {
+    rows.into_iter()
+        .filter_map(VersionRow::into_version)
+        .collect()
+}
+
+/// The first instant after `day` (UTC): what was recorded by the end of a
+/// day is what has `updated_at` before it.
+pub fn end_of_day(day: NaiveDate) -> DateTime<Utc> {
+    day.succ_opt()
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+}
+
 async fn load_versions(tx: &mut PgConnection, subscription_id: &str) -> sqlx::Result<Vec<Version>> {
     let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT subscription_id, updated_at, account_id, status, term_start, term_end, \
@@ -205,10 +222,7 @@ async fn load_versions(tx: &mut PgConnection, subscription_id: &str) -> sqlx::Re
     .bind(subscription_id)
     .fetch_all(tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(VersionRow::into_version)
-        .collect())
+    Ok(readable(rows))
 }
 
 /// Every subscription version (in `currency`, if given) of accounts in `segment`.
@@ -228,10 +242,7 @@ pub async fn versions_in(
     .bind(segment)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(VersionRow::into_version)
-        .collect())
+    Ok(readable(rows))
 }
 
 /// The versions recorded by the end of `as_of` (in `currency`) of every
@@ -244,11 +255,6 @@ pub async fn versions_known_by(
     currency: &str,
     as_of: NaiveDate,
 ) -> sqlx::Result<Vec<Version>> {
-    let cutoff = as_of
-        .succ_opt()
-        .unwrap_or(as_of)
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc();
     let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT v.subscription_id, v.updated_at, v.account_id, v.status, v.term_start, v.term_end, \
            v.currency::text AS currency, v.arr_minor \
@@ -260,14 +266,11 @@ pub async fn versions_known_by(
     )
     .bind(from)
     .bind(before)
-    .bind(cutoff)
+    .bind(end_of_day(as_of))
     .bind(currency)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(VersionRow::into_version)
-        .collect())
+    Ok(readable(rows))
 }
 
 /// An opportunity with its account, health and outcome, as read.
