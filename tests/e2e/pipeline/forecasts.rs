@@ -300,7 +300,8 @@ async fn calibration_pairs_are_taken_at_the_forecast_horizon() {
         "cal-open",
         1,
         1_000,
-        today - chrono::Days::new(300),
+        // A year's term like the past ones: the model's probability as is.
+        today - chrono::Days::new(305),
         today + chrono::Days::new(60),
         Utc::now() - chrono::Duration::days(300),
     ));
