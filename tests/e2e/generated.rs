@@ -158,6 +158,7 @@ async fn the_churn_model_finds_the_true_drivers() {
             .unwrap();
     assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);
     let report = tenure::model::render(&model);
+    assert!(model.converged && model.iterations > 0, "{report}");
     // Signals as measured, not "no data" indicators, ranked by weight.
     let measured: Vec<&str> = model
         .signals
