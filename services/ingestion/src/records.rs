@@ -157,6 +157,32 @@ pub async fn as_of<R: Record>(
     versions_as_of(pool, Some(account_id), cutoff).await
 }
 
+/// The records of each of `account_ids` as they stood at `cutoff`, by the
+/// same rule as [`as_of`], in one query for the whole batch.
+pub async fn as_of_many<R: Record>(
+    pool: &PgPool,
+    account_ids: &[String],
+    cutoff: DateTime<Utc>,
+) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (account_id, record_id) account_id, data FROM ingestion.record_versions \
+         WHERE account_id = ANY($1) AND kind = $2 \
+         ORDER BY account_id, record_id, (valid_from < $3) DESC, \
+                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
+    )
+    .bind(account_ids)
+    .bind(R::KIND)
+    .bind(cutoff)
+    .fetch_all(pool)
+    .await?;
+    let mut by_account: std::collections::HashMap<String, Vec<R>> = Default::default();
+    for (account_id, data) in rows {
+        let record = serde_json::from_value(data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        by_account.entry(account_id).or_default().push(record);
+    }
+    Ok(by_account)
+}
+
 /// Every version of the records of `ids`, by record id and then source time.
 pub async fn versions<R: Record>(pool: &PgPool, ids: &[String]) -> sqlx::Result<Vec<R>> {
     let rows: Vec<serde_json::Value> = sqlx::query_scalar(

@@ -2,7 +2,6 @@
 //! of many accounts with flow control.
 
 use chrono::NaiveDate;
-use futures::StreamExt as _;
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations};
 use tenure_proto::ingestion::v1 as pb;
@@ -19,8 +18,8 @@ use crate::writes::{Changes, enqueue_changes};
 /// client slows the producer instead of filling memory.
 const BUFFERED: usize = 4;
 
-/// Accounts whose signals load concurrently within one stream.
-const CONCURRENT_LOADS: usize = 8;
+/// Accounts whose signals are read in one batch.
+const BATCH_ACCOUNTS: usize = 500;
 
 /// Reads event chunks and answers each once it is committed, with a status
 /// per event. A database failure ends the stream with that status; chunks
@@ -147,41 +146,44 @@ pub fn signals(
     tokio::spawn(
         async move {
             let result: ApiResult<()> = async {
-                let mut pending = account_ids;
-                let every_account = pending.is_empty();
+                let every_account = account_ids.is_empty();
+                let mut explicit = account_ids.chunks(BATCH_ACCOUNTS);
                 let mut after: Option<String> = None;
                 loop {
-                    if every_account {
-                        pending = sqlx::query_scalar(
+                    let batch: Vec<String> = if every_account {
+                        let page: Vec<String> = sqlx::query_scalar(
                             "SELECT account_id FROM ingestion.accounts \
-                             WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT 500",
+                             WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT $2",
                         )
                         .bind(&after)
+                        .bind(BATCH_ACCOUNTS as i64)
                         .fetch_all(&pool)
                         .await?;
-                        if pending.is_empty() {
-                            return Ok(());
-                        }
-                        after = pending.last().cloned();
+                        after = page.last().cloned();
+                        page
+                    } else {
+                        explicit.next().map(<[String]>::to_vec).unwrap_or_default()
+                    };
+                    if batch.is_empty() {
+                        return Ok(());
                     }
-                    // Several accounts load at once: each load is a dozen
-                    // small queries, mostly waiting on round trips.
-                    let mut loads = futures::stream::iter(pending.drain(..).map(|account_id| {
-                        let pool = pool.clone();
-                        async move { (signals::load(&pool, &account_id, as_of).await, account_id) }
-                    }))
-                    .buffered(CONCURRENT_LOADS);
-                    while let Some((inputs, account_id)) = loads.next().await {
-                        let inputs =
-                            inputs?.ok_or_else(|| ApiError::NotFound(format!("account {account_id} as of {as_of}")))?;
-                        let message =
-                            pb::StreamAccountSignalsResponse { signals: Some(signals::compute(&inputs, as_of)) };
+                    // One batch read: a query per source for all of them.
+                    let inputs = signals::load_many(&pool, &batch, as_of).await?;
+                    if inputs.len() < batch.len() {
+                        let missing = batch
+                            .iter()
+                            .find(|id| !inputs.iter().any(|i| &i.account_id == *id))
+                            .cloned()
+                            .unwrap_or_default();
+                        return Err(ApiError::NotFound(format!("account {missing} as of {as_of}")));
+                    }
+                    for inputs in &inputs {
+                        let message = pb::StreamAccountSignalsResponse {
+                            signals: Some(signals::compute(inputs, as_of)),
+                        };
                         if sender.send(Ok(message)).await.is_err() {
                             return Ok(());
                         }
-                    }
-                    if !every_account {
-                        return Ok(());
                     }
                 }
             }

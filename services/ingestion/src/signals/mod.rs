@@ -1,6 +1,11 @@
 //! Account signals: the features health scoring and forecasting use,
 //! computed from the data as it stood at the end of a given day, with
-//! nothing from after it.
+//! nothing from after it. [`load`] reads the inputs of one account or of a
+//! batch (one query per source for the whole batch); [`compute`] is pure.
+
+mod load;
+
+pub use load::{load, load_many};
 
 use std::collections::BTreeMap;
 
@@ -245,97 +250,6 @@ pub fn compute(inputs: &Inputs, as_of: NaiveDate) -> AccountSignals {
             .map(|(k, v)| (k.clone(), attribute_to_proto(v)))
             .collect(),
     }
-}
-
-/// Loads the inputs of one account as they stood at the end of `as_of`;
-/// `None` when the account is unknown.
-pub async fn load(
-    pool: &PgPool,
-    account_id: &str,
-    as_of: NaiveDate,
-) -> sqlx::Result<Option<Inputs>> {
-    let end = cutoff(as_of);
-    let account: Option<(String, String, Option<String>, sqlx::types::Json<Attributes>)> = sqlx::query_as(
-        "SELECT segment, owner, parent_account_id, attributes FROM ingestion.account_versions WHERE account_id = $1 \
-         ORDER BY (valid_from < $2) DESC, CASE WHEN valid_from < $2 THEN valid_from END DESC, valid_from ASC \
-         LIMIT 1",
-    )
-    .bind(account_id)
-    .bind(end)
-    .fetch_optional(pool)
-    .await?;
-    let Some((segment, owner, parent_account_id, attributes)) = account else {
-        return Ok(None);
-    };
-    let year_before = end - chrono::Duration::days(365);
-    let relationship_changes_90d: Vec<(String, String)> = sqlx::query_as(
-        "SELECT role, change FROM ingestion.relationship_changes \
-         WHERE account_id = $1 AND occurred_at >= $2 AND occurred_at < $3",
-    )
-    .bind(account_id)
-    .bind(end - chrono::Duration::days(90))
-    .bind(end)
-    .fetch_all(pool)
-    .await?;
-    Ok(Some(Inputs {
-        account_id: account_id.to_owned(),
-        segment,
-        owner,
-        parent_account_id: parent_account_id.unwrap_or_default(),
-        attributes: attributes.0,
-        subscriptions: records::as_of(pool, account_id, end).await?,
-        subscriptions_year_before: records::as_of(pool, account_id, year_before).await?,
-        tickets: records::as_of(pool, account_id, end).await?,
-        surveys: records::as_of(pool, account_id, end).await?,
-        invoices: records::as_of(pool, account_id, end).await?,
-        contacts: records::as_of(pool, account_id, end).await?,
-        external_signals: records::as_of(pool, account_id, end).await?,
-        metrics: records::as_of(pool, account_id, end).await?,
-        features: records::catalog_as_of(pool, end).await?,
-        relationship_changes_90d: relationship_changes_90d
-            .into_iter()
-            .map(|(role, change)| {
-                (
-                    if role == "sponsor" {
-                        Role::Sponsor
-                    } else {
-                        Role::Champion
-                    },
-                    change,
-                )
-            })
-            .collect(),
-        usage: load_usage(pool, account_id, as_of).await?,
-    }))
-}
-
-async fn load_usage(pool: &PgPool, account_id: &str, as_of: NaiveDate) -> sqlx::Result<Usage> {
-    let row: (i64, i64, i64, i64, Option<NaiveDate>, Option<Vec<String>>) = sqlx::query_as(
-        "SELECT \
-           (SELECT count(DISTINCT user_id) FROM ingestion.usage_daily_users \
-             WHERE account_id = $1 AND day > $2 - 7 AND day <= $2), \
-           (SELECT count(DISTINCT user_id) FROM ingestion.usage_daily_users \
-             WHERE account_id = $1 AND day > $2 - 30 AND day <= $2), \
-           (SELECT coalesce(sum(events), 0)::int8 FROM ingestion.usage_daily_features \
-             WHERE account_id = $1 AND day > $2 - 30 AND day <= $2), \
-           (SELECT coalesce(sum(events), 0)::int8 FROM ingestion.usage_daily_features \
-             WHERE account_id = $1 AND day > $2 - 60 AND day <= $2 - 30), \
-           (SELECT max(day) FROM ingestion.usage_daily_features WHERE account_id = $1 AND day <= $2), \
-           (SELECT array_agg(DISTINCT feature) FROM ingestion.usage_daily_features \
-             WHERE account_id = $1 AND day > $2 - 30 AND day <= $2)",
-    )
-    .bind(account_id)
-    .bind(as_of)
-    .fetch_one(pool)
-    .await?;
-    Ok(Usage {
-        active_users_7d: row.0,
-        active_users_30d: row.1,
-        events_30d: row.2,
-        events_prior_30d: row.3,
-        last_active_day: row.4,
-        features_used_30d: row.5.unwrap_or_default(),
-    })
 }
 
 #[cfg(test)]
