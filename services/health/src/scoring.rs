@@ -77,6 +77,16 @@ pub fn to_health(
     }
 }
 
+/// Accounts scored in one chunk of a recompute.
+const CHUNK: usize = 500;
+
+/// What a recompute produced: the scores, and the changes for playbooks.
+#[derive(Default)]
+struct Recomputed {
+    healths: Vec<pb::AccountHealth>,
+    events: Vec<playbooks::HealthChange>,
+}
+
 impl Scorer {
     pub fn new(
         pool: PgPool,
@@ -104,17 +114,62 @@ impl Scorer {
             .map_err(|s| ApiError::from_upstream(s, "account signals"))?
             .into_inner();
         let mut cards: HashMap<String, Option<StoredScorecard>> = HashMap::new();
-        let mut results = Vec::new();
-        let mut events = Vec::new();
+        let mut scored = Recomputed::default();
         let mut tx = self.pool.begin().await?;
-        while let Some(message) = stream
-            .message()
-            .await
-            .map_err(|s| ApiError::from_upstream(s, "account signals"))?
-        {
-            let Some(signals) = message.signals else {
-                continue;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let message = stream
+                .message()
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account signals"))?;
+            let done = message.is_none();
+            chunk.extend(message.and_then(|m| m.signals));
+            if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+                let batch = std::mem::take(&mut chunk);
+                self.score_chunk(&mut tx, batch, &mut cards, &mut scored)
+                    .await?;
+            }
+            if done {
+                break;
+            }
+        }
+        if !scored.events.is_empty() {
+            let notice = playbooks::NotifyHealthChangedRequest {
+                request_id: String::new(),
+                changes: scored.events,
             };
+            tenure_platform::outbox::enqueue(&mut tx, crate::SCHEMA, TOPIC_HEALTH_CHANGED, &notice)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(scored.healths)
+    }
+
+    /// Scores a chunk of accounts: their assessments and previous scores
+    /// read in one query each, the scores, snapshots and change log written
+    /// in one statement each.
+    async fn score_chunk(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        chunk: Vec<AccountSignals>,
+        cards: &mut HashMap<String, Option<StoredScorecard>>,
+        scored: &mut Recomputed,
+    ) -> ApiResult<()> {
+        let day_of = |signals: &AccountSignals| {
+            signals
+                .as_of
+                .as_ref()
+                .and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+                .unwrap_or_else(|| Utc::now().date_naive())
+        };
+        let ids: Vec<String> = chunk.iter().map(|s| s.account_id.clone()).collect();
+        let Some(as_of) = chunk.first().map(day_of) else {
+            return Ok(());
+        };
+        let assessments = store::assessments(&self.pool, &ids, as_of).await?;
+        let befores = store::before_many(tx, &ids, as_of, self.drop_rule.window_days).await?;
+        let mut saves = Vec::with_capacity(chunk.len());
+        for signals in chunk {
             let card = match cards.get(&signals.segment) {
                 Some(card) => card.clone(),
                 None => {
@@ -128,31 +183,18 @@ impl Scorer {
                     "no scorecard: create a default one first".into(),
                 ));
             };
-            let day = signals
-                .as_of
-                .as_ref()
-                .and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
-                .unwrap_or_else(|| Utc::now().date_naive());
-            let values = self.values_on(&signals, day).await?;
-            let Some(scored) = scorecard::score(&card.definition.0, &values) else {
+            let mut values = crate::signals::values(&signals);
+            if let Some(score) = assessments.get(&signals.account_id) {
+                values.insert("csm_assessment".to_owned(), *score);
+            }
+            let Some(result) = scorecard::score(&card.definition.0, &values) else {
                 tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
                 continue;
             };
-            let health = to_health(&signals, &card, &scored);
-            let as_of = signals
-                .as_of
-                .as_ref()
-                .and_then(|d| chrono::NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
-                .unwrap_or_else(|| Utc::now().date_naive());
-            let before = store::before(
-                &mut tx,
-                &health.account_id,
-                as_of,
-                self.drop_rule.window_days,
-            )
-            .await?;
-            let band = band_to_proto(scored.band);
-            for change in changes::detect(before, scored.score, band, self.drop_rule) {
+            let health = to_health(&signals, &card, &result);
+            let before = befores.get(&signals.account_id).copied();
+            let band = band_to_proto(result.band);
+            for change in changes::detect(before, result.score, band, self.drop_rule) {
                 let (kind, previous_score, previous_band) = match change {
                     Change::BandChanged { from, .. } => (
                         playbooks::HealthChangeKind::BandChanged,
@@ -165,11 +207,11 @@ impl Scorer {
                         before.map_or(band, |b| b.band),
                     ),
                 };
-                events.push(playbooks::HealthChange {
+                scored.events.push(playbooks::HealthChange {
                     account_id: health.account_id.clone(),
                     kind: kind as i32,
                     previous_score,
-                    score: scored.score,
+                    score: result.score,
                     previous_band: changes::band_name(previous_band).to_owned(),
                     band: changes::band_name(band).to_owned(),
                     occurred_at: health.compute_time,
@@ -185,20 +227,22 @@ impl Scorer {
                 currency,
                 arr_minor,
             };
-            store::save_score(&mut tx, &health, as_of, &facts).await?;
-            crate::watch::record(&mut tx, &health, before, &facts).await?;
-            results.push(health);
+            saves.push((health, day_of(&signals), facts, before));
         }
-        if !events.is_empty() {
-            let notice = playbooks::NotifyHealthChangedRequest {
-                request_id: String::new(),
-                changes: events,
-            };
-            tenure_platform::outbox::enqueue(&mut tx, crate::SCHEMA, TOPIC_HEALTH_CHANGED, &notice)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(results)
+        let stored: Vec<_> = saves
+            .iter()
+            .map(|(health, day, facts, _)| (health.clone(), *day, facts.clone()))
+            .collect();
+        store::save_scores(tx, &stored).await?;
+        let logged: Vec<_> = saves
+            .iter()
+            .map(|(health, _, facts, before)| (health, *before, facts))
+            .collect();
+        crate::watch::record_many(tx, &logged).await?;
+        scored
+            .healths
+            .extend(saves.into_iter().map(|(health, _, _, _)| health));
+        Ok(())
     }
 
     /// Scores every account, a batch of ids at a time; returns how many.
@@ -275,8 +319,12 @@ impl Scorer {
         day: NaiveDate,
     ) -> ApiResult<std::collections::BTreeMap<String, f64>> {
         let mut values = crate::signals::values(signals);
-        if let Some(score) = store::assessment(&self.pool, &signals.account_id, day).await? {
-            values.insert("csm_assessment".to_owned(), score);
+        let ids = [signals.account_id.clone()];
+        if let Some(score) = store::assessments(&self.pool, &ids, day)
+            .await?
+            .get(&ids[0])
+        {
+            values.insert("csm_assessment".to_owned(), *score);
         }
         Ok(values)
     }

@@ -102,50 +102,67 @@ pub struct AccountFacts {
     pub arr_minor: i64,
 }
 
-/// Stores an account's score and that day's snapshot; storing the same
-/// result again changes nothing of substance.
-pub async fn save_score(
+/// Stores accounts' scores and each one's snapshot of its day, in two
+/// statements for the whole batch; storing the same day again replaces it.
+pub async fn save_scores(
     tx: &mut PgConnection,
-    health: &AccountHealth,
-    as_of: NaiveDate,
-    facts: &AccountFacts,
+    scored: &[(AccountHealth, NaiveDate, AccountFacts)],
 ) -> sqlx::Result<()> {
+    if scored.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&(AccountHealth, NaiveDate, AccountFacts)) -> String| -> Vec<String> {
+        scored.iter().map(f).collect()
+    };
+    let ids = column(|(h, _, _)| h.account_id.clone());
+    let scores: Vec<f64> = scored.iter().map(|(h, _, _)| h.score).collect();
+    let bands: Vec<i16> = scored.iter().map(|(h, _, _)| h.band as i16).collect();
+    let names = column(|(h, _, _)| h.scorecard_name.clone());
+    let versions: Vec<i32> = scored.iter().map(|(h, _, _)| h.scorecard_version).collect();
+    let days: Vec<NaiveDate> = scored.iter().map(|(_, d, _)| *d).collect();
+    let details: Vec<Vec<u8>> = scored.iter().map(|(h, _, _)| h.encode_to_vec()).collect();
+    let arr: Vec<i64> = scored.iter().map(|(_, _, f)| f.arr_minor).collect();
     sqlx::query(
         "INSERT INTO health.scores (account_id, score, band, scorecard_name, scorecard_version, as_of, detail, \
            compute_time, segment, owner, currency, arr_minor, parent_account_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11, $12) \
+         SELECT i.account_id, i.score, i.band, i.scorecard_name, i.scorecard_version, i.as_of, i.detail, \
+           now(), i.segment, i.owner, i.currency, i.arr_minor, i.parent_account_id \
+         FROM UNNEST($1::text[], $2::float8[], $3::int2[], $4::text[], $5::int4[], $6::date[], $7::bytea[], \
+                     $8::text[], $9::text[], $10::text[], $11::int8[], $12::text[]) \
+           AS i(account_id, score, band, scorecard_name, scorecard_version, as_of, detail, \
+                segment, owner, currency, arr_minor, parent_account_id) \
          ON CONFLICT (account_id) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band, \
            scorecard_name = EXCLUDED.scorecard_name, scorecard_version = EXCLUDED.scorecard_version, \
            as_of = EXCLUDED.as_of, detail = EXCLUDED.detail, compute_time = now(), segment = EXCLUDED.segment, \
            owner = EXCLUDED.owner, currency = EXCLUDED.currency, arr_minor = EXCLUDED.arr_minor, \
            parent_account_id = EXCLUDED.parent_account_id",
     )
-    .bind(&health.account_id)
-    .bind(health.score)
-    .bind(health.band as i16)
-    .bind(&health.scorecard_name)
-    .bind(health.scorecard_version)
-    .bind(as_of)
-    .bind(health.encode_to_vec())
-    .bind(&facts.segment)
-    .bind(&facts.owner)
-    .bind(&facts.currency)
-    .bind(facts.arr_minor)
-    .bind(&facts.parent_account_id)
+    .bind(&ids)
+    .bind(&scores)
+    .bind(&bands)
+    .bind(&names)
+    .bind(&versions)
+    .bind(&days)
+    .bind(&details)
+    .bind(column(|(_, _, f)| f.segment.clone()))
+    .bind(column(|(_, _, f)| f.owner.clone()))
+    .bind(column(|(_, _, f)| f.currency.clone()))
+    .bind(&arr)
+    .bind(column(|(_, _, f)| f.parent_account_id.clone()))
     .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO health.score_history (account_id, day, score, band, scorecard_name, scorecard_version) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+         SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::int2[], $5::text[], $6::int4[]) \
          ON CONFLICT (account_id, day) DO UPDATE SET score = EXCLUDED.score, band = EXCLUDED.band, \
            scorecard_name = EXCLUDED.scorecard_name, scorecard_version = EXCLUDED.scorecard_version",
     )
-    .bind(&health.account_id)
-    .bind(as_of)
-    .bind(health.score)
-    .bind(health.band as i16)
-    .bind(&health.scorecard_name)
-    .bind(health.scorecard_version)
+    .bind(&ids)
+    .bind(&days)
+    .bind(&scores)
+    .bind(&bands)
+    .bind(&names)
+    .bind(&versions)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -164,29 +181,36 @@ pub async fn latest_score(pool: &PgPool, account_id: &str) -> sqlx::Result<Optio
         .transpose()
 }
 
-/// The account's score before this computation, with the highest score of
-/// the `window_days` before `as_of`; `None` for a first score.
-pub async fn before(
+/// Each account's score before this computation, with the highest score
+/// of the `window_days` before `as_of`, its row locked against concurrent
+/// scorers; accounts scored for the first time are absent.
+pub async fn before_many(
     tx: &mut PgConnection,
-    account_id: &str,
+    account_ids: &[String],
     as_of: NaiveDate,
     window_days: i64,
-) -> sqlx::Result<Option<crate::changes::Before>> {
-    let row: Option<(f64, i16, Option<f64>)> = sqlx::query_as(
-        "SELECT s.score, s.band, (SELECT max(h.score) FROM health.score_history h \
+) -> sqlx::Result<std::collections::HashMap<String, crate::changes::Before>> {
+    let rows: Vec<(String, f64, i16, Option<f64>)> = sqlx::query_as(
+        "SELECT s.account_id, s.score, s.band, (SELECT max(h.score) FROM health.score_history h \
             WHERE h.account_id = s.account_id AND h.day >= $2 - $3::int AND h.day < $2) \
-         FROM health.scores s WHERE s.account_id = $1 FOR UPDATE",
+         FROM health.scores s WHERE s.account_id = ANY($1) ORDER BY s.account_id FOR UPDATE",
     )
-    .bind(account_id)
+    .bind(account_ids)
     .bind(as_of)
     .bind(window_days as i32)
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(row.map(|(score, band, peak)| crate::changes::Before {
-        score,
-        band: tenure_proto::health::v1::Band::try_from(i32::from(band)).unwrap_or_default(),
-        peak: peak.map_or(score, |p| p.max(score)),
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|(account_id, score, band, peak)| {
+            let before = crate::changes::Before {
+                score,
+                band: tenure_proto::health::v1::Band::try_from(i32::from(band)).unwrap_or_default(),
+                peak: peak.map_or(score, |p| p.max(score)),
+            };
+            (account_id, before)
+        })
+        .collect())
 }
 
 /// Score change over 7, 30 and 90 days: `score` minus the latest snapshot
@@ -420,21 +444,23 @@ pub async fn rollup(
     Ok(score.map(|s| (s, count)))
 }
 
-/// The latest assessment of an account made by `as_of` and not expired then.
-pub async fn assessment(
+/// The latest assessment of each of `account_ids` made by `as_of` and not
+/// expired then.
+pub async fn assessments(
     pool: &PgPool,
-    account_id: &str,
+    account_ids: &[String],
     as_of: NaiveDate,
-) -> sqlx::Result<Option<f64>> {
-    sqlx::query_scalar(
-        "SELECT score FROM health.assessments \
-         WHERE account_id = $1 AND assessed_at::date <= $2 AND expires_on >= $2 \
-         ORDER BY assessed_at DESC LIMIT 1",
+) -> sqlx::Result<std::collections::HashMap<String, f64>> {
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT DISTINCT ON (account_id) account_id, score FROM health.assessments \
+         WHERE account_id = ANY($1) AND assessed_at::date <= $2 AND expires_on >= $2 \
+         ORDER BY account_id, assessed_at DESC",
     )
-    .bind(account_id)
+    .bind(account_ids)
     .bind(as_of)
-    .fetch_optional(pool)
-    .await
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 pub async fn insert_assessment(

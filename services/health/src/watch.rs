@@ -8,29 +8,51 @@ use tenure_proto::health::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-/// Records a change of `health` from `before` (nothing when unchanged).
-pub async fn record(
+/// Appends the score changes of a batch to the change log: each account
+/// whose score or band moved from `before` (or that had none).
+pub async fn record_many(
     tx: &mut PgConnection,
-    health: &pb::AccountHealth,
-    before: Option<crate::changes::Before>,
-    facts: &crate::store::AccountFacts,
+    changes: &[(
+        &pb::AccountHealth,
+        Option<crate::changes::Before>,
+        &crate::store::AccountFacts,
+    )],
 ) -> sqlx::Result<()> {
-    if let Some(before) = before {
-        if (before.score - health.score).abs() < 1e-9 && before.band as i32 == health.band {
-            return Ok(());
-        }
+    let moved: Vec<_> = changes
+        .iter()
+        .filter(|(health, before, _)| {
+            before.is_none_or(|b| {
+                (b.score - health.score).abs() >= 1e-9 || b.band as i32 != health.band
+            })
+        })
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<String> = moved.iter().map(|(h, _, _)| h.account_id.clone()).collect();
+    let scores: Vec<f64> = moved.iter().map(|(h, _, _)| h.score).collect();
+    let bands: Vec<i16> = moved.iter().map(|(h, _, _)| h.band as i16).collect();
+    let previous: Vec<Option<f64>> = moved.iter().map(|(_, b, _)| b.map(|b| b.score)).collect();
+    let previous_bands: Vec<i16> = moved
+        .iter()
+        .map(|(_, b, _)| b.map_or(0, |b| b.band as i16))
+        .collect();
+    let segments: Vec<String> = moved.iter().map(|(_, _, f)| f.segment.clone()).collect();
+    let owners: Vec<String> = moved.iter().map(|(_, _, f)| f.owner.clone()).collect();
     sqlx::query(
         "INSERT INTO health.change_log (account_id, score, band, previous_score, previous_band, segment, owner) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         SELECT account_id, score, band, previous_score, previous_band, segment, owner \
+         FROM UNNEST($1::text[], $2::float8[], $3::int2[], $4::float8[], $5::int2[], $6::text[], $7::text[]) \
+           WITH ORDINALITY AS i(account_id, score, band, previous_score, previous_band, segment, owner, n) \
+         ORDER BY n",
     )
-    .bind(&health.account_id)
-    .bind(health.score)
-    .bind(health.band as i16)
-    .bind(before.map(|b| b.score))
-    .bind(before.map_or(0, |b| b.band as i16))
-    .bind(&facts.segment)
-    .bind(&facts.owner)
+    .bind(&ids)
+    .bind(&scores)
+    .bind(&bands)
+    .bind(&previous)
+    .bind(&previous_bands)
+    .bind(&segments)
+    .bind(&owners)
     .execute(&mut *tx)
     .await?;
     Ok(())
