@@ -146,36 +146,33 @@ pub fn signals(
     tokio::spawn(
         async move {
             let result: ApiResult<()> = async {
-                let every_account = account_ids.is_empty();
-                let mut explicit = account_ids.chunks(BATCH_ACCOUNTS);
-                let mut after: Option<String> = None;
-                loop {
-                    let batch: Vec<String> = if every_account {
-                        let page: Vec<String> = sqlx::query_scalar(
-                            "SELECT account_id FROM ingestion.accounts \
-                             WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT $2",
-                        )
-                        .bind(&after)
-                        .bind(BATCH_ACCOUNTS as i64)
-                        .fetch_all(&pool)
-                        .await?;
-                        after = page.last().cloned();
-                        page
-                    } else {
-                        explicit.next().map(<[String]>::to_vec).unwrap_or_default()
-                    };
-                    if batch.is_empty() {
-                        return Ok(());
-                    }
-                    // One batch read: a query per source for all of them.
-                    let inputs = signals::load_many(&pool, &batch, as_of).await?;
+                let mut source = Batches::new(account_ids);
+                let load = |ids: Vec<String>| {
+                    let pool = pool.clone();
+                    tokio::spawn(
+                        async move { signals::load_many(&pool, &ids, as_of).await }
+                            .instrument(tracing::Span::current()),
+                    )
+                };
+                // The next batch loads while this one is computed and sent.
+                let mut ids = source.next(&pool).await?;
+                let mut loading = (!ids.is_empty()).then(|| load(ids.clone()));
+                while let Some(task) = loading.take() {
+                    let batch = std::mem::take(&mut ids);
+                    let inputs = task
+                        .await
+                        .map_err(|e| anyhow::anyhow!("loading signals: {e}"))??;
+                    ids = source.next(&pool).await?;
+                    loading = (!ids.is_empty()).then(|| load(ids.clone()));
                     if inputs.len() < batch.len() {
                         let missing = batch
                             .iter()
                             .find(|id| !inputs.iter().any(|i| &i.account_id == *id))
                             .cloned()
                             .unwrap_or_default();
-                        return Err(ApiError::NotFound(format!("account {missing} as of {as_of}")));
+                        return Err(ApiError::NotFound(format!(
+                            "account {missing} as of {as_of}"
+                        )));
                     }
                     for inputs in &inputs {
                         let message = pb::StreamAccountSignalsResponse {
@@ -186,6 +183,7 @@ pub fn signals(
                         }
                     }
                 }
+                Ok(())
             }
             .await;
             if let Err(error) = result {
@@ -195,4 +193,43 @@ pub fn signals(
         .instrument(tracing::Span::current()),
     );
     Box::pin(ReceiverStream::new(receiver))
+}
+
+/// The accounts of a signals stream, a batch at a time: the ids given, or
+/// every account in id order.
+enum Batches {
+    Every { after: Option<String> },
+    Given(std::vec::IntoIter<Vec<String>>),
+}
+
+impl Batches {
+    fn new(account_ids: Vec<String>) -> Self {
+        if account_ids.is_empty() {
+            return Self::Every { after: None };
+        }
+        let chunks: Vec<Vec<String>> = account_ids
+            .chunks(BATCH_ACCOUNTS)
+            .map(<[String]>::to_vec)
+            .collect();
+        Self::Given(chunks.into_iter())
+    }
+
+    /// The next batch; empty once all were given.
+    async fn next(&mut self, pool: &PgPool) -> sqlx::Result<Vec<String>> {
+        match self {
+            Self::Given(chunks) => Ok(chunks.next().unwrap_or_default()),
+            Self::Every { after } => {
+                let page: Vec<String> = sqlx::query_scalar(
+                    "SELECT account_id FROM ingestion.accounts \
+                     WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT $2",
+                )
+                .bind(&*after)
+                .bind(BATCH_ACCOUNTS as i64)
+                .fetch_all(pool)
+                .await?;
+                *after = page.last().cloned();
+                Ok(page)
+            }
+        }
+    }
 }
