@@ -302,13 +302,55 @@ impl Scorer {
         self.recompute_history(&late)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let ids = rows.into_iter().map(|(id, _)| id).collect();
-        let scored = self
-            .recompute(ids)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+        // Queued again: whatever set them aside before is judged afresh.
+        sqlx::query("DELETE FROM health.rescore_set_aside WHERE account_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let scored = match self.recompute(ids.clone()).await {
+            Ok(scored) => scored.len(),
+            // One account that cannot be scored must not hold up the rest:
+            // score them one by one and set aside those that fail so.
+            Err(ApiError::NotFound(_)) => self.recompute_each(&mut tx, &ids).await?,
+            Err(error) => return Err(anyhow::anyhow!("{error}")),
+        };
         tx.commit().await?;
-        Ok(scored.len())
+        Ok(scored)
+    }
+
+    /// Scores accounts one at a time, setting aside (with the reason) each
+    /// one ingestion does not know; returns how many were scored.
+    async fn recompute_each(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        ids: &[String],
+    ) -> anyhow::Result<usize> {
+        let mut scored = 0;
+        let mut set_aside = Vec::new();
+        for id in ids {
+            match self.recompute(vec![id.clone()]).await {
+                Ok(healths) => scored += healths.len(),
+                Err(ApiError::NotFound(what)) => {
+                    set_aside.push((id.clone(), format!("{what} not found")))
+                }
+                Err(error) => return Err(anyhow::anyhow!("{error}")),
+            }
+        }
+        for (account_id, reason) in &set_aside {
+            tracing::warn!(%account_id, %reason, "account set aside from rescoring");
+        }
+        let (accounts, reasons): (Vec<String>, Vec<String>) = set_aside.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO health.rescore_set_aside (account_id, reason) \
+             SELECT * FROM UNNEST($1::text[], $2::text[]) \
+             ON CONFLICT (account_id) DO UPDATE SET reason = EXCLUDED.reason, set_aside_at = now()",
+        )
+        .bind(&accounts)
+        .bind(&reasons)
+        .execute(&mut *tx)
+        .await?;
+        Ok(scored)
     }
 
     /// What a scorecard reads for an account on `day`: its signals and the

@@ -38,24 +38,7 @@ async fn rewritten(db: &sqlx::PgPool, account: &str, was: f64) -> Option<f64> {
 #[tokio::test]
 async fn late_data_rewrites_the_history_it_belongs_to() {
     let mut app = TestStack::spawn().await;
-    app.ingestion
-        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts: vec![account("late", "Late", 400)],
-        })
-        .await
-        .unwrap();
-    app.health
-        .create_scorecard(card(
-            "default",
-            "",
-            vec![group(
-                "Support",
-                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
-            )],
-        ))
-        .await
-        .unwrap();
+    one_account_scored_on_p1(&mut app, "late", "Late").await;
     app.health
         .recompute_health(hpb::RecomputeHealthRequest {
             account_ids: vec!["late".into()],

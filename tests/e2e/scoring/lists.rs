@@ -59,17 +59,7 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
         })
         .await
         .unwrap();
-    app.health
-        .create_scorecard(card(
-            "default",
-            "",
-            vec![group(
-                "Support",
-                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
-            )],
-        ))
-        .await
-        .unwrap();
+    p1_scorecard(&mut app).await;
     app.health
         .recompute_health(hpb::RecomputeHealthRequest {
             account_ids: vec!["a0".into(), "a1".into(), "a2".into(), "a3".into()],

@@ -5,6 +5,7 @@ mod cards;
 mod changes;
 mod history;
 mod lists;
+mod queue;
 mod rollups;
 mod watchers;
 
@@ -47,4 +48,32 @@ pub(crate) fn group(name: &str, measures: Vec<hpb::Measure>) -> hpb::MeasureGrou
         name: name.into(),
         measures,
     }
+}
+
+/// One account (enterprise, 400 seats) and [`p1_scorecard`].
+pub(crate) async fn one_account_scored_on_p1(app: &mut TestStack, id: &str, name: &str) {
+    app.ingestion
+        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account(id, name, 400)],
+        })
+        .await
+        .unwrap();
+    p1_scorecard(app).await;
+}
+
+/// The default scorecard of a single measure, open P1 tickets (3 or more:
+/// 0; none: 100).
+pub(crate) async fn p1_scorecard(app: &mut TestStack) {
+    app.health
+        .create_scorecard(card(
+            "default",
+            "",
+            vec![group(
+                "Support",
+                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
+            )],
+        ))
+        .await
+        .unwrap();
 }

@@ -51,17 +51,7 @@ async fn parents_roll_up_their_children_by_arr() {
         })
         .await
         .unwrap();
-    app.health
-        .create_scorecard(card(
-            "default",
-            "",
-            vec![group(
-                "Support",
-                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
-            )],
-        ))
-        .await
-        .unwrap();
+    p1_scorecard(&mut app).await;
     app.health
         .recompute_health(hpb::RecomputeHealthRequest {
             account_ids: vec!["group".into(), "kid-a".into(), "kid-b".into()],

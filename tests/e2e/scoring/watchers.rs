@@ -5,24 +5,7 @@ use super::*;
 #[tokio::test]
 async fn watchers_follow_changes_and_resume_from_their_cursor() {
     let mut app = TestStack::spawn().await;
-    app.ingestion
-        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts: vec![account("w1", "W1", 400)],
-        })
-        .await
-        .unwrap();
-    app.health
-        .create_scorecard(card(
-            "default",
-            "",
-            vec![group(
-                "Support",
-                vec![linear("p1", "open_tickets_p1", 1.0, 3.0, 0.0)],
-            )],
-        ))
-        .await
-        .unwrap();
+    one_account_scored_on_p1(&mut app, "w1", "W1").await;
     let watch = |cursor: String| hpb::WatchHealthChangesRequest {
         segment: "enterprise".into(),
         owner: String::new(),
