@@ -54,15 +54,27 @@ impl ApiError {
     }
 }
 
+/// Whether a database error means the database is (for now) unavailable
+/// rather than that the request went wrong: the pool or the connection is
+/// gone, the server is shutting down or starting (SQLSTATE class 57P),
+/// the connection failed (class 08) or no connection slot is left (53300).
+fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("57P") || code.starts_with("08") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %error, "database unavailable");
-                Self::Unavailable("database unavailable, retry later".to_owned())
-            }
-            _ => Self::Internal(anyhow::Error::new(error).context("database error")),
+        if database_unavailable(&error) {
+            tracing::warn!(error = %error, "database unavailable");
+            return Self::Unavailable("database unavailable, retry later".to_owned());
         }
+        Self::Internal(anyhow::Error::new(error).context("database error"))
     }
 }
 
@@ -196,5 +208,65 @@ mod tests {
         let status = Status::from(ApiError::Internal(error));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("relation"));
+    }
+
+    /// A database error as Postgres would report it, with its SQLSTATE.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "database error"
+        }
+
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn a_database_going_away_is_unavailable_not_internal() {
+        let code = |state: &'static str| {
+            Status::from(ApiError::from(sqlx::Error::Database(Box::new(Sqlstate(
+                state,
+            )))))
+            .code()
+        };
+        // Admin shutdown, crash shutdown, connection failure, no slots left.
+        for state in ["57P01", "57P02", "57P03", "08006", "08001", "53300"] {
+            assert_eq!(code(state), Code::Unavailable, "{state}");
+        }
+        // A constraint or a syntax error is the request's own fault.
+        for state in ["23505", "42601"] {
+            assert_eq!(code(state), Code::Internal, "{state}");
+        }
+        assert_eq!(
+            Status::from(ApiError::from(sqlx::Error::PoolTimedOut)).code(),
+            Code::Unavailable
+        );
     }
 }
