@@ -1,0 +1,321 @@
+//! The gRPC edge of ingestion: validates requests into domain values, runs
+//! each write in one transaction with its outbox messages, and answers.
+//! The service trait maps each call to a method of [`IngestionApi`]: the
+//! writes in [`upserts`], the reads in [`reads`].
+
+mod reads;
+mod upserts;
+
+use reads::{as_of_date, non_empty};
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, Utc};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tenure_platform::{ApiError, ApiResult, Violations, paging, time};
+use tenure_proto::ingestion::v1::{self as pb, ingestion_service_server::IngestionService};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::accounts::{self, AccountFilter, AccountRecord};
+use crate::convert::{self, Checker, MAX_ID, MAX_LABEL, MAX_NAME, attribute_to_proto};
+use crate::events::EventStore;
+use crate::records::KnownAccounts;
+use crate::writes::{Changes, parse_batch, require_accounts, summary};
+use crate::{changes, records, signals, timeline};
+
+/// Size limits, from the environment.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most items in one batch call or stream chunk (`INGESTION_MAX_BATCH_ITEMS`).
+    pub max_batch_items: usize,
+    /// How far in the future a source timestamp may be (`INGESTION_FUTURE_TOLERANCE`).
+    pub future_tolerance: Duration,
+    /// Largest JSON of an item's free properties (`INGESTION_MAX_PROPERTIES_BYTES`).
+    pub max_properties_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_batch_items: 5000,
+            future_tolerance: Duration::minutes(5),
+            max_properties_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mut limits = Self::default();
+        if let Ok(value) = std::env::var("INGESTION_MAX_BATCH_ITEMS") {
+            limits.max_batch_items = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a positive count")
+            })?;
+        }
+        if let Ok(value) = std::env::var("INGESTION_MAX_PROPERTIES_BYTES") {
+            limits.max_properties_bytes = value.parse().map_err(|_| {
+                anyhow::anyhow!("INGESTION_MAX_PROPERTIES_BYTES={value:?} is not a byte count")
+            })?;
+        }
+        if let Ok(value) = std::env::var("INGESTION_FUTURE_TOLERANCE") {
+            limits.future_tolerance = humantime::parse_duration(&value)
+                .ok()
+                .and_then(|d| Duration::from_std(d).ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "INGESTION_FUTURE_TOLERANCE={value:?} is not a duration like 5m"
+                    )
+                })?;
+        }
+        Ok(limits)
+    }
+
+    pub fn checker<'a>(&self, violations: &'a mut Violations) -> Checker<'a> {
+        Checker {
+            violations,
+            future_tolerance: self.future_tolerance,
+            max_properties: self.max_properties_bytes,
+        }
+    }
+}
+
+/// The ingestion API; cheap to clone.
+#[derive(Clone)]
+pub struct IngestionApi {
+    pub(crate) pool: PgPool,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) events: Arc<EventStore>,
+    pub(crate) accounts: Arc<KnownAccounts>,
+}
+
+impl IngestionApi {
+    pub fn new(pool: PgPool, limits: Limits) -> Self {
+        Self {
+            pool,
+            limits: Arc::new(limits),
+            events: Arc::new(EventStore::default()),
+            accounts: Arc::new(KnownAccounts::default()),
+        }
+    }
+}
+
+pub(crate) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl IngestionService for IngestionApi {
+    type StreamEventsStream = ResponseStream<pb::StreamEventsResponse>;
+    type StreamAccountSignalsStream = ResponseStream<pb::StreamAccountSignalsResponse>;
+
+    async fn batch_upsert_accounts(
+        &self,
+        request: Request<pb::BatchUpsertAccountsRequest>,
+    ) -> Result<Response<pb::BatchUpsertAccountsResponse>, Status> {
+        respond(self.batch_upsert_accounts(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_contacts(
+        &self,
+        request: Request<pb::BatchUpsertContactsRequest>,
+    ) -> Result<Response<pb::BatchUpsertContactsResponse>, Status> {
+        respond(self.batch_upsert_contacts(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_subscriptions(
+        &self,
+        request: Request<pb::BatchUpsertSubscriptionsRequest>,
+    ) -> Result<Response<pb::BatchUpsertSubscriptionsResponse>, Status> {
+        respond(self.batch_upsert_subscriptions(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_features(
+        &self,
+        request: Request<pb::BatchUpsertFeaturesRequest>,
+    ) -> Result<Response<pb::BatchUpsertFeaturesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertFeatures",
+                &r.request_id,
+                &r,
+                ("features", &r.features),
+                convert::feature,
+                |s| pb::BatchUpsertFeaturesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_tickets(
+        &self,
+        request: Request<pb::BatchUpsertTicketsRequest>,
+    ) -> Result<Response<pb::BatchUpsertTicketsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertTickets",
+                &r.request_id,
+                &r,
+                ("tickets", &r.tickets),
+                convert::ticket,
+                |s| pb::BatchUpsertTicketsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_survey_responses(
+        &self,
+        request: Request<pb::BatchUpsertSurveyResponsesRequest>,
+    ) -> Result<Response<pb::BatchUpsertSurveyResponsesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertSurveyResponses",
+                &r.request_id,
+                &r,
+                ("responses", &r.responses),
+                convert::survey,
+                |s| pb::BatchUpsertSurveyResponsesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_invoices(
+        &self,
+        request: Request<pb::BatchUpsertInvoicesRequest>,
+    ) -> Result<Response<pb::BatchUpsertInvoicesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertInvoices",
+                &r.request_id,
+                &r,
+                ("invoices", &r.invoices),
+                convert::invoice,
+                |s| pb::BatchUpsertInvoicesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_external_signals(
+        &self,
+        request: Request<pb::BatchUpsertExternalSignalsRequest>,
+    ) -> Result<Response<pb::BatchUpsertExternalSignalsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertExternalSignals",
+                &r.request_id,
+                &r,
+                ("signals", &r.signals),
+                convert::external_signal,
+                |s| pb::BatchUpsertExternalSignalsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn batch_upsert_success_metrics(
+        &self,
+        request: Request<pb::BatchUpsertSuccessMetricsRequest>,
+    ) -> Result<Response<pb::BatchUpsertSuccessMetricsResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertSuccessMetrics",
+                &r.request_id,
+                &r,
+                ("metrics", &r.metrics),
+                convert::success_metric,
+                |s| pb::BatchUpsertSuccessMetricsResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn ingest_events(
+        &self,
+        request: Request<pb::IngestEventsRequest>,
+    ) -> Result<Response<pb::IngestEventsResponse>, Status> {
+        respond(self.ingest_events(request.into_inner()).await)
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<pb::StreamEventsRequest>>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        Ok(Response::new(crate::stream::acknowledge_chunks(
+            self.clone(),
+            request.into_inner(),
+        )))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        respond(self.get_account(request.into_inner()).await)
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        respond(self.list_contacts(request.into_inner()).await)
+    }
+
+    async fn get_subscription_history(
+        &self,
+        request: Request<pb::GetSubscriptionHistoryRequest>,
+    ) -> Result<Response<pb::GetSubscriptionHistoryResponse>, Status> {
+        respond(self.get_subscription_history(request.into_inner()).await)
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        respond(self.list_accounts(request.into_inner()).await)
+    }
+
+    async fn list_account_timeline(
+        &self,
+        request: Request<pb::ListAccountTimelineRequest>,
+    ) -> Result<Response<pb::ListAccountTimelineResponse>, Status> {
+        respond(self.list_account_timeline(request.into_inner()).await)
+    }
+
+    async fn get_account_signals(
+        &self,
+        request: Request<pb::GetAccountSignalsRequest>,
+    ) -> Result<Response<pb::GetAccountSignalsResponse>, Status> {
+        respond(self.get_account_signals(request.into_inner()).await)
+    }
+
+    async fn stream_account_signals(
+        &self,
+        request: Request<pb::StreamAccountSignalsRequest>,
+    ) -> Result<Response<Self::StreamAccountSignalsStream>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
+        for (i, id) in request.account_ids.iter().enumerate() {
+            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result().map_err(Status::from)?;
+        Ok(Response::new(crate::stream::signals(
+            self.pool.clone(),
+            request.account_ids,
+            as_of,
+        )))
+    }
+}

@@ -1,0 +1,231 @@
+//! Reads: accounts, contacts, subscription history, timelines and signals.
+
+use super::*;
+
+impl IngestionApi {
+    pub(super) async fn get_account(
+        &self,
+        request: pb::GetAccountRequest,
+    ) -> ApiResult<pb::GetAccountResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.into_result()?;
+        let record = accounts::get(&self.pool, &request.account_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("account {}", request.account_id)))?;
+        Ok(pb::GetAccountResponse {
+            account: Some(account_to_proto(record)),
+        })
+    }
+
+    pub(super) async fn list_contacts(
+        &self,
+        request: pb::ListContactsRequest,
+    ) -> ApiResult<pb::ListContactsResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        let role = match pb::ContactRole::try_from(request.role) {
+            Ok(pb::ContactRole::Unspecified) => None,
+            Ok(pb::ContactRole::EconomicSponsor) => Some(crate::kinds::Role::Sponsor),
+            Ok(pb::ContactRole::Champion) => Some(crate::kinds::Role::Champion),
+            Ok(pb::ContactRole::Admin) => Some(crate::kinds::Role::Admin),
+            Ok(pb::ContactRole::User) => Some(crate::kinds::Role::User),
+            Err(_) => {
+                violations.add("role", "is not a known contact role");
+                None
+            }
+        };
+        violations.into_result()?;
+        let contacts: Vec<crate::kinds::ContactRecord> = records::as_of(
+            &self.pool,
+            &request.account_id,
+            Utc::now() + Duration::days(1),
+        )
+        .await?;
+        Ok(pb::ListContactsResponse {
+            contacts: contacts
+                .into_iter()
+                .filter(|c| role.is_none_or(|role| c.acts_as(role)))
+                .map(convert::contact_to_proto)
+                .collect(),
+        })
+    }
+
+    pub(super) async fn get_subscription_history(
+        &self,
+        request: pb::GetSubscriptionHistoryRequest,
+    ) -> ApiResult<pb::GetSubscriptionHistoryResponse> {
+        const MAX_IDS: usize = 1000;
+        let mut violations = Violations::default();
+        violations.check(
+            !request.subscription_ids.is_empty() && request.subscription_ids.len() <= MAX_IDS,
+            "subscription_ids",
+            "must hold between 1 and 1000 ids",
+        );
+        for (i, id) in request.subscription_ids.iter().enumerate() {
+            violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let versions: Vec<crate::kinds::SubscriptionRecord> =
+            records::versions(&self.pool, &request.subscription_ids).await?;
+        let mut account_ids: Vec<String> = versions.iter().map(|v| v.account_id.clone()).collect();
+        account_ids.sort();
+        account_ids.dedup();
+        let accounts = accounts::get_many(&self.pool, &account_ids).await?;
+        let mut subscriptions: Vec<pb::SubscriptionHistory> = Vec::new();
+        for version in versions {
+            if subscriptions.last().map(|s| s.subscription_id.as_str())
+                != Some(version.subscription_id.as_str())
+            {
+                subscriptions.push(pb::SubscriptionHistory {
+                    subscription_id: version.subscription_id.clone(),
+                    versions: Vec::new(),
+                });
+            }
+            if let Some(history) = subscriptions.last_mut() {
+                history
+                    .versions
+                    .push(convert::subscription_to_proto(version));
+            }
+        }
+        Ok(pb::GetSubscriptionHistoryResponse {
+            subscriptions,
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
+        })
+    }
+
+    pub(super) async fn list_accounts(
+        &self,
+        request: pb::ListAccountsRequest,
+    ) -> ApiResult<pb::ListAccountsResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<String> = paging::decode_token(&request.page_token)?;
+        let mut violations = Violations::default();
+        let lifecycle_stage = match request.lifecycle_stage {
+            0 => None,
+            value => {
+                violations.check(
+                    pb::LifecycleStage::try_from(value).is_ok(),
+                    "lifecycle_stage",
+                    "is not a known stage",
+                );
+                Some(value as i16)
+            }
+        };
+        violations.limit_text(&request.segment, "segment", MAX_LABEL);
+        violations.limit_text(&request.owner, "owner", MAX_NAME);
+        violations.into_result()?;
+        let filter = AccountFilter {
+            segment: non_empty(request.segment),
+            owner: non_empty(request.owner),
+            lifecycle_stage,
+        };
+        let mut rows =
+            accounts::list(&self.pool, &filter, after.as_deref(), i64::from(size) + 1).await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |r| r.account_id.clone());
+        Ok(pb::ListAccountsResponse {
+            accounts: rows.into_iter().map(account_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn list_account_timeline(
+        &self,
+        request: pb::ListAccountTimelineRequest,
+    ) -> ApiResult<pb::ListAccountTimelineResponse> {
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<(chrono::DateTime<Utc>, String, String)> =
+            paging::decode_token(&request.page_token)?;
+        self.require_account(&request.account_id).await?;
+        let mut rows = timeline::page(
+            &self.pool,
+            &request.account_id,
+            after.as_ref(),
+            i64::from(size) + 1,
+        )
+        .await?;
+        let next_page_token = paging::finish_page(&mut rows, size, |e| {
+            (e.occurred_at, e.kind.clone(), e.record_id.clone())
+        });
+        Ok(pb::ListAccountTimelineResponse {
+            entries: rows
+                .into_iter()
+                .map(|e| pb::TimelineEntry {
+                    occurred_at: Some(time::to_timestamp(e.occurred_at)),
+                    kind: e.kind,
+                    record_id: e.record_id,
+                    summary: e.summary,
+                })
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn require_account(&self, account_id: &str) -> ApiResult<()> {
+        let mut violations = Violations::default();
+        violations.require_text(account_id, "account_id", MAX_ID);
+        violations.into_result()?;
+        if accounts::get(&self.pool, account_id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("account {account_id}")));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn get_account_signals(
+        &self,
+        request: pb::GetAccountSignalsRequest,
+    ) -> ApiResult<pb::GetAccountSignalsResponse> {
+        let mut violations = Violations::default();
+        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
+        violations.into_result()?;
+        let inputs = signals::load(&self.pool, &request.account_id, as_of)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("account {} as of {as_of}", request.account_id))
+            })?;
+        Ok(pb::GetAccountSignalsResponse {
+            signals: Some(signals::compute(&inputs, as_of)),
+        })
+    }
+}
+
+/// The `as_of` of a signals request: today when unset, never in the future.
+pub(super) fn as_of_date(
+    value: Option<&tenure_proto::common::v1::Date>,
+    violations: &mut Violations,
+) -> NaiveDate {
+    let today = Utc::now().date_naive();
+    let Some(value) = value else { return today };
+    match time::date(Some(value), "as_of", violations) {
+        Some(day) if day > today => {
+            violations.add("as_of", "must not be in the future");
+            today
+        }
+        Some(day) => day,
+        None => today,
+    }
+}
+
+pub(super) fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+pub(super) fn account_to_proto(record: AccountRecord) -> pb::Account {
+    pb::Account {
+        account_id: record.account_id,
+        name: record.name,
+        segment: record.segment,
+        industry: record.industry,
+        owner: record.owner,
+        parent_account_id: record.parent_account_id.unwrap_or_default(),
+        lifecycle_stage: i32::from(record.lifecycle_stage),
+        updated_at: Some(time::to_timestamp(record.source_updated_at)),
+        attributes: record
+            .attributes
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), attribute_to_proto(v)))
+            .collect(),
+    }
+}
