@@ -62,3 +62,26 @@ async fn account_health_needs_a_known_account() {
     assert_eq!(violated_fields(&status), ["account_id"]);
     app.stop().await;
 }
+
+/// `tenure recompute` (the nightly job's command) rescores every account.
+#[tokio::test]
+async fn the_recompute_command_rescores_every_account() {
+    let mut app = TestStack::spawn().await;
+    let accounts = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| crate::ingestion::account(id, id, 10))
+        .collect();
+    app.ingestion
+        .batch_upsert_accounts(tenure_proto::ingestion::v1::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts,
+        })
+        .await
+        .unwrap();
+    crate::scoring::p1_scorecard(&mut app).await;
+    let scored = tenure::rescore::recompute_all(&app.stack.peers.health_url)
+        .await
+        .unwrap();
+    assert_eq!(scored, 3);
+    app.stop().await;
+}

@@ -11,5 +11,6 @@ pub mod import;
 pub mod model;
 pub mod receivers;
 pub mod report;
+pub mod rescore;
 pub mod stack;
 pub mod status;

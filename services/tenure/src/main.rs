@@ -52,6 +52,13 @@ enum Command {
         #[command(flatten)]
         peers: PeerConfig,
     },
+    /// Rescore every account now and print how many were scored (for a
+    /// nightly job; changed accounts are rescored continuously anyway).
+    Recompute {
+        /// Health service URL.
+        #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
+        health_url: String,
+    },
     /// Train a churn model on past renewals and print its report.
     Train {
         /// Days before each term end at which signals are taken.
@@ -304,6 +311,11 @@ fn main() -> anyhow::Result<()> {
                     "{}",
                     tenure::model::train(&health_url, request, !no_wait).await?
                 );
+                Ok(())
+            }
+            Command::Recompute { health_url } => {
+                let scored = tenure::rescore::recompute_all(&health_url).await?;
+                println!("rescored {scored} accounts");
                 Ok(())
             }
             Command::Status { peers } => {
