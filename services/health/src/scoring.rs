@@ -77,6 +77,19 @@ pub fn to_health(
     }
 }
 
+/// What a scorecard reads for an account: its signals and the CSM's
+/// assessment in force on the day scored (from `assessments`, by account).
+fn scorecard_inputs(
+    signals: &AccountSignals,
+    assessments: &HashMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut values = crate::signals::values(signals);
+    if let Some(score) = assessments.get(&signals.account_id) {
+        values.insert("csm_assessment".to_owned(), *score);
+    }
+    values
+}
+
 /// Accounts scored in one chunk of a recompute.
 const CHUNK: usize = 500;
 
@@ -183,10 +196,7 @@ impl Scorer {
                     "no scorecard: create a default one first".into(),
                 ));
             };
-            let mut values = crate::signals::values(&signals);
-            if let Some(score) = assessments.get(&signals.account_id) {
-                values.insert("csm_assessment".to_owned(), *score);
-            }
+            let values = scorecard_inputs(&signals, &assessments);
             let Some(result) = scorecard::score(&card.definition.0, &values) else {
                 tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
                 continue;
@@ -353,24 +363,6 @@ impl Scorer {
         Ok(scored)
     }
 
-    /// What a scorecard reads for an account on `day`: its signals and the
-    /// CSM's assessment in force then.
-    async fn values_on(
-        &self,
-        signals: &AccountSignals,
-        day: NaiveDate,
-    ) -> ApiResult<std::collections::BTreeMap<String, f64>> {
-        let mut values = crate::signals::values(signals);
-        let ids = [signals.account_id.clone()];
-        if let Some(score) = store::assessments(&self.pool, &ids, day)
-            .await?
-            .get(&ids[0])
-        {
-            values.insert("csm_assessment".to_owned(), *score);
-        }
-        Ok(values)
-    }
-
     /// Late data: for accounts whose changes happened on a past day, the
     /// snapshots from that day on are recomputed from the signals as of
     /// each day, so history follows event time, not arrival time.
@@ -393,6 +385,7 @@ impl Scorer {
         }
         let mut recomputed = 0;
         for (day, account_ids) in by_day {
+            let assessments = store::assessments(&self.pool, &account_ids, day).await?;
             let request = StreamAccountSignalsRequest {
                 account_ids,
                 as_of: Some(time::to_date(day)),
@@ -420,7 +413,7 @@ impl Scorer {
                 // The same inputs as a current score: history rescored
                 // without the CSM's assessment would make every trend
                 // compare against a different scorecard.
-                let values = self.values_on(&signals, day).await?;
+                let values = scorecard_inputs(&signals, &assessments);
                 let Some(scored) = scorecard::score(&card.definition.0, &values) else {
                     continue;
                 };
