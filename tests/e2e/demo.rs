@@ -15,7 +15,7 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         dir: dir.path().to_path_buf(),
         progress: false,
     };
-    let report = tenure::demo::run(&app.stack.peers, &options)
+    let report = tenure::demo::run(&app.stack.operator_peers(), &options)
         .await
         .expect("the demo runs");
     let text = report.to_string();
@@ -86,7 +86,9 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
     }
 
     // The HTML report of the same base, opened in headless Chromium.
-    let page = tenure::report::html(&app.stack.peers, as_of).await.unwrap();
+    let page = tenure::report::html(&app.stack.operator_peers(), as_of)
+        .await
+        .unwrap();
     let path = dir.path().join("report.html");
     std::fs::write(&path, &page).unwrap();
     for fetch in ["src=", "href=", "@import", "url("] {

@@ -6,28 +6,28 @@ use tenure_tests::{TestStack, violated_fields};
 
 #[tokio::test]
 async fn notices_mark_accounts_once_per_request() {
-    let mut app = TestStack::spawn().await;
+    let app = TestStack::spawn().await;
     let notice = |request_id: &str, ids: &[&str]| NotifyAccountsChangedRequest {
         request_id: request_id.to_owned(),
         account_ids: ids.iter().map(|s| s.to_string()).collect(),
         earliest_event_time: None,
     };
     let first = app
-        .health
+        .internal_health()
         .notify_accounts_changed(notice("n-1", &["x", "y"]))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first.marked_count, 2);
     let overlap = app
-        .health
+        .internal_health()
         .notify_accounts_changed(notice("n-2", &["y", "z", "z"]))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(overlap.marked_count, 1, "only z is new");
     let replay = app
-        .health
+        .internal_health()
         .notify_accounts_changed(notice("n-1", &["x", "y"]))
         .await
         .unwrap()
@@ -35,7 +35,7 @@ async fn notices_mark_accounts_once_per_request() {
     assert_eq!(replay, first);
 
     let status = app
-        .health
+        .internal_health()
         .notify_accounts_changed(notice("n-3", &["ok", ""]))
         .await
         .unwrap_err();
@@ -79,7 +79,7 @@ async fn the_recompute_command_rescores_every_account() {
         .await
         .unwrap();
     crate::scoring::p1_scorecard(&mut app).await;
-    let scored = tenure::rescore::recompute_all(&app.stack.peers.health_url)
+    let scored = tenure::rescore::recompute_all(&app.stack.peers.health_url, &app.operator())
         .await
         .unwrap();
     assert_eq!(scored, 3);

@@ -6,7 +6,7 @@ use tenure_tests::TestStack;
 #[tokio::test]
 async fn imports_files_and_writes_rejected_rows_with_reasons() {
     let app = TestStack::spawn().await;
-    let peers = app.stack.peers.clone();
+    let peers = app.stack.operator_peers();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);

@@ -199,6 +199,7 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
 
     let report = tenure::model::train(
         &app.stack.peers.health_url,
+        &app.operator(),
         tenure::model::request(90, 0.01, None),
         true,
     )

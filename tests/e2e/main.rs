@@ -2,6 +2,7 @@
 //! real Postgres (a throwaway cluster per test process, or `DATABASE_URL`),
 //! one database per test.
 
+mod access;
 mod demo;
 mod events;
 mod fixtures;

@@ -107,7 +107,7 @@ async fn changes_made_while_health_is_down_arrive_once_it_is_back() {
         prost::Message::decode(payload.as_slice()).unwrap();
     notice.request_id = message_id;
     let replay = app
-        .health
+        .internal_health()
         .notify_accounts_changed(notice)
         .await
         .unwrap()

@@ -369,11 +369,11 @@ async fn a_band_change_runs_tasks_waits_and_emails_within_caps_and_cooldowns() {
             occurred_at: ts(changed_at),
         }],
     };
-    app.playbooks
+    app.internal_playbooks()
         .notify_health_changed(change("green", "e-0"))
         .await
         .unwrap();
-    app.playbooks
+    app.internal_playbooks()
         .notify_health_changed(change("red", "e-1"))
         .await
         .unwrap();
@@ -407,11 +407,11 @@ async fn a_band_change_runs_tasks_waits_and_emails_within_caps_and_cooldowns() {
     assert!(smtp.mails().is_empty(), "the run waits for the call");
 
     // The same event again (a redelivery) and a new red change: no second run.
-    app.playbooks
+    app.internal_playbooks()
         .notify_health_changed(change("red", "e-1"))
         .await
         .unwrap();
-    app.playbooks
+    app.internal_playbooks()
         .notify_health_changed(change("red", "e-2"))
         .await
         .unwrap();
@@ -657,7 +657,7 @@ async fn ingestion_events_start_playbooks_in_the_trace_that_caused_them() {
         opentelemetry::trace::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
     let url = app.stack.url("ingestion").unwrap();
     tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient::new(
-        tenure_tests::untraced_channel(&url),
+        tenure_tests::untraced_channel(&url, &app.operator()),
     )
     .batch_upsert_survey_responses(traced(
         ipb::BatchUpsertSurveyResponsesRequest {
@@ -817,7 +817,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
     )
     .await;
     let now = ts(days_ago(0));
-    app.playbooks
+    app.internal_playbooks()
         .notify_health_changed(pb::NotifyHealthChangedRequest {
             request_id: "drop-1".into(),
             changes: vec![pb::HealthChange {
@@ -832,7 +832,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
         })
         .await
         .unwrap();
-    app.playbooks
+    app.internal_playbooks()
         .notify_renewal_approaching(pb::NotifyRenewalApproachingRequest {
             request_id: "renewal-1".into(),
             renewals: vec![pb::RenewalApproaching {
@@ -857,7 +857,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
     };
-    app.playbooks
+    app.internal_playbooks()
         .notify_account_events(pb::NotifyAccountEventsRequest {
             request_id: "events-1".into(),
             events: vec![
@@ -872,7 +872,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
         .await
         .unwrap();
     let bad = app
-        .playbooks
+        .internal_playbooks()
         .notify_account_events(pb::NotifyAccountEventsRequest {
             request_id: String::new(),
             events: vec![event("horoscope", &[])],

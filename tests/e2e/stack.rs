@@ -28,7 +28,7 @@ async fn every_service_reports_serving() {
     let app = TestStack::spawn().await;
     for (name, grpc_service) in SERVICES {
         let url = app.stack.url(name).expect("service url");
-        let mut client = HealthClient::new(channel(&url).unwrap());
+        let mut client = HealthClient::new(channel(&url, &Default::default()).unwrap());
         for service in [grpc_service, ""] {
             let status = client
                 .check(HealthCheckRequest {
@@ -63,7 +63,7 @@ async fn shutdown_reports_not_serving_and_drains_within_the_grace_period() {
     })
     .await;
     let url = app.stack.url("renewals").unwrap();
-    let mut client = HealthClient::new(channel(&url).unwrap());
+    let mut client = HealthClient::new(channel(&url, &Default::default()).unwrap());
     let mut watch = client
         .watch(HealthCheckRequest {
             service: "tenure.renewals.v1.RenewalsService".into(),
@@ -93,7 +93,7 @@ async fn shutdown_reports_not_serving_and_drains_within_the_grace_period() {
         took < std::time::Duration::from_secs(5),
         "stopped after {took:?}"
     );
-    let refused = HealthClient::new(channel(&url).unwrap())
+    let refused = HealthClient::new(channel(&url, &Default::default()).unwrap())
         .check(HealthCheckRequest::default())
         .await
         .expect_err("no longer listening");
@@ -130,12 +130,12 @@ async fn metrics_count_calls_by_method_and_code() {
 /// The services a reflection endpoint lists, asked in protocol `$v` (the
 /// v1 and v1alpha messages are the same shapes in two packages).
 macro_rules! listed_services {
-    ($v:ident, $url:expr) => {{
+    ($v:ident, $url:expr, $credentials:expr) => {{
         use tonic_reflection::pb::$v::ServerReflectionRequest;
         use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
-        let mut client = ServerReflectionClient::new(channel($url).unwrap());
+        let mut client = ServerReflectionClient::new(channel($url, &$credentials).unwrap());
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -173,8 +173,16 @@ async fn reflection_lists_each_service_in_v1_and_v1alpha() {
         .into_iter()
         .map(str::to_owned)
         .collect();
-        assert_eq!(listed_services!(v1, &url), expected, "{name} v1");
-        assert_eq!(listed_services!(v1alpha, &url), expected, "{name} v1alpha");
+        assert_eq!(
+            listed_services!(v1, &url, app.operator()),
+            expected,
+            "{name} v1"
+        );
+        assert_eq!(
+            listed_services!(v1alpha, &url, app.operator()),
+            expected,
+            "{name} v1alpha"
+        );
     }
     app.stop().await;
 }
@@ -209,7 +217,10 @@ async fn one_trace_spans_health_and_ingestion() {
 
     let trace_id = TraceId::from_hex("5af7183fc1d4e2b3a8f9e0d1c2b3a4f5").unwrap();
     let caller = SpanId::from_hex("1111222233334444").unwrap();
-    let mut health = HealthServiceClient::new(untraced_channel(&app.stack.peers.health_url));
+    let mut health = HealthServiceClient::new(untraced_channel(
+        &app.stack.peers.health_url,
+        &app.operator(),
+    ));
     let answer = health
         .get_account_health(traced(
             GetAccountHealthRequest {
@@ -288,8 +299,10 @@ async fn outbox_delivery_continues_the_writers_trace() {
     let app = TestStack::spawn().await;
     let trace_id = TraceId::from_hex("7a3c1e5f9b2d4c6e8f0a1b2c3d4e5f60").unwrap();
     let caller = SpanId::from_hex("2222333344445555").unwrap();
-    let mut ingestion =
-        IngestionServiceClient::new(untraced_channel(&app.stack.peers.ingestion_url));
+    let mut ingestion = IngestionServiceClient::new(untraced_channel(
+        &app.stack.peers.ingestion_url,
+        &app.operator(),
+    ));
     let request = BatchUpsertAccountsRequest {
         request_id: String::new(),
         accounts: vec![account("later", "Later Co", 1)],
@@ -343,7 +356,10 @@ async fn errors_carry_their_status_code_on_the_span() {
     let app = TestStack::spawn().await;
     let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
     let caller = SpanId::from_hex("b7ad6b7169203331").unwrap();
-    let mut health = HealthServiceClient::new(untraced_channel(&app.stack.peers.health_url));
+    let mut health = HealthServiceClient::new(untraced_channel(
+        &app.stack.peers.health_url,
+        &app.operator(),
+    ));
     let status = health
         .get_account_health(traced(
             GetAccountHealthRequest {

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tenure::stack::{Stack, StackOptions};
-use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::auth::{Authorize, Credentials, Scope};
+use tenure_platform::client::TracedChannel;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
@@ -46,8 +47,8 @@ impl TestStack {
         let mut options = StackOptions::for_tests(Some(database));
         adjust(&mut options);
         let stack = Stack::start(options).await.expect("stack starts");
-        let peers = stack.peers.clone();
-        let connect = |url: &str| channel(url).expect("channel");
+        let peers = stack.operator_peers();
+        let connect = |url: &str| peers.channel(url).expect("channel");
         Self {
             ingestion: IngestionServiceClient::new(connect(&peers.ingestion_url)),
             health: HealthServiceClient::new(connect(&peers.health_url)),
@@ -67,17 +68,47 @@ impl TestStack {
             .expect("admin connection")
     }
 
+    /// The operator's credentials (every scope but `internal`).
+    pub fn operator(&self) -> Credentials {
+        Credentials::key(self.stack.operator_key.clone())
+    }
+
+    /// A health client calling as a service (ingestion: `internal` scope),
+    /// for tests that send the notices the services send one another.
+    pub fn internal_health(&self) -> HealthServiceClient<TracedChannel> {
+        let peers = &self.stack.service_peers("ingestion");
+        HealthServiceClient::new(peers.channel(&peers.health_url).expect("channel"))
+    }
+
+    /// A playbooks client calling as a service (`internal` scope).
+    pub fn internal_playbooks(&self) -> PlaybooksServiceClient<TracedChannel> {
+        let peers = &self.stack.service_peers("ingestion");
+        PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url).expect("channel"))
+    }
+
+    /// A new key with `scopes` only, in the stack's keys file.
+    pub fn key_with(&self, scopes: &[Scope]) -> Credentials {
+        let file = self.stack.keys_file().expect("the stack has a keys file");
+        let (_, key) =
+            tenure_platform::auth::keys::create(file, "test", scopes).expect("key created");
+        Credentials::key(key)
+    }
+
     pub async fn stop(self) {
         self.stack.stop().await.expect("stack stops cleanly");
     }
 }
 
 /// A channel without Tenure's client tracing, for requests that carry a
-/// `traceparent` of the test's own.
-pub fn untraced_channel(url: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url.to_owned())
+/// `traceparent` of the test's own, calling with `credentials`.
+pub fn untraced_channel(
+    url: &str,
+    credentials: &Credentials,
+) -> Authorize<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .expect("url")
-        .connect_lazy()
+        .connect_lazy();
+    Authorize::new(channel, credentials)
 }
 
 /// The in-memory span exporter every test process reports to.

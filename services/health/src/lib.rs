@@ -19,7 +19,7 @@ pub mod store;
 pub mod training;
 pub mod watch;
 
-use tenure_platform::client::channel;
+use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::health::v1::health_service_server::HealthServiceServer;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -33,20 +33,43 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub const GRPC_SERVICES: &[&str] = &["tenure.health.v1.HealthService"];
 
+/// The scope each method needs (see `tenure_platform::auth`).
+pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifyAccountsChanged", Scope::Internal),
+    ("RecordAssessment", Scope::Ingest),
+    ("GetAccountHealth", Scope::Read),
+    ("GetScorecard", Scope::Read),
+    ("ListScorecards", Scope::Read),
+    ("GetHealth", Scope::Read),
+    ("GetHealthHistory", Scope::Read),
+    ("ListAccountHealth", Scope::Read),
+    ("GetHealthDistribution", Scope::Read),
+    ("GetChurnModel", Scope::Read),
+    ("WatchHealthChanges", Scope::Read),
+    ("CreateScorecard", Scope::Analytics),
+    ("RecomputeHealth", Scope::Analytics),
+    ("TrainChurnModel", Scope::Analytics),
+    ("PredictChurn", Scope::Analytics),
+    ("BacktestScorecard", Scope::Analytics),
+];
+
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "health",
     schema: SCHEMA,
     migrations: &MIGRATIONS,
     grpc_services: GRPC_SERVICES,
+    access: ACCESS,
+    calls_with: &[Scope::Read, Scope::Internal],
     default_port: tenure_platform::config::ports::HEALTH,
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
 
 /// Starts the gRPC server and the scorer of changed accounts.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
-    let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
+    let ingestion =
+        IngestionServiceClient::new(context.peers.channel(&context.peers.ingestion_url)?);
     let bytes = context.server.max_message_bytes;
-    let renewals = RenewalsServiceClient::new(channel(&context.peers.renewals_url)?);
+    let renewals = RenewalsServiceClient::new(context.peers.channel(&context.peers.renewals_url)?);
     let trainer = training::Trainer::new(context.pool.clone(), ingestion.clone(), renewals);
     trainer.fail_interrupted().await?;
     let rollup = store::Rollup::from_env()?;

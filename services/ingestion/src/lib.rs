@@ -21,6 +21,7 @@ pub mod timeline;
 pub mod triggers;
 pub mod writes;
 
+use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use tonic::service::Routes;
@@ -32,11 +33,35 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub const GRPC_SERVICES: &[&str] = &["tenure.ingestion.v1.IngestionService"];
 
+/// The scope each method needs (see `tenure_platform::auth`).
+pub const ACCESS: &[(&str, Scope)] = &[
+    ("BatchUpsertAccounts", Scope::Ingest),
+    ("BatchUpsertContacts", Scope::Ingest),
+    ("BatchUpsertSubscriptions", Scope::Ingest),
+    ("BatchUpsertFeatures", Scope::Ingest),
+    ("BatchUpsertTickets", Scope::Ingest),
+    ("BatchUpsertSurveyResponses", Scope::Ingest),
+    ("BatchUpsertInvoices", Scope::Ingest),
+    ("BatchUpsertExternalSignals", Scope::Ingest),
+    ("BatchUpsertSuccessMetrics", Scope::Ingest),
+    ("IngestEvents", Scope::Ingest),
+    ("StreamEvents", Scope::Ingest),
+    ("GetAccount", Scope::Read),
+    ("ListAccounts", Scope::Read),
+    ("ListAccountTimeline", Scope::Read),
+    ("GetAccountSignals", Scope::Read),
+    ("StreamAccountSignals", Scope::Read),
+    ("GetSubscriptionHistory", Scope::Read),
+    ("ListContacts", Scope::Contacts),
+];
+
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "ingestion",
     schema: SCHEMA,
     migrations: &MIGRATIONS,
     grpc_services: GRPC_SERVICES,
+    access: ACCESS,
+    calls_with: &[Scope::Internal],
     default_port: tenure_platform::config::ports::INGESTION,
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };

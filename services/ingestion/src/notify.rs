@@ -1,6 +1,6 @@
 //! Delivery of ingestion's outbox to the services that react to its changes.
 
-use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::client::TracedChannel;
 use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
@@ -63,9 +63,9 @@ impl Deliver for Notifier {
 /// The dispatcher of ingestion's outbox.
 pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
-        health: HealthServiceClient::new(channel(&peers.health_url)?),
-        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
-        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
+        health: HealthServiceClient::new(peers.channel(&peers.health_url)?),
+        renewals: RenewalsServiceClient::new(peers.channel(&peers.renewals_url)?),
+        playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
     };
     Ok(Dispatcher::new(
         pool,

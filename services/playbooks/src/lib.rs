@@ -12,7 +12,7 @@ pub mod plan;
 pub mod runs_api;
 pub mod store;
 
-use tenure_platform::client::channel;
+use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -26,11 +26,31 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub const GRPC_SERVICES: &[&str] = &["tenure.playbooks.v1.PlaybooksService"];
 
+/// The scope each method needs (see `tenure_platform::auth`).
+pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifyHealthChanged", Scope::Internal),
+    ("NotifyRenewalApproaching", Scope::Internal),
+    ("NotifyAccountEvents", Scope::Internal),
+    ("ListPlaybooks", Scope::Read),
+    ("GetRun", Scope::Read),
+    ("ListRuns", Scope::Read),
+    ("ListDeadLetters", Scope::Read),
+    ("ListTasks", Scope::Read),
+    ("GetAccountTimeline", Scope::Read),
+    ("CreatePlaybook", Scope::PlaybooksAdmin),
+    ("DryRunPlaybook", Scope::PlaybooksAdmin),
+    ("StartRuns", Scope::PlaybooksAdmin),
+    ("RetryStep", Scope::PlaybooksAdmin),
+    ("CompleteTask", Scope::PlaybooksAdmin),
+];
+
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "playbooks",
     schema: SCHEMA,
     migrations: &MIGRATIONS,
     grpc_services: GRPC_SERVICES,
+    access: ACCESS,
+    calls_with: &[Scope::Read, Scope::Contacts],
     default_port: tenure_platform::config::ports::PLAYBOOKS,
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
@@ -40,8 +60,10 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let peers = facts::Peers {
-        ingestion: IngestionServiceClient::new(channel(&context.peers.ingestion_url)?),
-        health: HealthServiceClient::new(channel(&context.peers.health_url)?),
+        ingestion: IngestionServiceClient::new(
+            context.peers.channel(&context.peers.ingestion_url)?,
+        ),
+        health: HealthServiceClient::new(context.peers.channel(&context.peers.health_url)?),
     };
     let engine = engine::Engine::new(
         context.pool.clone(),

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;
 
-use tenure_platform::client::channel;
+use tenure_platform::auth::Scope;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tokio::sync::Notify;
@@ -40,11 +40,36 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub const GRPC_SERVICES: &[&str] = &["tenure.renewals.v1.RenewalsService"];
 
+/// The scope each method needs (see `tenure_platform::auth`).
+pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifySubscriptionsChanged", Scope::Internal),
+    ("RecordRenewalOutcome", Scope::Ingest),
+    ("BatchRecordRenewalOutcomes", Scope::Ingest),
+    ("ListRenewalOutcomes", Scope::Read),
+    ("ListRenewalPipeline", Scope::Read),
+    ("SummarizeRenewalPipeline", Scope::Read),
+    ("GetRevenueLedger", Scope::Read),
+    ("RunRenewalSweep", Scope::Analytics),
+    ("GetRetentionMetrics", Scope::Analytics),
+    ("ForecastRenewals", Scope::Analytics),
+    ("BacktestForecast", Scope::Analytics),
+    ("StreamForecast", Scope::Analytics),
+    ("StartForecastJob", Scope::Analytics),
+    ("GetForecastJob", Scope::Analytics),
+    ("ListForecastJobRows", Scope::Analytics),
+    ("GetCohortRetention", Scope::Analytics),
+    ("FitRetentionModel", Scope::Analytics),
+    ("GetLifetimeValue", Scope::Analytics),
+    ("ProjectScenario", Scope::Analytics),
+];
+
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "renewals",
     schema: SCHEMA,
     migrations: &MIGRATIONS,
     grpc_services: GRPC_SERVICES,
+    access: ACCESS,
+    calls_with: &[Scope::Read, Scope::Analytics, Scope::Internal],
     default_port: tenure_platform::config::ports::RENEWALS,
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
@@ -55,8 +80,9 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let thresholds = sweep::thresholds_from_env()?;
     let jobs_wakeup = Arc::new(Notify::new());
-    let ingestion = IngestionServiceClient::new(channel(&context.peers.ingestion_url)?);
-    let health = HealthServiceClient::new(channel(&context.peers.health_url)?);
+    let ingestion =
+        IngestionServiceClient::new(context.peers.channel(&context.peers.ingestion_url)?);
+    let health = HealthServiceClient::new(context.peers.channel(&context.peers.health_url)?);
     let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(
         context.pool.clone(),
         jobs_wakeup.clone(),

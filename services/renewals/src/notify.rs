@@ -1,6 +1,6 @@
 //! Delivery of renewals' outbox to playbooks.
 
-use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::client::TracedChannel;
 use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::playbooks::v1::NotifyRenewalApproachingRequest;
@@ -36,7 +36,7 @@ impl Deliver for Notifier {
 
 pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
-        playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
+        playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
     };
     Ok(Dispatcher::new(
         pool,

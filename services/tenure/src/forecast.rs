@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use tenure_platform::client::channel;
+use tenure_platform::client::TracedChannel;
 use tenure_platform::time::to_date;
 use tenure_proto::common::v1::DateRange;
 use tenure_proto::renewals::v1 as pb;
@@ -83,7 +83,7 @@ fn fields(row: &pb::RenewalOpportunity) -> [String; 16] {
 /// Streams the forecast of renewals ending in `[start, end)` into `out`;
 /// returns the number of rows written.
 pub async fn run(
-    renewals_url: &str,
+    client: &mut RenewalsServiceClient<TracedChannel>,
     start: NaiveDate,
     end: NaiveDate,
     segment: &str,
@@ -91,7 +91,6 @@ pub async fn run(
     out: &Path,
     progress: bool,
 ) -> anyhow::Result<u64> {
-    let mut client = RenewalsServiceClient::new(channel(renewals_url)?);
     let mut stream = client
         .stream_forecast(pb::StreamForecastRequest {
             window: Some(DateRange {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use tenure::stack::{Stack, StackOptions};
+use tenure_platform::auth::Credentials;
 use tenure_platform::config::{PeerConfig, ServerConfig, TelemetryConfig};
+use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +60,8 @@ enum Command {
         /// Health service URL.
         #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
         health_url: String,
+        #[command(flatten)]
+        credentials: Credentials,
     },
     /// Train a churn model on past renewals and print its report.
     Train {
@@ -77,6 +81,8 @@ enum Command {
         /// Health service URL.
         #[arg(long, env = "HEALTH_URL", default_value = "http://127.0.0.1:50052")]
         health_url: String,
+        #[command(flatten)]
+        credentials: Credentials,
     },
     /// Write the forecast of every renewal ending in a window, as CSV or JSON
     /// Lines (for a nightly job); a progress bar on a terminal.
@@ -98,6 +104,8 @@ enum Command {
         /// Renewals service URL.
         #[arg(long, env = "RENEWALS_URL", default_value = "http://127.0.0.1:50053")]
         renewals_url: String,
+        #[command(flatten)]
+        credentials: Credentials,
     },
     /// Write a deterministic, seeded customer base of a SaaS company as the
     /// files `tenure import` loads, with the true causes of churn beside them.
@@ -128,6 +136,37 @@ enum Command {
         #[command(flatten)]
         peers: tenure_platform::config::PeerConfig,
     },
+    /// Create, list and revoke the API keys the services accept.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The keys file the services read (TENURE_API_KEYS_FILE).
+        #[arg(
+            long,
+            env = "TENURE_API_KEYS_FILE",
+            default_value = ".tenure/api-keys.jsonl",
+            global = true
+        )]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (once: only its hash is kept).
+    Create {
+        /// What the key is for (shown in listings and logs).
+        #[arg(long)]
+        name: String,
+        /// Scopes, comma-separated: ingest, read, contacts, analytics,
+        /// playbooks-admin, internal.
+        #[arg(long, value_parser = tenure_platform::auth::parse_scopes)]
+        scopes: std::vec::Vec<tenure_platform::auth::Scope>,
+    },
+    /// List the keys: id, name, scopes, created, revoked.
+    List,
+    /// Revoke a key by its id; the services stop accepting it within a second.
+    Revoke { id: String },
 }
 
 /// The generated customer base.
@@ -196,7 +235,7 @@ fn main() -> anyhow::Result<()> {
                     dir: base_dir,
                     progress: true,
                 };
-                let result = tenure::demo::run(&stack.peers, &options).await;
+                let result = tenure::demo::run(&stack.operator_peers(), &options).await;
                 match &result {
                     Ok(report) => println!("{report}"),
                     Err(error) => eprintln!("demo failed: {error:#}"),
@@ -284,10 +323,15 @@ fn main() -> anyhow::Result<()> {
                 format,
                 output,
                 renewals_url,
+                credentials,
             } => {
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                let rows = tenure::forecast::run(
+                let mut client = RenewalsServiceClient::new(tenure_platform::client::channel(
                     &renewals_url,
+                    &credentials,
+                )?);
+                let rows = tenure::forecast::run(
+                    &mut client,
                     from,
                     to,
                     &segment,
@@ -305,19 +349,24 @@ fn main() -> anyhow::Result<()> {
                 no_wait,
                 as_of,
                 health_url,
+                credentials,
             } => {
                 let request = tenure::model::request(horizon_days, l2, as_of);
                 print!(
                     "{}",
-                    tenure::model::train(&health_url, request, !no_wait).await?
+                    tenure::model::train(&health_url, &credentials, request, !no_wait).await?
                 );
                 Ok(())
             }
-            Command::Recompute { health_url } => {
-                let scored = tenure::rescore::recompute_all(&health_url).await?;
+            Command::Recompute {
+                health_url,
+                credentials,
+            } => {
+                let scored = tenure::rescore::recompute_all(&health_url, &credentials).await?;
                 println!("rescored {scored} accounts");
                 Ok(())
             }
+            Command::Keys { action, file } => keys(action, &file),
             Command::Status { peers } => {
                 let statuses = tenure::status::check_all(&peers).await;
                 print!("{}", tenure::status::render(&statuses));
@@ -339,11 +388,12 @@ async fn start(mut up: UpArgs) -> anyhow::Result<Stack> {
     let options = StackOptions {
         settings: Default::default(),
         database_url: up.database_url,
-        data_dir: Some(up.data_dir),
         bind_ip: up.bind,
         default_ports: true,
         server: up.server,
         max_connections: 10,
+        keys_file: Some(up.data_dir.with_file_name("api-keys.jsonl")),
+        data_dir: Some(up.data_dir),
     };
     let stack = Stack::start(options).await?;
     println!("Tenure is up (database {}):", redact(&stack.database_url));
@@ -352,7 +402,59 @@ async fn start(mut up: UpArgs) -> anyhow::Result<Stack> {
     }
     println!("  {:<10} http://{metrics_addr}/metrics", "metrics");
     println!("Check it with: tenure status");
+    println!(
+        "Calls need an API key. This run's operator key (every scope but internal; \
+         replaced at the next start) is shown once:\n  export TENURE_API_KEY={}\n\
+         More keys: tenure keys create --name NAME --scopes read,analytics",
+        stack.operator_key.expose()
+    );
     Ok(stack)
+}
+
+/// `tenure keys …` on the keys file at `file`.
+fn keys(action: KeysAction, file: &std::path::Path) -> anyhow::Result<()> {
+    use tenure_platform::auth::keys;
+    match action {
+        KeysAction::Create { name, scopes } => {
+            let (stored, key) = keys::create(file, &name, &scopes)?;
+            eprintln!(
+                "created key {} ({}) in {}; it is shown only now:",
+                stored.id,
+                scopes_text(&stored.scopes),
+                file.display()
+            );
+            println!("{}", key.expose());
+        }
+        KeysAction::List => {
+            println!(
+                "{:<14} {:<26} {:<44} {:<22} REVOKED",
+                "ID", "NAME", "SCOPES", "CREATED"
+            );
+            for key in keys::read(file)? {
+                let revoked = key.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+                println!(
+                    "{:<14} {:<26} {:<44} {:<22} {revoked}",
+                    key.id,
+                    key.name,
+                    scopes_text(&key.scopes),
+                    key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                );
+            }
+        }
+        KeysAction::Revoke { id } => {
+            anyhow::ensure!(keys::revoke(file, &id)?, "no active key with id {id}");
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn scopes_text(scopes: &[tenure_platform::auth::Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The URL without its password.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
+use tenure_platform::auth::Credentials;
 use tenure_platform::client::{TracedChannel, channel};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
@@ -24,10 +25,11 @@ pub fn request(horizon_days: i32, l2: f64, as_of: Option<NaiveDate>) -> pb::Trai
 /// Trains a model; with `wait`, polls until it is ready and returns the report.
 pub async fn train(
     health_url: &str,
+    credentials: &Credentials,
     request: pb::TrainChurnModelRequest,
     wait: bool,
 ) -> anyhow::Result<String> {
-    let mut health = HealthServiceClient::new(channel(health_url)?);
+    let mut health = HealthServiceClient::new(channel(health_url, credentials)?);
     let model = if wait {
         train_and_wait(&mut health, request).await?
     } else {

@@ -1,11 +1,13 @@
 //! The whole Tenure stack in one process: a throwaway Postgres (or
-//! `DATABASE_URL`), one role and schema per service, and the four services.
+//! `DATABASE_URL`), one role and schema per service, the four services, and
+//! the API keys they and their local operator call with.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
+use tenure_platform::auth::{Credentials, Scope, Secret};
 use tenure_platform::config::{PeerConfig, ServerConfig};
 use tenure_platform::pg::{DataDir, PgCluster, Tuning};
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec};
@@ -33,6 +35,8 @@ pub struct StackOptions {
     pub max_connections: u32,
     /// Settings for the services over the environment (`PLAYBOOKS_SMTP_URL`, …).
     pub settings: std::collections::BTreeMap<String, String>,
+    /// The keys file, when `server.auth` names none; `None` for a temporary one.
+    pub keys_file: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -46,6 +50,7 @@ impl StackOptions {
             server: ServerConfig::default(),
             max_connections: 5,
             settings: Default::default(),
+            keys_file: None,
         }
     }
 }
@@ -56,12 +61,65 @@ pub struct Stack {
     pub peers: PeerConfig,
     /// Administrative URL of the database the services use.
     pub database_url: String,
+    /// The key of the stack's operator: every scope but `internal`.
+    pub operator_key: Secret,
+    /// Each service's own key, with the scopes its calls need.
+    service_keys: std::collections::BTreeMap<&'static str, Secret>,
     options: StackOptions,
     cluster: Option<PgCluster>,
+    _keys_dir: Option<tempfile::TempDir>,
+}
+
+/// The keys a stack makes for itself are named with this prefix and
+/// replaced at each start.
+const STACK_KEY: &str = "tenure-stack:";
+
+/// Scopes of the stack's operator key: all that a person or job may hold.
+pub const OPERATOR_SCOPES: [Scope; 5] = [
+    Scope::Ingest,
+    Scope::Read,
+    Scope::Contacts,
+    Scope::Analytics,
+    Scope::PlaybooksAdmin,
+];
+
+/// Replaces the stack's own keys in `path` with new ones: one per service
+/// with the scopes its calls need, and the operator's.
+fn stack_keys(
+    path: &std::path::Path,
+) -> anyhow::Result<(std::collections::BTreeMap<&'static str, Secret>, Secret)> {
+    use tenure_platform::auth::keys;
+    let mut stored = keys::read(path)?;
+    stored.retain(|k| !k.name.starts_with(STACK_KEY));
+    let mut services = std::collections::BTreeMap::new();
+    for spec in SERVICES {
+        let (key, secret) = keys::generate(&format!("{STACK_KEY}{}", spec.name), spec.calls_with);
+        stored.push(key);
+        services.insert(spec.name, secret);
+    }
+    let (operator, operator_key) =
+        keys::generate(&format!("{STACK_KEY}operator"), &OPERATOR_SCOPES);
+    stored.push(operator);
+    keys::write(path, &stored)?;
+    Ok((services, operator_key))
 }
 
 impl Stack {
-    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+    pub async fn start(mut options: StackOptions) -> anyhow::Result<Self> {
+        let mut keys_dir = None;
+        let keys_file = match (&options.server.auth.api_keys_file, &options.keys_file) {
+            (Some(path), _) | (None, Some(path)) => path.clone(),
+            (None, None) => {
+                let dir = tempfile::tempdir()?;
+                let path = dir.path().join("api-keys.jsonl");
+                keys_dir = Some(dir);
+                path
+            }
+        };
+        let (service_keys, operator_key) = stack_keys(&keys_file)
+            .with_context(|| format!("writing the stack's keys to {}", keys_file.display()))?;
+        options.server.auth.api_keys_file = Some(keys_file);
+
         let (cluster, database_url) = match &options.database_url {
             Some(url) => (None, url.clone()),
             None => {
@@ -106,14 +164,18 @@ impl Stack {
             health_url: url(1)?,
             renewals_url: url(2)?,
             playbooks_url: url(3)?,
+            credentials: Credentials::default(),
         };
 
         let mut stack = Self {
             services: Vec::new(),
             peers,
             database_url,
+            operator_key,
+            service_keys,
             options,
             cluster,
+            _keys_dir: keys_dir,
         };
         for (spec, listener) in SERVICES.iter().zip(listeners) {
             let service = stack.start_service(spec, listener).await?;
@@ -131,7 +193,7 @@ impl Stack {
         let pool = prepare_pool(&admin, spec, self.options.max_connections).await?;
         let context = ServiceContext {
             pool,
-            peers: self.peers.clone(),
+            peers: self.service_peers(spec.name),
             server: self.options.server.clone(),
             listener,
             settings: tenure_platform::service::Settings {
@@ -191,6 +253,29 @@ impl Stack {
         let service = self.start_service(spec, listener).await?;
         self.services.push(service);
         Ok(())
+    }
+
+    /// The keys file the services read.
+    pub fn keys_file(&self) -> Option<&std::path::Path> {
+        self.options.server.auth.api_keys_file.as_deref()
+    }
+
+    /// Where the services are, with the key of the service `name`.
+    pub fn service_peers(&self, name: &str) -> PeerConfig {
+        PeerConfig {
+            credentials: Credentials {
+                api_key: self.service_keys.get(name).cloned(),
+            },
+            ..self.peers.clone()
+        }
+    }
+
+    /// Where the services are, with the operator's key: for clients.
+    pub fn operator_peers(&self) -> PeerConfig {
+        PeerConfig {
+            credentials: Credentials::key(self.operator_key.clone()),
+            ..self.peers.clone()
+        }
     }
 
     /// URL of a service by name.

@@ -65,7 +65,8 @@ pub async fn check_all(peers: &PeerConfig) -> Vec<ServiceStatus> {
 }
 
 async fn check(url: &str, service: &str) -> Result<String, String> {
-    let channel = tenure_platform::client::channel(url).map_err(|e| e.to_string())?;
+    let channel =
+        tenure_platform::client::channel(url, &Default::default()).map_err(|e| e.to_string())?;
     let mut client = HealthClient::new(channel);
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: service.to_owned(),

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::{AuthConfig, Credentials};
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -44,6 +46,9 @@ pub struct ServerConfig {
     /// Address for Prometheus metrics (`/metrics`); unset: no metrics endpoint.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Who may call.
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +58,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(20),
             metrics_addr: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -72,6 +78,16 @@ pub struct PeerConfig {
     /// Playbooks service URL.
     #[arg(long, env = "PLAYBOOKS_URL", default_value = "http://127.0.0.1:50054")]
     pub playbooks_url: String,
+    /// The key this process calls them with.
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+impl PeerConfig {
+    /// A channel to `url` carrying this process's key.
+    pub fn channel(&self, url: &str) -> anyhow::Result<crate::client::TracedChannel> {
+        crate::client::channel(url, &self.credentials)
+    }
 }
 
 /// Database connection.

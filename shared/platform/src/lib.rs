@@ -1,5 +1,6 @@
 //! What every Tenure service does the same way.
 //!
+//! - [`auth`]: who may call what: API keys, mesh identities, scopes per method.
 //! - [`config`]: settings from environment variables and flags, with local defaults.
 //! - [`telemetry`]: logs, traces and the OTLP exporter, set up once per process.
 //! - [`trace`]: W3C trace context across gRPC calls and outbox rows, RPC spans and metrics.
@@ -13,6 +14,7 @@
 //! - [`money`]: validated amounts in ISO 4217 minor units.
 //! - [`paging`]: page sizes and opaque page tokens.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -15,18 +15,22 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::auth::{Access, AuthLayer};
 use crate::config::ServerConfig;
 use crate::trace::ServerTraceLayer;
 
 /// Serves `routes` (the service's own gRPC services, named in
-/// `service_names`) on `listener` until `shutdown` completes.
+/// `access.services`) on `listener` until `shutdown` completes, admitting
+/// each call by the `access` rules.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
-    service_names: &[&'static str],
+    access: Access,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let service_names = access.services;
+    let auth = AuthLayer::new(&config.auth, access)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health
@@ -76,6 +80,7 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .layer(ServerTraceLayer)
+        .layer(auth)
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -99,25 +104,20 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Serves on `listener` in a new task.
+    /// Serves on `listener` in a new task; fails at once when no caller
+    /// could be authenticated.
     pub fn start(
         listener: TcpListener,
         routes: Routes,
-        service_names: &'static [&'static str],
+        access: Access,
         config: ServerConfig,
     ) -> anyhow::Result<Self> {
+        AuthLayer::new(&config.auth, access)?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
-            serve(
-                listener,
-                routes,
-                service_names,
-                &config,
-                stop.cancelled_owned(),
-            )
-            .await
+            serve(listener, routes, access, &config, stop.cancelled_owned()).await
         });
         Ok(Self {
             addr,

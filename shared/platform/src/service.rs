@@ -53,6 +53,10 @@ pub struct ServiceSpec {
     pub migrations: &'static Migrator,
     /// Fully qualified gRPC service names it serves.
     pub grpc_services: &'static [&'static str],
+    /// The scope each of its methods needs.
+    pub access: &'static [(&'static str, crate::auth::Scope)],
+    /// The scopes its own calls to the other services need.
+    pub calls_with: &'static [crate::auth::Scope],
     pub default_port: u16,
     pub start: fn(ServiceContext) -> StartFuture,
 }
@@ -82,7 +86,11 @@ impl RunningService {
         routes: tonic::service::Routes,
         config: ServerConfig,
     ) -> anyhow::Result<Self> {
-        let server = RunningServer::start(listener, routes, spec.grpc_services, config)?;
+        let access = crate::auth::Access {
+            services: spec.grpc_services,
+            rules: spec.access,
+        };
+        let server = RunningServer::start(listener, routes, access, config)?;
         Ok(Self::new(spec.name, server))
     }
 

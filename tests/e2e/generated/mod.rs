@@ -28,7 +28,7 @@ async fn load(app: &TestStack, config: &Config) -> (tempfile::TempDir, HashMap<K
     let dir = tempfile::tempdir().unwrap();
     let counts = tenure::generate::write(config, dir.path()).unwrap();
     let summaries: HashMap<Kind, Summary> =
-        tenure::import::base(&app.stack.peers, dir.path(), false)
+        tenure::import::base(&app.stack.operator_peers(), dir.path(), false)
             .await
             .unwrap()
             .into_iter()
@@ -170,7 +170,7 @@ async fn a_generated_base_loads_whole_and_once() {
     );
 
     // Loading it again changes nothing.
-    let again = tenure::import::base(&app.stack.peers, dir.path(), false)
+    let again = tenure::import::base(&app.stack.operator_peers(), dir.path(), false)
         .await
         .unwrap();
     for (kind, summary) in again {

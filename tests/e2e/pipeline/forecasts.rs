@@ -110,7 +110,7 @@ async fn forecasts_stream_jobs_and_backtests() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("forecast.csv");
     let written = tenure::forecast::run(
-        &app.stack.peers.renewals_url,
+        &mut app.renewals.clone(),
         today,
         today + chrono::Days::new(90),
         "",

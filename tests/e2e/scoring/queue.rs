@@ -7,7 +7,7 @@ use super::*;
 async fn an_unknown_account_is_set_aside_and_never_blocks_the_queue() {
     let mut app = TestStack::spawn().await;
     one_account_scored_on_p1(&mut app, "known", "Known").await;
-    app.health
+    app.internal_health()
         .notify_accounts_changed(hpb::NotifyAccountsChangedRequest {
             request_id: "notice-with-a-ghost".into(),
             account_ids: vec!["ghost".into(), "known".into()],

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{Months, NaiveDate};
-use tenure_platform::client::{TracedChannel, channel};
+use tenure_platform::client::TracedChannel;
 use tenure_platform::config::PeerConfig;
 use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
@@ -56,9 +56,9 @@ pub(crate) struct Clients {
 impl Clients {
     pub(crate) fn connect(peers: &PeerConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            health: HealthServiceClient::new(channel(&peers.health_url)?),
-            renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
-            playbooks: PlaybooksServiceClient::new(channel(&peers.playbooks_url)?),
+            health: HealthServiceClient::new(peers.channel(&peers.health_url)?),
+            renewals: RenewalsServiceClient::new(peers.channel(&peers.renewals_url)?),
+            playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
         })
     }
 }

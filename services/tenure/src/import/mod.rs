@@ -16,7 +16,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use tenure_platform::client::channel;
 use tenure_platform::config::PeerConfig;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
@@ -86,8 +85,8 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let rows = Rows::open(path)?;
     let mut client = Clients {
-        ingestion: IngestionServiceClient::new(channel(&peers.ingestion_url)?),
-        renewals: RenewalsServiceClient::new(channel(&peers.renewals_url)?),
+        ingestion: IngestionServiceClient::new(peers.channel(&peers.ingestion_url)?),
+        renewals: RenewalsServiceClient::new(peers.channel(&peers.renewals_url)?),
     };
     let bar = if progress {
         indicatif::ProgressBar::new(Rows::count(path)?)

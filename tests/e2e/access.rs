@@ -1,0 +1,207 @@
+//! Who may call what: every method needs a caller with its scope.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use prost::Message as _;
+use tenure_platform::auth::{Credentials, Scope};
+use tenure_proto::health::v1::NotifyAccountsChangedRequest;
+use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::ingestion::v1::{
+    BatchUpsertAccountsRequest, ListAccountsRequest, ListContactsRequest,
+};
+use tenure_tests::{TestStack, eventually};
+use tonic::Code;
+
+fn ingestion(
+    app: &TestStack,
+    credentials: &Credentials,
+) -> IngestionServiceClient<tenure_platform::client::TracedChannel> {
+    let url = &app.stack.peers.ingestion_url;
+    IngestionServiceClient::new(tenure_platform::client::channel(url, credentials).unwrap())
+}
+
+async fn list_accounts(app: &TestStack, credentials: &Credentials) -> Result<(), tonic::Status> {
+    ingestion(app, credentials)
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .map(|_| ())
+}
+
+fn code(result: Result<(), tonic::Status>) -> Code {
+    result.err().map_or(Code::Ok, |s| s.code())
+}
+
+#[test]
+fn every_method_of_every_service_has_a_rule() {
+    let set = prost_types::FileDescriptorSet::decode(tenure_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut methods = BTreeSet::new();
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            for method in &service.method {
+                methods.insert((full.clone(), method.name().to_owned()));
+            }
+        }
+    }
+    let mut ruled = BTreeSet::new();
+    for spec in tenure::stack::SERVICES {
+        for (method, _) in spec.access {
+            for service in spec.grpc_services {
+                ruled.insert((service.to_string(), method.to_string()));
+            }
+        }
+    }
+    assert_eq!(
+        methods, ruled,
+        "each method exactly one rule, no rule for a missing method"
+    );
+}
+
+#[tokio::test]
+async fn no_key_or_a_wrong_key_is_unauthenticated_without_a_hint() {
+    let app = TestStack::spawn().await;
+    let none = Credentials::default();
+    assert_eq!(
+        code(list_accounts(&app, &none).await),
+        Code::Unauthenticated
+    );
+
+    let mut forged = app.stack.operator_key.expose().to_owned();
+    forged.pop();
+    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    let refused = list_accounts(
+        &app,
+        &Credentials::key(tenure_platform::auth::Secret::new(forged.clone())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let key_id = &forged["tenure_".len().."tenure_".len() + 12];
+    assert!(
+        !refused.message().contains(key_id) && !refused.message().contains(&forged),
+        "{refused:?}"
+    );
+    assert_eq!(
+        code(list_accounts(&app, &app.operator()).await),
+        Code::Ok,
+        "the operator's key opens what it holds"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_opens_only_its_scopes() {
+    let app = TestStack::spawn().await;
+    let reader = app.key_with(&[Scope::Read]);
+    assert_eq!(code(list_accounts(&app, &reader).await), Code::Ok);
+    let write = ingestion(&app, &reader)
+        .batch_upsert_accounts(BatchUpsertAccountsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), Code::PermissionDenied);
+    assert!(write.message().contains("ingest"), "{write:?}");
+    let contacts = ingestion(&app, &reader)
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        contacts.code(),
+        Code::PermissionDenied,
+        "personal data needs its own scope"
+    );
+
+    // The notifications that start rescoring and playbooks come only from
+    // the services: not even the operator may send one.
+    let mut health = HealthServiceClient::new(
+        app.stack
+            .operator_peers()
+            .channel(&app.stack.peers.health_url)
+            .unwrap(),
+    );
+    let forged = health
+        .notify_accounts_changed(NotifyAccountsChangedRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_without_a_restart() {
+    let app = TestStack::spawn().await;
+    let file = app.stack.keys_file().unwrap().to_owned();
+    let (stored, key) =
+        tenure_platform::auth::keys::create(&file, "soon revoked", &[Scope::Read]).unwrap();
+    let credentials = Credentials::key(key);
+    assert_eq!(code(list_accounts(&app, &credentials).await), Code::Ok);
+    assert!(tenure_platform::auth::keys::revoke(&file, &stored.id).unwrap());
+    let refused = eventually(Duration::from_secs(5), || async {
+        (code(list_accounts(&app, &credentials).await) == Code::Unauthenticated).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the revoked key still works");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_mesh_identity_is_a_caller_where_the_mesh_header_is_trusted() {
+    const FORECAST_JOB: &str = "spiffe://cluster.local/ns/tenure/sa/forecast-job";
+    let app = TestStack::spawn_with(|options| {
+        options.server.auth.mesh_identity_header = Some("x-forwarded-client-cert".into());
+        options.server.auth.mesh_identities = vec![format!("{FORECAST_JOB}=read").parse().unwrap()];
+    })
+    .await;
+    let url = &app.stack.peers.ingestion_url;
+    let mut client =
+        IngestionServiceClient::new(tenure_tests::untraced_channel(url, &Credentials::default()));
+    let as_identity = |identity: &str| {
+        let mut request = tonic::Request::new(ListAccountsRequest::default());
+        let header = format!("By=spiffe://cluster.local/ns/tenure/sa/ingestion;URI={identity}");
+        request
+            .metadata_mut()
+            .insert("x-forwarded-client-cert", header.parse().unwrap());
+        request
+    };
+    client
+        .list_accounts(as_identity(FORECAST_JOB))
+        .await
+        .expect("the job reads");
+    let stranger = client
+        .list_accounts(as_identity("spiffe://cluster.local/ns/other/sa/intruder"))
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Code::Unauthenticated);
+    let write = client
+        .batch_upsert_accounts({
+            let mut request = tonic::Request::new(BatchUpsertAccountsRequest::default());
+            *request.metadata_mut() = as_identity(FORECAST_JOB).metadata().clone();
+            request
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_with_no_way_to_know_its_callers_does_not_start() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let access = tenure_platform::auth::Access {
+        services: tenure_ingestion::GRPC_SERVICES,
+        rules: tenure_ingestion::ACCESS,
+    };
+    let refused = tenure_platform::server::RunningServer::start(
+        listener,
+        tonic::service::Routes::default(),
+        access,
+        tenure_platform::config::ServerConfig::default(),
+    )
+    .err()
+    .expect("refused to start");
+    assert!(
+        refused.to_string().contains("TENURE_API_KEYS_FILE"),
+        "{refused:#}"
+    );
+}
