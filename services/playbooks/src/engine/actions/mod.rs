@@ -1,0 +1,8 @@
+//! What a step does outside Tenure. Each carries a key derived from run
+//! and step, so that a retry after a crash is recognised by whoever
+//! receives it: the task row, the email's Message-ID, the webhook's
+//! delivery id.
+
+mod email;
+mod task;
+mod webhook;

@@ -1,0 +1,406 @@
+//! Due steps, claimed in batches under row locks (`FOR UPDATE SKIP
+//! LOCKED`), executed, and their outcomes recorded in the same transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use tenure_platform::trace::set_parent_from;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::Engine;
+use super::steps::{COMPLETED, DEAD, DONE, EXITED, STALLED, end_run, finish_step, insert_step};
+use crate::plan::{Action, Plan, PlanStep, Wait};
+
+/// What a step's execution came to.
+pub(super) enum Outcome {
+    /// Done; go to the step named, or end the run.
+    Next(Option<String>, String),
+    /// Not done yet: look again at `due`.
+    Rearm {
+        due: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
+        result: String,
+    },
+    /// The exit criteria hold: the run ends early.
+    Exit(String),
+    /// Failed; retried with backoff, dead-lettered after the last attempt.
+    Fail(String),
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct Due {
+    pub(super) run_id: Uuid,
+    pub(super) seq: i32,
+    pub(super) step_id: String,
+    pub(super) step_type: String,
+    pub(super) attempts: i32,
+    pub(super) armed: bool,
+    pub(super) deadline: Option<DateTime<Utc>>,
+    pub(super) due_at: DateTime<Utc>,
+    pub(super) playbook: String,
+    pub(super) version: i32,
+    pub(super) account_id: String,
+    pub(super) facts: Value,
+    pub(super) trace_context: Value,
+}
+
+impl Engine {
+    /// Executes a batch of due steps (up to `PLAYBOOKS_CLAIM_BATCH`) in one
+    /// transaction: each is locked until the batch commits, and all of a
+    /// batch's effects commit together. Returns how many ran.
+    pub async fn execute_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let batch: Vec<Due> = sqlx::query_as(
+            "WITH next AS ( \
+               SELECT s.run_id, s.seq FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
+               WHERE s.state = 1 AND s.due_at <= now() AND r.state = 1 \
+               ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED) \
+             UPDATE playbooks.steps s SET picked_at = clock_timestamp() FROM next, playbooks.runs r \
+             WHERE s.run_id = next.run_id AND s.seq = next.seq AND r.run_id = s.run_id \
+             RETURNING s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
+               s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, r.playbook, r.version, \
+               r.account_id, r.facts, r.trace_context",
+        )
+        .bind(self.config.claim_batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = batch.len();
+        let now = Utc::now();
+        for due in &batch {
+            let late = (now - due.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("playbook_step_delay_seconds", "step_type" => due.step_type.clone())
+                .record(late);
+        }
+        // First, for the whole batch at once: exit criteria, and every
+        // webhook called, so one slow endpoint does not hold up the others.
+        let spans: Vec<tracing::Span> = batch.iter().map(step_span).collect();
+        let prepared = futures::future::join_all(
+            batch
+                .iter()
+                .zip(&spans)
+                .map(|(due, span)| self.prepare(due).instrument(span.clone())),
+        )
+        .await;
+        // Then, in order, inside the transaction that holds the steps: each
+        // step in a savepoint of its own, so a step whose recording fails
+        // is rolled back alone and counted as a failed attempt, and the rest
+        // of the batch commits.
+        for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
+            let done: anyhow::Result<()> = async {
+                let (plan, early) = prepared?;
+                let Some(step) = plan.step(&due.step_id) else {
+                    anyhow::bail!(
+                        "step {} is not in {} v{}",
+                        due.step_id,
+                        due.playbook,
+                        due.version
+                    );
+                };
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                let outcome = match early {
+                    Some(outcome) => outcome,
+                    None => self.execute(&mut savepoint, &plan, step, due).await,
+                };
+                self.record(&mut savepoint, &plan, due, step, outcome)
+                    .await?;
+                savepoint.commit().await?;
+                Ok(())
+            }
+            .instrument(span)
+            .await;
+            if let Err(error) = done {
+                self.fail_step(&mut tx, due, &format!("{error:#}")).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// What can be settled before the transaction's statements: the exit
+    /// criteria and a webhook's call. `None`: execute in the transaction.
+    async fn prepare(&self, due: &Due) -> anyhow::Result<(Arc<Plan>, Option<Outcome>)> {
+        let plan = self.plan(&due.playbook, due.version).await?;
+        let Some(step) = plan.step(&due.step_id) else {
+            return Ok((plan, None));
+        };
+        let early = match self.exit_criteria_met(&plan, step, due).await {
+            Ok(true) => Some(Outcome::Exit("exit criteria met".to_owned())),
+            Err(error) => Some(Outcome::Fail(format!("{error:#}"))),
+            Ok(false) => match &step.action {
+                Action::Webhook { url } => {
+                    Some(match self.call_webhook(&plan, step, due, url).await {
+                        Ok(status) => Outcome::Next(step.next.clone(), status),
+                        Err(error) => Outcome::Fail(format!("{error:#}")),
+                    })
+                }
+                _ => None,
+            },
+        };
+        Ok((plan, early))
+    }
+
+    async fn exit_criteria_met(
+        &self,
+        plan: &Plan,
+        step: &PlanStep,
+        due: &Due,
+    ) -> anyhow::Result<bool> {
+        let Some(exit) = &plan.exit_when else {
+            return Ok(false);
+        };
+        if matches!(step.action, Action::End) {
+            return Ok(false);
+        }
+        let current = self
+            .peers
+            .current(&self.pool, &due.account_id, Some(due.run_id), &[exit])
+            .await?;
+        Ok(current.holds(exit))
+    }
+
+    async fn execute(
+        &self,
+        tx: &mut PgConnection,
+        plan: &Plan,
+        step: &PlanStep,
+        due: &Due,
+    ) -> Outcome {
+        let result = match &step.action {
+            Action::End => Ok(Outcome::Next(None, "ended".to_owned())),
+            Action::Task {
+                assignee,
+                title,
+                body,
+                due_in_days,
+                priority,
+            } => self
+                .create_task(
+                    tx,
+                    due,
+                    assignee,
+                    &title.render(&due.facts),
+                    &body.render(&due.facts),
+                    *due_in_days,
+                    priority,
+                )
+                .await
+                .map(|created| Outcome::Next(step.next.clone(), created)),
+            Action::Email {
+                to_role,
+                subject,
+                body,
+            } => self
+                .send_email(
+                    tx,
+                    due,
+                    to_role,
+                    &subject.render(&due.facts),
+                    &body.render(&due.facts),
+                )
+                .await
+                .map(|sent| Outcome::Next(step.next.clone(), sent)),
+            Action::Webhook { url } => self
+                .call_webhook(plan, step, due, url)
+                .await
+                .map(|status| Outcome::Next(step.next.clone(), status)),
+            Action::Wait(wait) => self.wait(step, due, wait).await,
+            Action::Branch(condition) => self
+                .peers
+                .current(&self.pool, &due.account_id, Some(due.run_id), &[condition])
+                .await
+                .map(|current| {
+                    if current.holds(condition) {
+                        Outcome::Next(step.then.clone(), "then".to_owned())
+                    } else {
+                        Outcome::Next(step.otherwise.clone(), "else".to_owned())
+                    }
+                }),
+        };
+        result.unwrap_or_else(|error| Outcome::Fail(format!("{error:#}")))
+    }
+
+    async fn wait(&self, step: &PlanStep, due: &Due, wait: &Wait) -> anyhow::Result<Outcome> {
+        let now = Utc::now();
+        Ok(match wait {
+            Wait::For(duration) if !due.armed => Outcome::Rearm {
+                due: now + chrono::Duration::from_std(*duration)?,
+                deadline: None,
+                result: "waiting".to_owned(),
+            },
+            Wait::Until(day) if !due.armed => Outcome::Rearm {
+                due: day.and_time(chrono::NaiveTime::MIN).and_utc().max(now),
+                deadline: None,
+                result: "waiting".to_owned(),
+            },
+            Wait::For(_) | Wait::Until(_) => Outcome::Next(step.next.clone(), "waited".to_owned()),
+            Wait::Condition { condition, timeout } => {
+                let current = self
+                    .peers
+                    .current(&self.pool, &due.account_id, Some(due.run_id), &[condition])
+                    .await?;
+                let deadline = match due.deadline {
+                    Some(deadline) => deadline,
+                    None => now + chrono::Duration::from_std(*timeout)?,
+                };
+                if current.holds(condition) {
+                    Outcome::Next(step.next.clone(), "condition met".to_owned())
+                } else if now >= deadline {
+                    match &step.on_timeout {
+                        Some(target) => Outcome::Next(Some(target.clone()), "timed out".to_owned()),
+                        None => Outcome::Exit("timed out waiting".to_owned()),
+                    }
+                } else {
+                    Outcome::Rearm {
+                        due: (now + chrono::Duration::from_std(self.config.condition_poll)?)
+                            .min(deadline),
+                        deadline: Some(deadline),
+                        result: "waiting for the condition".to_owned(),
+                    }
+                }
+            }
+        })
+    }
+
+    fn count(due: &Due, result: &'static str) {
+        metrics::counter!(
+            "playbook_steps_total",
+            "playbook" => due.playbook.clone(),
+            "step_type" => due.step_type.clone(),
+            "result" => result,
+        )
+        .increment(1);
+    }
+
+    async fn record(
+        &self,
+        tx: &mut PgConnection,
+        plan: &Plan,
+        due: &Due,
+        step: &PlanStep,
+        outcome: Outcome,
+    ) -> anyhow::Result<()> {
+        match outcome {
+            Outcome::Next(target, result) => {
+                Self::count(due, "done");
+                finish_step(tx, due, DONE, &result, "").await?;
+                match target.as_deref().and_then(|t| plan.step(t)) {
+                    Some(next) => {
+                        insert_step(tx, due.run_id, due.seq + 1, next, Utc::now()).await?
+                    }
+                    None => end_run(tx, due.run_id, COMPLETED).await?,
+                }
+                let _ = step;
+            }
+            Outcome::Rearm {
+                due: at,
+                deadline,
+                result,
+            } => {
+                sqlx::query(
+                    "UPDATE playbooks.steps SET due_at = $3, deadline = $4, result = $5, attempts = 0, \
+                       last_error = '', started_at = COALESCE(started_at, now()) \
+                     WHERE run_id = $1 AND seq = $2",
+                )
+                .bind(due.run_id)
+                .bind(due.seq)
+                .bind(at)
+                .bind(deadline)
+                .bind(&result)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Outcome::Exit(result) => {
+                Self::count(due, "exited");
+                finish_step(tx, due, DONE, &result, "").await?;
+                end_run(tx, due.run_id, EXITED).await?;
+            }
+            Outcome::Fail(error) => self.fail_step(tx, due, &error).await?,
+        }
+        Ok(())
+    }
+
+    /// A failed attempt: retried after a backoff, dead-lettered (and its run
+    /// stalled) after the last attempt.
+    async fn fail_step(&self, tx: &mut PgConnection, due: &Due, error: &str) -> anyhow::Result<()> {
+        let attempts = due.attempts + 1;
+        tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
+        if attempts >= self.config.max_attempts {
+            Self::count(due, "dead_lettered");
+            finish_step(tx, due, DEAD, "dead-lettered", error).await?;
+            sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
+                .bind(due.run_id)
+                .bind(STALLED)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            Self::count(due, "retried");
+            let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
+            sqlx::query(
+                "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5 \
+                 WHERE run_id = $1 AND seq = $2",
+            )
+            .bind(due.run_id)
+            .bind(due.seq)
+            .bind(attempts)
+            .bind(error)
+            .bind(chrono::Duration::from_std(delay)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The span of one step's execution, in the trace of the event that
+/// started its run.
+fn step_span(due: &Due) -> tracing::Span {
+    let span = tracing::info_span!(
+        "playbook.step",
+        playbook = %due.playbook,
+        step = %due.step_id,
+        run_id = %due.run_id,
+        account_id = %due.account_id,
+    );
+    if let Ok(carrier) =
+        serde_json::from_value::<HashMap<String, String>>(due.trace_context.clone())
+    {
+        set_parent_from(&span, &carrier);
+    }
+    span
+}
+
+/// Exponential backoff with full jitter, capped.
+fn backoff(base: Duration, cap: Duration, attempts: i32) -> Duration {
+    let exp = base
+        .saturating_mul(1 << attempts.clamp(0, 20) as u32)
+        .min(cap);
+    let jitter = rand_fraction();
+    exp.mul_f64(0.5 + 0.5 * jitter)
+}
+
+fn rand_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        let base = Duration::from_secs(2);
+        let cap = Duration::from_secs(60);
+        assert!(backoff(base, cap, 1) <= Duration::from_secs(4));
+        assert!(backoff(base, cap, 1) >= Duration::from_secs(2));
+        assert!(backoff(base, cap, 10) <= cap);
+        assert!(backoff(base, cap, 10) >= cap / 2);
+    }
+}
