@@ -20,6 +20,10 @@ fn main() {
     runtime.block_on(async move {
         let mut app = TestStack::spawn_with(|options| {
             options.max_connections = 12;
+            // The receiver listens on loopback, which webhooks may not
+            // reach unless allowed.
+            let allow = ("PLAYBOOKS_WEBHOOK_ALLOW".to_owned(), "127.0.0.1/32".to_owned());
+            options.settings.extend([allow]);
         })
         .await;
         let db = app.db().await;

@@ -6,7 +6,14 @@ use tenure_tests::TestStack;
 /// the ones the APIs give when asked again.
 #[tokio::test]
 async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() {
-    let app = TestStack::spawn().await;
+    let app = TestStack::spawn_with(|options| {
+        let allow = (
+            "PLAYBOOKS_WEBHOOK_ALLOW".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        );
+        options.settings.extend([allow]);
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let options = tenure::demo::Options {
         accounts: 200,
@@ -14,6 +21,7 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         seed: 3,
         dir: dir.path().to_path_buf(),
         progress: false,
+        webhook_secret: app.stack.setting("PLAYBOOKS_WEBHOOK_SECRET").unwrap(),
     };
     let report = tenure::demo::run(&app.stack.operator_peers(), &options)
         .await

@@ -38,8 +38,11 @@ impl PlaybooksApi {
         let compiled =
             definition::compile(&request.definition, format, "definition", &mut violations);
         violations.into_result()?;
-        let (parsed, _) =
+        let (parsed, plan) =
             compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;
+        self.engine
+            .check_webhooks(&plan)
+            .map_err(ApiError::FailedPrecondition)?;
 
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =

@@ -10,6 +10,7 @@ pub mod facts;
 pub mod grpc;
 pub mod plan;
 pub mod runs_api;
+pub mod signature;
 pub mod store;
 
 use tenure_platform::auth::Scope;
@@ -70,6 +71,11 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         peers,
         engine::Config::from_settings(&context.settings)?,
     )?;
+    // Webhooks configured but nothing to sign them with: refuse to start
+    // rather than send unsigned deliveries or fail every one.
+    for (_, plan) in engine.latest_plans().await? {
+        engine.check_webhooks(&plan).map_err(anyhow::Error::msg)?;
+    }
     let api = PlaybooksServiceServer::new(grpc::PlaybooksApi::new(
         context.pool.clone(),
         engine.clone(),

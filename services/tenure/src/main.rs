@@ -207,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(up) => {
                 let _telemetry = tenure_platform::telemetry::init(&up.telemetry, "tenure")?;
-                let stack = start(up).await?;
+                let stack = start(up, &[]).await?;
                 tenure_platform::server::shutdown_signal().await;
                 stack.stop().await
             }
@@ -227,13 +227,18 @@ fn main() -> anyhow::Result<()> {
                     .log_filter
                     .get_or_insert_with(|| "warn,sqlx=error".to_owned());
                 let _telemetry = tenure_platform::telemetry::init(&up.telemetry, "tenure")?;
-                let stack = start(up).await?;
+                // The demo's webhook receiver listens on loopback.
+                let settings = [("PLAYBOOKS_WEBHOOK_ALLOW", "127.0.0.1/32")];
+                let stack = start(up, &settings).await?;
                 let options = tenure::demo::Options {
                     accounts,
                     years,
                     seed,
                     dir: base_dir,
                     progress: true,
+                    webhook_secret: stack
+                        .setting("PLAYBOOKS_WEBHOOK_SECRET")
+                        .unwrap_or_default(),
                 };
                 let result = tenure::demo::run(&stack.operator_peers(), &options).await;
                 match &result {
@@ -380,13 +385,16 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn start(mut up: UpArgs) -> anyhow::Result<Stack> {
+async fn start(mut up: UpArgs, settings: &[(&str, &str)]) -> anyhow::Result<Stack> {
     let metrics_addr = *up.server.metrics_addr.get_or_insert_with(|| {
         std::net::SocketAddr::new(up.bind, tenure_platform::config::ports::METRICS)
     });
     tenure_platform::server::install_metrics(metrics_addr)?;
     let options = StackOptions {
-        settings: Default::default(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         database_url: up.database_url,
         bind_ip: up.bind,
         default_ports: true,

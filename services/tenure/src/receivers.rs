@@ -1,8 +1,10 @@
 //! Real receivers of the playbooks' outbound actions, for the demo and the
-//! tests: an HTTP webhook
-//! receiver that can be told to fail, and an SMTP sink. Both listen on
-//! loopback ports of their own and record what arrived.
+//! tests: an HTTP webhook receiver that can be told to fail, to redirect,
+//! or to verify signatures as a careful receiver does (and refuse replays),
+//! and an SMTP sink. Both listen on loopback ports of their own and record
+//! what arrived.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -13,6 +15,7 @@ use tokio::net::TcpListener;
 pub struct Delivery {
     pub path: String,
     pub delivery_id: String,
+    pub timestamp: String,
     pub signature: String,
     pub body: Vec<u8>,
     /// The status the receiver answered.
@@ -24,6 +27,12 @@ struct WebhookState {
     deliveries: Vec<Delivery>,
     /// Requests still to fail with 500 before answering 200; `None`: always fail.
     failures_left: Option<u32>,
+    /// Answer every request with a redirect here.
+    redirect_to: Option<String>,
+    /// Verify signatures with this secret: 401 when one does not hold,
+    /// 409 for a delivery accepted before.
+    secret: Option<Vec<u8>>,
+    accepted_ids: HashSet<String>,
 }
 
 /// An HTTP/1.1 receiver of webhooks.
@@ -44,8 +53,8 @@ impl WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(WebhookState {
-            deliveries: Vec::new(),
             failures_left: Some(count),
+            ..WebhookState::default()
         }));
         let shared = state.clone();
         tokio::spawn(async move {
@@ -57,6 +66,25 @@ impl WebhookReceiver {
             }
         });
         Self { url, state }
+    }
+
+    /// Verifies each delivery's signature and timestamp with `secret`, and
+    /// refuses a delivery id it has accepted before.
+    pub async fn verifying(secret: &str) -> Self {
+        let receiver = Self::start().await;
+        if let Ok(mut state) = receiver.state.lock() {
+            state.secret = Some(secret.as_bytes().to_vec());
+        }
+        receiver
+    }
+
+    /// Answers every request with `302 Found` to `location`.
+    pub async fn redirecting(location: &str) -> Self {
+        let receiver = Self::start().await;
+        if let Ok(mut state) = receiver.state.lock() {
+            state.redirect_to = Some(location.to_owned());
+        }
+        receiver
     }
 
     /// From now on fails every request, or (false) succeeds again.
@@ -94,7 +122,8 @@ async fn serve_http(
         .nth(1)
         .unwrap_or("")
         .to_owned();
-    let (mut length, mut delivery_id, mut signature) = (0usize, String::new(), String::new());
+    let (mut length, mut delivery_id, mut timestamp, mut signature) =
+        (0usize, String::new(), String::new(), String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
@@ -105,6 +134,7 @@ async fn serve_http(
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = value.parse().unwrap_or(0),
                 "x-tenure-delivery" => delivery_id = value,
+                "x-tenure-timestamp" => timestamp = value,
                 "x-tenure-signature" => signature = value,
                 _ => {}
             }
@@ -116,32 +146,65 @@ async fn serve_http(
         let mut state = state
             .lock()
             .map_err(|_| std::io::Error::other("poisoned"))?;
-        let status = match state.failures_left {
-            None => 500,
-            Some(0) => 200,
-            Some(n) => {
-                state.failures_left = Some(n - 1);
-                500
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let verified = state.secret.as_deref().map(|secret| {
+            tenure_playbooks::signature::verify(
+                secret,
+                &timestamp,
+                &delivery_id,
+                &signature,
+                &body,
+                now,
+            )
+        });
+        let status = if state.redirect_to.is_some() {
+            302
+        } else if matches!(verified, Some(Err(_))) {
+            401
+        } else if verified.is_some() && state.accepted_ids.contains(&delivery_id) {
+            409
+        } else {
+            match state.failures_left {
+                None => 500,
+                Some(0) => 200,
+                Some(n) => {
+                    state.failures_left = Some(n - 1);
+                    500
+                }
             }
         };
+        if status == 200 {
+            state.accepted_ids.insert(delivery_id.clone());
+        }
         state.deliveries.push(Delivery {
             path,
             delivery_id,
+            timestamp,
             signature,
             body,
             status,
         });
-        status
+        let location = state
+            .redirect_to
+            .as_ref()
+            .map(|to| format!("location: {to}\r\n"))
+            .unwrap_or_default();
+        (status, location)
     };
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Internal Server Error"
+    let (status, location) = status;
+    let reason = match status {
+        200 => "OK",
+        302 => "Found",
+        401 => "Unauthorized",
+        409 => "Conflict",
+        _ => "Internal Server Error",
     };
     let mut stream = reader.into_inner();
     stream
         .write_all(
-            format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            format!("HTTP/1.1 {status} {reason}\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await?;

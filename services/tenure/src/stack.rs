@@ -119,6 +119,23 @@ impl Stack {
         let (service_keys, operator_key) = stack_keys(&keys_file)
             .with_context(|| format!("writing the stack's keys to {}", keys_file.display()))?;
         options.server.auth.api_keys_file = Some(keys_file);
+        // Webhook deliveries are signed; a local stack makes up its own key
+        // unless one is given (an empty one turns webhooks off).
+        if tenure_platform::service::Settings::default()
+            .get("PLAYBOOKS_WEBHOOK_SECRET")
+            .is_none()
+        {
+            options
+                .settings
+                .entry("PLAYBOOKS_WEBHOOK_SECRET".to_owned())
+                .or_insert_with(|| {
+                    format!(
+                        "{:032x}{:032x}",
+                        rand::random::<u128>(),
+                        rand::random::<u128>()
+                    )
+                });
+        }
 
         let (cluster, database_url) = match &options.database_url {
             Some(url) => (None, url.clone()),
@@ -253,6 +270,21 @@ impl Stack {
         let service = self.start_service(spec, listener).await?;
         self.services.push(service);
         Ok(())
+    }
+
+    /// A setting the services were started with, over the environment.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        tenure_platform::service::Settings {
+            overrides: self.options.settings.clone(),
+        }
+        .get(name)
+    }
+
+    /// Changes a setting for the services started from now on.
+    pub fn set_setting(&mut self, name: &str, value: &str) {
+        self.options
+            .settings
+            .insert(name.to_owned(), value.to_owned());
     }
 
     /// The keys file the services read.

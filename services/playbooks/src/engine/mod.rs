@@ -58,8 +58,11 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Sender (`PLAYBOOKS_EMAIL_FROM`).
     pub email_from: String,
-    /// Key of webhook signatures (`PLAYBOOKS_WEBHOOK_SECRET`).
+    /// Key of webhook signatures (`PLAYBOOKS_WEBHOOK_SECRET`); empty: no
+    /// playbook may have a webhook step.
     pub webhook_secret: String,
+    /// Networks webhooks may reach although internal (`PLAYBOOKS_WEBHOOK_ALLOW`).
+    pub webhook_allow: actions::destination::Allowed,
     /// Per webhook call (`PLAYBOOKS_WEBHOOK_TIMEOUT`, 10s).
     pub webhook_timeout: Duration,
 }
@@ -89,7 +92,18 @@ impl Config {
             email_from: settings
                 .get("PLAYBOOKS_EMAIL_FROM")
                 .unwrap_or_else(|| "Tenure <success@tenure.invalid>".to_owned()),
-            webhook_secret: settings.get("PLAYBOOKS_WEBHOOK_SECRET").unwrap_or_default(),
+            webhook_secret: {
+                let secret = settings.get("PLAYBOOKS_WEBHOOK_SECRET").unwrap_or_default();
+                anyhow::ensure!(
+                    secret.is_empty() || secret.len() >= crate::signature::MIN_SECRET_BYTES,
+                    "PLAYBOOKS_WEBHOOK_SECRET must be at least {} bytes",
+                    crate::signature::MIN_SECRET_BYTES
+                );
+                secret
+            },
+            webhook_allow: actions::destination::Allowed::parse(
+                &settings.get("PLAYBOOKS_WEBHOOK_ALLOW").unwrap_or_default(),
+            )?,
             webhook_timeout: duration("PLAYBOOKS_WEBHOOK_TIMEOUT", "10s")?,
         })
     }
@@ -130,8 +144,16 @@ impl Engine {
             );
             config.workers = spare;
         }
+        // Webhooks: names resolved through the destination guard, no
+        // redirects (a public URL could send the call inward), no proxy
+        // from the environment (it would resolve names the guard never sees).
         let http = reqwest::Client::builder()
             .timeout(config.webhook_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(actions::destination::GuardedResolver {
+                allowed: Arc::new(config.webhook_allow.clone()),
+            }))
             .build()?;
         let smtp = match &config.smtp_url {
             // Plain SMTP to a relay inside the cluster; the relay (or the
@@ -162,6 +184,23 @@ impl Engine {
             plans: Arc::default(),
             wakeup: Arc::new(Notify::new()),
         })
+    }
+
+    /// Refuses a plan with a webhook step when deliveries could not be
+    /// signed (no `PLAYBOOKS_WEBHOOK_SECRET`).
+    pub fn check_webhooks(&self, plan: &Plan) -> Result<(), String> {
+        let webhook = plan
+            .steps
+            .iter()
+            .find(|s| matches!(s.action, crate::plan::Action::Webhook { .. }));
+        match webhook {
+            Some(step) if self.config.webhook_secret.is_empty() => Err(format!(
+                "{} has a webhook step ({}), but webhook deliveries cannot be signed: \
+                 PLAYBOOKS_WEBHOOK_SECRET is not set",
+                plan.name, step.id
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn peers(&self) -> &Peers {

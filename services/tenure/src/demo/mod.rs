@@ -45,6 +45,9 @@ pub struct Options {
     pub dir: PathBuf,
     /// Say what is happening on standard error, with progress bars.
     pub progress: bool,
+    /// The playbooks' webhook signing secret: the demo's receiver verifies
+    /// every delivery with it, as a receiver should.
+    pub webhook_secret: String,
 }
 
 pub(crate) struct Clients {
@@ -151,7 +154,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
             .push((format!("{kind:?}").to_lowercase(), summary.rows));
     }
 
-    let receiver = WebhookReceiver::start().await;
+    let receiver = WebhookReceiver::verifying(&options.webhook_secret).await;
     steps.say(&format!(
         "creating playbooks (webhooks to {})",
         receiver.url

@@ -3,6 +3,7 @@
 //! receives it: the task row, the email's Message-ID, the webhook's
 //! delivery id.
 
+pub(super) mod destination;
 mod email;
 mod task;
 mod webhook;

@@ -1,9 +1,9 @@
-//! A signed POST of the run's account and trigger to a URL.
+//! A signed POST of the run's account and trigger to a URL (see
+//! [`crate::signature`]), to a destination the guard permits.
 
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 
+use super::destination;
 use crate::engine::Engine;
 use crate::engine::executor::Due;
 use crate::plan::{Plan, PlanStep};
@@ -26,25 +26,34 @@ impl Engine {
             "account": due.facts.get("account"),
             "trigger": due.facts.get("trigger"),
         }))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.config.webhook_secret.as_bytes())
-            .map_err(|e| anyhow::anyhow!("webhook key: {e}"))?;
-        mac.update(&body);
-        let signature: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        anyhow::ensure!(
+            !self.config.webhook_secret.is_empty(),
+            "no webhook signing secret is configured (PLAYBOOKS_WEBHOOK_SECRET)"
+        );
+        let target = reqwest::Url::parse(url)?;
+        destination::check_literal(&target, &self.config.webhook_allow)?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = crate::signature::sign(
+            self.config.webhook_secret.as_bytes(),
+            timestamp,
+            &delivery_id,
+            &body,
+        );
         let response = self
             .http
-            .post(url)
+            .post(target)
             .header("content-type", "application/json")
             .header("x-tenure-delivery", &delivery_id)
-            .header("x-tenure-signature", format!("sha256={signature}"))
+            .header("x-tenure-timestamp", timestamp.to_string())
+            .header("x-tenure-signature", signature)
             .body(body)
             .send()
             .await?;
         let status = response.status();
+        anyhow::ensure!(
+            !status.is_redirection(),
+            "webhook answered {status}: redirects are not followed"
+        );
         anyhow::ensure!(status.is_success(), "webhook answered {status}");
         Ok(format!("webhook {}", status.as_u16()))
     }

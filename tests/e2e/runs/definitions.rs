@@ -1,0 +1,129 @@
+//! Definitions are validated; dry runs show the path a run would take.
+
+use tenure_proto::playbooks::v1 as pb;
+use tenure_tests::violated_fields;
+
+use super::*;
+
+#[tokio::test]
+async fn definitions_are_validated_and_dry_runs_show_the_path() {
+    let mut app = stack(None, 3).await;
+    accounts(&mut app, &["acme".to_owned(), "globex".to_owned()]).await;
+    let bad = app
+        .playbooks
+        .create_playbook(pb::CreatePlaybookRequest {
+            request_id: String::new(),
+            format: pb::DefinitionFormat::Json as i32,
+            definition: serde_json::json!({
+                "name": "bad", "title": "Bad", "trigger": {"type": "renewal_approaching"},
+                "steps": [
+                    {"id": "t", "type": "task", "title": "Hi {{account.shoe_size}}", "next": "w"},
+                    {"id": "w", "type": "wait", "for": "soon", "next": "b"},
+                    {"id": "b", "type": "branch", "condition": {"band": "purple"}, "then": "e", "else": "e"},
+                    {"id": "e", "type": "end"}
+                ]
+            })
+            .to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&bad),
+        [
+            "definition.trigger.days",
+            "definition.steps[0].title",
+            "definition.steps[1].for",
+            "definition.steps[2].condition.band"
+        ]
+    );
+    let db = app.db().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM playbooks.playbook_versions")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing partial is written");
+
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "check-in", "title": "Check in", "trigger": {"type": "manual"},
+            "audience": {"segments": ["smb"]},
+            "steps": [
+                {"id": "branch", "type": "branch", "condition": {"band": "green"}, "then": "praise", "else": "call"},
+                {"id": "praise", "type": "task", "title": "Ask for a reference", "next": "done"},
+                {"id": "call", "type": "task", "title": "Call", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let dry = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            name: "check-in".into(),
+            account_ids: vec!["acme".into(), "nobody".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert!(dry[0].would_enter);
+    assert_eq!(
+        dry[0].path,
+        ["branch", "call", "done"],
+        "unscored: not green"
+    );
+    assert!(!dry[1].would_enter);
+    assert_eq!(dry[1].reason, "ingestion does not know the account");
+
+    // The same playbook written in YAML is a new version of it.
+    let yaml = "
+name: check-in
+title: Check in (YAML)
+trigger: {type: manual}
+audience: {segments: [enterprise]}
+steps:
+  - {id: call, type: task, title: 'Call {{account.name}}', next: done}
+  - {id: done, type: end}
+";
+    let created = app
+        .playbooks
+        .create_playbook(pb::CreatePlaybookRequest {
+            request_id: String::new(),
+            definition: yaml.into(),
+            format: pb::DefinitionFormat::Yaml as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .playbook
+        .unwrap();
+    assert_eq!(
+        (created.version, created.format),
+        (2, pb::DefinitionFormat::Yaml as i32)
+    );
+    let dry = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            name: "check-in".into(),
+            account_ids: vec!["acme".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert!(!dry[0].would_enter, "acme is smb, v2 is for enterprise");
+    let broken = app
+        .playbooks
+        .dry_run_playbook(pb::DryRunPlaybookRequest {
+            definition: "steps: [".into(),
+            format: pb::DefinitionFormat::Yaml as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&broken), ["definition"]);
+}
