@@ -205,3 +205,76 @@ async fn a_service_with_no_way_to_know_its_callers_does_not_start() {
         "{refused:#}"
     );
 }
+
+#[tokio::test]
+async fn contacts_are_read_a_page_at_a_time_and_only_with_their_scope() {
+    use tenure_proto::ingestion::v1::{BatchUpsertContactsRequest, ContactRole};
+    let app = TestStack::spawn().await;
+    let at = crate::fixtures::days_ago(3);
+    let mut client = ingestion(&app, &app.operator());
+    client
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
+        })
+        .await
+        .unwrap();
+    let ids = ["c-1", "c-2", "c-3", "c-4", "c-5"];
+    let contacts = ids
+        .iter()
+        .map(|id| crate::fixtures::contact(id, "acme", &[ContactRole::User], true, at))
+        .collect();
+    client
+        .batch_upsert_contacts(BatchUpsertContactsRequest {
+            request_id: String::new(),
+            contacts,
+        })
+        .await
+        .unwrap();
+
+    let reader = ingestion(&app, &app.key_with(&[Scope::Contacts]));
+    let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = reader
+            .clone()
+            .list_contacts(ListContactsRequest {
+                account_id: "acme".into(),
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.contacts.len() <= 2);
+        seen.extend(page.contacts.into_iter().map(|c| c.contact_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!((pages, seen), (3, ids.map(str::to_owned).to_vec()));
+    let tampered = reader
+        .clone()
+        .list_contacts(ListContactsRequest {
+            account_id: "acme".into(),
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(tampered.code(), Code::InvalidArgument);
+
+    let without = ingestion(&app, &app.key_with(&[Scope::Read, Scope::Ingest]));
+    let refused = without
+        .clone()
+        .list_contacts(ListContactsRequest {
+            account_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    app.stop().await;
+}

@@ -213,17 +213,26 @@ impl Peers {
             "admin" => ipb::ContactRole::Admin,
             _ => ipb::ContactRole::User,
         };
-        let contacts = self
-            .ingestion
-            .clone()
-            .list_contacts(ipb::ListContactsRequest {
-                account_id: account_id.to_owned(),
-                role: role as i32,
-            })
-            .await?
-            .into_inner()
-            .contacts;
-        Ok(contacts.into_iter().map(|c| (c.email, c.name)).collect())
+        let mut contacts = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .ingestion
+                .clone()
+                .list_contacts(ipb::ListContactsRequest {
+                    account_id: account_id.to_owned(),
+                    role: role as i32,
+                    page_size: 1000,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            contacts.extend(page.contacts.into_iter().map(|c| (c.email, c.name)));
+            if page.next_page_token.is_empty() {
+                return Ok(contacts);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// What `conditions` need to be judged for the account (and run).

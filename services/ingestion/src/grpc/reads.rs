@@ -36,18 +36,26 @@ impl IngestionApi {
             }
         };
         violations.into_result()?;
+        let size = paging::page_size(request.page_size)?;
+        let after: Option<String> = paging::decode_token(&request.page_token)?;
         let contacts: Vec<crate::kinds::ContactRecord> = records::as_of(
             &self.pool,
             &request.account_id,
             Utc::now() + Duration::days(1),
         )
         .await?;
+        let mut page: Vec<pb::Contact> = contacts
+            .into_iter()
+            .filter(|c| role.is_none_or(|role| c.acts_as(role)))
+            .map(convert::contact_to_proto)
+            .filter(|c| after.as_ref().is_none_or(|after| &c.contact_id > after))
+            .collect();
+        page.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        page.truncate(size as usize + 1);
+        let next_page_token = paging::finish_page(&mut page, size, |c| c.contact_id.clone());
         Ok(pb::ListContactsResponse {
-            contacts: contacts
-                .into_iter()
-                .filter(|c| role.is_none_or(|role| c.acts_as(role)))
-                .map(convert::contact_to_proto)
-                .collect(),
+            contacts: page,
+            next_page_token,
         })
     }
 
