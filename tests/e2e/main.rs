@@ -3,6 +3,7 @@
 //! one database per test.
 
 mod access;
+mod database;
 mod demo;
 mod events;
 mod fixtures;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tenure_proto::ingestion::v1 as pb;
 
 use crate::convert::{Checker, MAX_ID, MAX_LABEL, properties};
@@ -72,18 +72,6 @@ pub struct EventStore {
     partitions: Mutex<HashSet<(i32, u32)>>,
 }
 
-fn month_start(year: i32, month: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(NaiveDate::MIN)
-}
-
-fn next_month(year: i32, month: u32) -> (i32, u32) {
-    if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    }
-}
-
 impl EventStore {
     /// Creates the monthly partitions `events` need, each once per process.
     /// Runs in its own transaction so that ingest transactions take no DDL locks.
@@ -108,15 +96,11 @@ impl EventStore {
             .execute(&mut *tx)
             .await?;
         for &(year, month) in &missing {
-            let (next_year, next) = next_month(year, month);
-            sqlx::query(AssertSqlSafe(format!(
-                "CREATE TABLE IF NOT EXISTS ingestion.usage_events_{year:04}_{month:02} \
-                 PARTITION OF ingestion.usage_events FOR VALUES FROM ('{}') TO ('{}')",
-                month_start(year, month),
-                month_start(next_year, next),
-            )))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("SELECT ingestion.ensure_usage_events_partition($1, $2)")
+                .bind(year)
+                .bind(month as i32)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         self.partitions

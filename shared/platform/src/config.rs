@@ -96,6 +96,11 @@ pub struct DatabaseConfig {
     /// Postgres URL. The service creates its own schema in this database.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Postgres URL of the schema's owner, for migrations; the service then
+    /// serves as `DATABASE_URL`'s role with rights to read and write only.
+    /// Unset: `DATABASE_URL`'s role migrates and serves.
+    #[arg(long, env = "DATABASE_MIGRATION_URL")]
+    pub database_migration_url: Option<String>,
     /// Largest number of pooled connections.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,

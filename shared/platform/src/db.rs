@@ -79,41 +79,113 @@ fn platform_migrations(schema: &str) -> Vec<Migration> {
     )]
 }
 
-/// The database role a service connects as: rights on its own schema only.
+/// The role a service serves as: reads and writes the tables of its own
+/// schema, and nothing else (it cannot create, alter or drop them).
 pub fn service_role(schema: &str) -> String {
     format!("tenure_{schema}")
 }
 
-/// Prepares a service's role and schema using an administrative connection
-/// (the stack's own cluster, or a `DATABASE_URL` allowed to create roles)
-/// and returns the options to connect as that role.
-///
-/// The role's password is derived from `TENURE_ROLE_SECRET` and the role
-/// name, so it works under password authentication as well as trust, and
-/// concurrent provisioning never rewrites it. Where the administrative user
-/// may not create roles, the service connects as that user instead, in its
-/// own schema; an operator then grants as described in the README.
+/// The role that owns a service's schema and runs its migrations.
+pub fn owner_role(schema: &str) -> String {
+    format!("tenure_{schema}_owner")
+}
+
+/// How a provisioned service connects.
+#[derive(Clone, Debug)]
+pub struct ServiceLogins {
+    /// As the schema's owner, for migrations.
+    pub owner: PgConnectOptions,
+    /// As the runtime role, for serving.
+    pub runtime: PgConnectOptions,
+}
+
+/// Whether a Postgres server is this machine's (loopback or a Unix socket).
+fn local_server(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The secret the roles' passwords derive from: `TENURE_ROLE_SECRET`, or
+/// a public default that only a Postgres on this machine may use.
+fn role_secret(given: Option<String>, admin: &PgConnectOptions) -> anyhow::Result<String> {
+    match given {
+        Some(secret) if !secret.is_empty() => Ok(secret),
+        _ if local_server(admin) => Ok("tenure-local".to_owned()),
+        _ => anyhow::bail!(
+            "TENURE_ROLE_SECRET is not set: the service roles on {} would get passwords \
+             derived from a public default; set it to a long random value",
+            admin.get_host()
+        ),
+    }
+}
+
+/// Prepares a service's two roles and its schema using an administrative
+/// connection (the stack's own cluster, or a `DATABASE_URL` allowed to
+/// create roles): the owner, which owns the schema and runs migrations, and
+/// the runtime role, which may only read and write its tables. Both log in
+/// to this database only (PUBLIC keeps no CONNECT or TEMPORARY on it), find
+/// their own schema first on their search path, and have passwords derived
+/// from `TENURE_ROLE_SECRET` and the role name, sent to Postgres only as
+/// SCRAM verifiers so that no statement Postgres logs holds a password.
+/// Where the administrative user may not create roles, the service connects
+/// as that user for both; an operator then grants as the README describes.
 pub async fn provision_service(
     admin: &PgConnectOptions,
     schema: &str,
-) -> anyhow::Result<PgConnectOptions> {
-    let role = service_role(schema);
-    let password = derived_password(&role);
+) -> anyhow::Result<ServiceLogins> {
+    let secret = role_secret(std::env::var("TENURE_ROLE_SECRET").ok(), admin)?;
+    let (owner, runtime) = (owner_role(schema), service_role(schema));
     let mut conn = PgConnection::connect_with(admin)
         .await
         .context("connecting as administrator")?;
+    // Only a superuser may change what is logged; others' statements hold
+    // verifiers, not passwords, anyway.
+    let _ = sqlx::raw_sql("SET log_statement = 'none'")
+        .execute(&mut conn)
+        .await;
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&mut conn)
         .await?;
-    let statements = [
-        // Concurrent creators race on the catalog's unique index: either error means "exists".
-        format!(
-            "DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
+    let mut statements = Vec::new();
+    for role in [&owner, &runtime] {
+        let verifier = scram_verifier(&derived_password(&secret, role));
+        // Roles belong to the whole cluster, where other databases may be
+        // provisioning the same ones at this moment: each is made and set
+        // once, and concurrent creators race on the catalog's unique
+        // index, where either error means "exists".
+        statements.push(format!(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+                 CREATE ROLE {role} LOGIN PASSWORD '{verifier}'; \
+                 ALTER ROLE {role} SET search_path = {schema}; \
+               END IF; \
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ));
+    }
+    statements.extend([
+        format!("REVOKE CONNECT, TEMPORARY ON DATABASE \"{database}\" FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE \"{database}\" TO {owner}, {runtime}"),
+        format!("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}"),
+        // A schema from before the two roles: its objects move to the owner.
+        format!("ALTER SCHEMA {schema} OWNER TO {owner}"),
+        format!("REASSIGN OWNED BY {runtime} TO {owner}"),
+        format!("REVOKE ALL ON SCHEMA {schema} FROM PUBLIC"),
+        format!("GRANT USAGE ON SCHEMA {schema} TO {runtime}"),
+        format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {runtime}"
         ),
-        format!("GRANT CONNECT ON DATABASE \"{database}\" TO {role}"),
-        format!("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"),
-    ];
+        format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} \
+             GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {runtime}"
+        ),
+    ]);
     for statement in statements {
         match sqlx::raw_sql(AssertSqlSafe(statement))
             .execute(&mut conn)
@@ -125,18 +197,36 @@ pub async fn provision_service(
                     schema,
                     "no privilege to create service roles; connecting as the administrative user"
                 );
-                return Ok(admin.clone());
+                return Ok(ServiceLogins {
+                    owner: admin.clone(),
+                    runtime: admin.clone(),
+                });
             }
-            Err(e) => return Err(e).with_context(|| format!("provisioning role {role}")),
+            // The statement may hold a verifier: say which step failed, not what it said.
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "provisioning the roles of {schema}: {}",
+                    e.as_database_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                ));
+            }
         }
     }
     conn.close().await.ok();
-    Ok(admin.clone().username(&role).password(&password))
+    let login = |role: &str| {
+        admin
+            .clone()
+            .username(role)
+            .password(&derived_password(&secret, role))
+    };
+    Ok(ServiceLogins {
+        owner: login(&owner),
+        runtime: login(&runtime),
+    })
 }
 
-fn derived_password(role: &str) -> String {
+fn derived_password(secret: &str, role: &str) -> String {
     use sha2::Digest as _;
-    let secret = std::env::var("TENURE_ROLE_SECRET").unwrap_or_else(|_| "tenure-local".to_owned());
     let mut hasher = sha2::Sha256::new();
     hasher.update(secret.as_bytes());
     hasher.update([0]);
@@ -148,17 +238,87 @@ fn derived_password(role: &str) -> String {
         .collect()
 }
 
-/// Provisions the service's role, connects as it and migrates its schema.
+/// The SCRAM-SHA-256 verifier Postgres stores for `password` (RFC 5802 and
+/// 7677, as `\password` in psql computes it), so that the password itself
+/// never reaches the server in a statement.
+fn scram_verifier(password: &str) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac as _};
+    use sha2::{Digest as _, Sha256};
+    const ITERATIONS: u32 = 4096;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt: [u8; 16] = rand::random();
+    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &salt, ITERATIONS);
+    let key = |name: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&salted).expect("any key length");
+        mac.update(name);
+        mac.finalize().into_bytes()
+    };
+    let stored = Sha256::digest(key(b"Client Key"));
+    let server = key(b"Server Key");
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored),
+        b64.encode(server)
+    )
+}
+
+/// Grants the runtime role what it needs on the tables its owner's
+/// migrations made (default privileges cover the tables made later).
+async fn grant_runtime(owner: &PgPool, schema: &str, runtime: &str) -> anyhow::Result<()> {
+    for statement in [
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {runtime}"
+        ),
+        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {runtime}"),
+        format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {runtime}"),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(owner)
+            .await
+            .with_context(|| format!("granting {runtime} its rights on {schema}"))?;
+    }
+    Ok(())
+}
+
+/// Migrates a service's schema connected as its owner, then grants the
+/// runtime role `runtime` (when it is another role) what serving needs.
+pub async fn migrate_as_owner(
+    owner: PgConnectOptions,
+    runtime: &str,
+    schema: &'static str,
+    migrations: &Migrator,
+) -> anyhow::Result<()> {
+    let pool = connect(owner, 1).await?;
+    migrate(&pool, schema, migrations).await?;
+    let owner_user: String = sqlx::query_scalar("SELECT current_user")
+        .fetch_one(&pool)
+        .await?;
+    if owner_user != runtime {
+        grant_runtime(&pool, schema, runtime).await?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Provisions the service's roles, migrates its schema as the owner and
+/// returns a pool connected as the runtime role.
 pub async fn prepare_service_pool(
     admin: &PgConnectOptions,
     schema: &'static str,
     migrations: &Migrator,
     max_connections: u32,
 ) -> anyhow::Result<PgPool> {
-    let options = provision_service(admin, schema).await?;
-    let pool = connect(options, max_connections).await?;
-    migrate(&pool, schema, migrations).await?;
-    Ok(pool)
+    let logins = provision_service(admin, schema).await?;
+    migrate_as_owner(
+        logins.owner,
+        logins.runtime.get_username(),
+        schema,
+        migrations,
+    )
+    .await?;
+    connect(logins.runtime, max_connections).await
 }
 
 /// The SQLSTATE of a database error, for matching by code rather than text.
@@ -175,4 +335,38 @@ pub mod codes {
     pub const FOREIGN_KEY_VIOLATION: &str = "23503";
     pub const CHECK_VIOLATION: &str = "23514";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_default_role_secret_serves_only_a_local_server() {
+        let at = |url: &str| options(url).unwrap();
+        for local in [
+            "postgres://u@127.0.0.1/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]/db",
+        ] {
+            assert_eq!(
+                role_secret(None, &at(local)).unwrap(),
+                "tenure-local",
+                "{local}"
+            );
+        }
+        let remote = at("postgres://u@db.internal.example/db");
+        let refused = role_secret(None, &remote).unwrap_err().to_string();
+        assert!(refused.contains("TENURE_ROLE_SECRET"), "{refused}");
+        assert!(role_secret(Some(String::new()), &remote).is_err());
+        assert_eq!(role_secret(Some("long".into()), &remote).unwrap(), "long");
+    }
+
+    #[test]
+    fn scram_verifiers_have_postgres_shape_and_never_the_password() {
+        let verifier = scram_verifier("hunter2-password");
+        assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
+        assert!(!verifier.contains("hunter2"));
+        assert_ne!(verifier, scram_verifier("hunter2-password"), "salted");
+    }
 }

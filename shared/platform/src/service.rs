@@ -157,8 +157,26 @@ pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
             crate::server::install_metrics(addr)?;
         }
         let options = crate::db::options(cli.database.require_url()?)?;
+        match &cli.database.database_migration_url {
+            Some(owner) => {
+                let owner = crate::db::options(owner).map_err(|_| {
+                    anyhow::anyhow!("DATABASE_MIGRATION_URL is not a valid Postgres URL")
+                })?;
+                crate::db::migrate_as_owner(
+                    owner,
+                    options.get_username(),
+                    spec.schema,
+                    spec.migrations,
+                )
+                .await?;
+            }
+            None => {
+                let pool = crate::db::connect(options.clone(), 1).await?;
+                crate::db::migrate(&pool, spec.schema, spec.migrations).await?;
+                pool.close().await;
+            }
+        }
         let pool = crate::db::connect(options, cli.database.database_max_connections).await?;
-        crate::db::migrate(&pool, spec.schema, spec.migrations).await?;
         let listen_addr = cli
             .listen_addr
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], spec.default_port)));
