@@ -19,5 +19,6 @@ mod records;
 mod renewals;
 mod runs;
 mod scoring;
+mod secrets;
 mod signals;
 mod stack;

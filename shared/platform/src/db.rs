@@ -97,6 +97,8 @@ pub struct ServiceLogins {
     pub owner: PgConnectOptions,
     /// As the runtime role, for serving.
     pub runtime: PgConnectOptions,
+    /// The runtime role's password (the owner's when they are one).
+    pub runtime_password: Option<crate::auth::Secret>,
 }
 
 /// Whether a Postgres server is this machine's (loopback or a Unix socket).
@@ -200,6 +202,7 @@ pub async fn provision_service(
                 return Ok(ServiceLogins {
                     owner: admin.clone(),
                     runtime: admin.clone(),
+                    runtime_password: None,
                 });
             }
             // The statement may hold a verifier: say which step failed, not what it said.
@@ -222,6 +225,9 @@ pub async fn provision_service(
     Ok(ServiceLogins {
         owner: login(&owner),
         runtime: login(&runtime),
+        runtime_password: Some(crate::auth::Secret::new(derived_password(
+            &secret, &runtime,
+        ))),
     })
 }
 

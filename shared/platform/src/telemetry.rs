@@ -44,7 +44,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     }
     let provider = builder.build();
     let filter = config.log_filter.as_deref().unwrap_or(DEFAULT_FILTER);
-    install(&provider, Some(config.log_format), filter)?;
+    install(&provider, Some(config.log_format), filter, None)?;
     Ok(TelemetryGuard { provider })
 }
 
@@ -60,7 +60,7 @@ pub fn init_for_tests(
         .build();
     let logs = std::env::var_os("TEST_LOG").map(|_| LogFormat::Pretty);
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
-    install(&provider, logs, &filter)?;
+    install(&provider, logs, &filter, Some(capture::layer()))?;
     Ok(TelemetryGuard { provider })
 }
 
@@ -70,10 +70,13 @@ fn resource(service_name: &str) -> Resource {
         .build()
 }
 
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
 fn install(
     provider: &SdkTracerProvider,
     logs: Option<LogFormat>,
     filter: &str,
+    extra: Option<BoxedLayer>,
 ) -> anyhow::Result<()> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
@@ -101,8 +104,72 @@ fn install(
         None => None,
     };
     tracing_subscriber::registry()
+        .with(extra)
         .with(otel)
         .with(fmt)
         .try_init()?;
     Ok(())
+}
+
+/// Everything logged at debug level while a capture is open, for tests that
+/// check what a run writes (that no secret appears in it).
+#[cfg(feature = "testing")]
+pub mod capture {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing_subscriber::Layer as _;
+
+    static OPEN: AtomicUsize = AtomicUsize::new(0);
+    static TEXT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    /// While held, every log line of the process (debug and up, the
+    /// transport crates' chatter aside) is kept.
+    pub struct Capture(());
+
+    impl Capture {
+        pub fn start() -> Self {
+            OPEN.fetch_add(1, Ordering::SeqCst);
+            Capture(())
+        }
+
+        /// What was written while any capture was open.
+        pub fn text(&self) -> String {
+            let bytes = TEXT.lock().unwrap_or_else(|p| p.into_inner());
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            OPEN.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Writer;
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            TEXT.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    pub(super) fn layer() -> super::BoxedLayer {
+        let open = tracing_subscriber::filter::filter_fn(|_| OPEN.load(Ordering::Relaxed) > 0);
+        let level = tracing_subscriber::EnvFilter::new(
+            "debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info,tokio_util=info",
+        );
+        tracing_subscriber::fmt::layer()
+            .with_writer(|| Writer)
+            .with_ansi(false)
+            .with_filter(level)
+            .with_filter(open)
+            .boxed()
+    }
 }
