@@ -133,7 +133,7 @@ async fn a_revoked_key_stops_working_without_a_restart() {
     let app = TestStack::spawn().await;
     let file = app.stack.keys_file().unwrap().to_owned();
     let (stored, key) =
-        tenure_platform::auth::keys::create(&file, "soon revoked", &[Scope::Read]).unwrap();
+        tenure_platform::auth::keys::create(&file, "soon revoked", &[Scope::Read], None).unwrap();
     let credentials = Credentials::key(key);
     assert_eq!(code(list_accounts(&app, &credentials).await), Code::Ok);
     assert!(tenure_platform::auth::keys::revoke(&file, &stored.id).unwrap());
@@ -276,5 +276,35 @@ async fn contacts_are_read_a_page_at_a_time_and_only_with_their_scope() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_caller_has_its_own_rate_and_is_told_when_to_come_back() {
+    use tonic_types::StatusExt as _;
+    let app = TestStack::spawn().await;
+    // Two calls a second, four at once.
+    let slow = app.key_limited(&[Scope::Read], Some(2));
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(code(list_accounts(&app, &slow).await));
+    }
+    assert_eq!(&codes[..4], &[Code::Ok; 4], "the burst passes");
+    let refused = list_accounts(&app, &slow).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{codes:?}");
+    let wait = refused
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo says when");
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+
+    // Another caller is not held back by this one.
+    assert_eq!(code(list_accounts(&app, &app.operator()).await), Code::Ok);
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    assert_eq!(
+        code(list_accounts(&app, &slow).await),
+        Code::Ok,
+        "back after the wait"
+    );
     app.stop().await;
 }

@@ -86,11 +86,17 @@ impl TestStack {
         PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url).expect("channel"))
     }
 
-    /// A new key with `scopes` only, in the stack's keys file.
+    /// A new key with `scopes` only, in the stack's keys file, limited to
+    /// the services' default rate.
     pub fn key_with(&self, scopes: &[Scope]) -> Credentials {
+        self.key_limited(scopes, None)
+    }
+
+    /// A new key with `scopes` and its own rate (calls per second).
+    pub fn key_limited(&self, scopes: &[Scope], rate: Option<u32>) -> Credentials {
         let file = self.stack.keys_file().expect("the stack has a keys file");
         let (_, key) =
-            tenure_platform::auth::keys::create(file, "test", scopes).expect("key created");
+            tenure_platform::auth::keys::create(file, "test", scopes, rate).expect("key created");
         Credentials::key(key)
     }
 

@@ -162,6 +162,10 @@ enum KeysAction {
         /// playbooks-admin, internal.
         #[arg(long, value_parser = tenure_platform::auth::parse_scopes)]
         scopes: std::vec::Vec<tenure_platform::auth::Scope>,
+        /// Calls per second this key may make (0: no limit); unset: the
+        /// services' TENURE_RATE_LIMIT.
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// List the keys: id, name, scopes, created, revoked.
     List,
@@ -423,8 +427,8 @@ async fn start(mut up: UpArgs, settings: &[(&str, &str)]) -> anyhow::Result<Stac
 fn keys(action: KeysAction, file: &std::path::Path) -> anyhow::Result<()> {
     use tenure_platform::auth::keys;
     match action {
-        KeysAction::Create { name, scopes } => {
-            let (stored, key) = keys::create(file, &name, &scopes)?;
+        KeysAction::Create { name, scopes, rate } => {
+            let (stored, key) = keys::create(file, &name, &scopes, rate)?;
             eprintln!(
                 "created key {} ({}) in {}; it is shown only now:",
                 stored.id,

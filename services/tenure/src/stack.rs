@@ -84,7 +84,7 @@ pub const OPERATOR_SCOPES: [Scope; 5] = [
 ];
 
 /// Replaces the stack's own keys in `path` with new ones: one per service
-/// with the scopes its calls need, and the operator's.
+/// with the scopes its calls need, and the operator's, none rate-limited.
 fn stack_keys(
     path: &std::path::Path,
 ) -> anyhow::Result<(std::collections::BTreeMap<&'static str, Secret>, Secret)> {
@@ -93,12 +93,16 @@ fn stack_keys(
     stored.retain(|k| !k.name.starts_with(STACK_KEY));
     let mut services = std::collections::BTreeMap::new();
     for spec in SERVICES {
-        let (key, secret) = keys::generate(&format!("{STACK_KEY}{}", spec.name), spec.calls_with);
+        let (key, secret) = keys::generate(
+            &format!("{STACK_KEY}{}", spec.name),
+            spec.calls_with,
+            Some(0),
+        );
         stored.push(key);
         services.insert(spec.name, secret);
     }
     let (operator, operator_key) =
-        keys::generate(&format!("{STACK_KEY}operator"), &OPERATOR_SCOPES);
+        keys::generate(&format!("{STACK_KEY}operator"), &OPERATOR_SCOPES, Some(0));
     stored.push(operator);
     keys::write(path, &stored)?;
     Ok((services, operator_key))

@@ -35,6 +35,10 @@ pub struct StoredKey {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Calls per second this key may make, over the services' default
+    /// (`TENURE_RATE_LIMIT`); 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
 }
 
 impl StoredKey {
@@ -48,7 +52,7 @@ fn digest(secret: &str) -> String {
 }
 
 /// A new key: what the file keeps, and the key itself, to be shown once.
-pub fn generate(name: &str, scopes: &[Scope]) -> (StoredKey, Secret) {
+pub fn generate(name: &str, scopes: &[Scope], rate: Option<u32>) -> (StoredKey, Secret) {
     let id = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
@@ -62,6 +66,7 @@ pub fn generate(name: &str, scopes: &[Scope]) -> (StoredKey, Secret) {
         sha256: digest(&secret),
         created_at: Utc::now(),
         revoked_at: None,
+        rate_per_second: rate,
     };
     (stored, Secret::new(format!("{PREFIX}{id}_{secret}")))
 }
@@ -119,10 +124,15 @@ pub fn write(path: &Path, keys: &[StoredKey]) -> anyhow::Result<()> {
 }
 
 /// Adds a new key to the file; returns it with the key to show once.
-pub fn create(path: &Path, name: &str, scopes: &[Scope]) -> anyhow::Result<(StoredKey, Secret)> {
+pub fn create(
+    path: &Path,
+    name: &str,
+    scopes: &[Scope],
+    rate: Option<u32>,
+) -> anyhow::Result<(StoredKey, Secret)> {
     anyhow::ensure!(!scopes.is_empty(), "a key needs at least one scope");
     let mut keys = read(path)?;
-    let (stored, secret) = generate(name, scopes);
+    let (stored, secret) = generate(name, scopes, rate);
     keys.push(stored.clone());
     write(path, &keys)?;
     Ok((stored, secret))
@@ -222,7 +232,7 @@ mod tests {
     fn a_generated_key_verifies_and_a_changed_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.jsonl");
-        let (stored, key) = create(&path, "ops", &[Scope::Read, Scope::Ingest]).unwrap();
+        let (stored, key) = create(&path, "ops", &[Scope::Read, Scope::Ingest], None).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let (_, secret) = parse(key.expose()).unwrap();
         assert!(!text.contains(secret), "the file holds only the hash");
@@ -241,7 +251,7 @@ mod tests {
     fn revoking_takes_effect_without_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.jsonl");
-        let (stored, key) = create(&path, "ops", &[Scope::Read]).unwrap();
+        let (stored, key) = create(&path, "ops", &[Scope::Read], None).unwrap();
         let store = KeyStore::open(&path).unwrap();
         assert!(store.verify(key.expose()).is_some());
         assert!(revoke(&path, &stored.id).unwrap());

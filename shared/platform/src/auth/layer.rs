@@ -31,6 +31,8 @@ pub struct Caller {
     /// The key's id or the mesh identity: safe to log.
     pub id: String,
     pub scopes: Vec<Scope>,
+    /// The key's own rate, over the default (0: none).
+    pub rate: Option<u32>,
 }
 
 impl Caller {
@@ -45,6 +47,49 @@ struct Guard {
     keys: Option<KeyStore>,
     mesh_header: Option<HeaderName>,
     mesh: HashMap<String, Vec<Scope>>,
+    rates: Rates,
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Calls per caller per second: one bucket per caller, at the default rate
+/// or at its key's own.
+struct Rates {
+    default: Option<governor::Quota>,
+    buckets: std::sync::Mutex<HashMap<(String, u32), Arc<Limiter>>>,
+}
+
+fn quota(rate: u32, burst: u32) -> Option<governor::Quota> {
+    let rate = std::num::NonZeroU32::new(rate)?;
+    let burst = std::num::NonZeroU32::new(burst.max(rate.get())).unwrap_or(rate);
+    Some(governor::Quota::per_second(rate).allow_burst(burst))
+}
+
+impl Rates {
+    /// `Err(wait)` when the caller has used up its calls for now.
+    fn check(&self, caller: &Caller) -> Result<(), std::time::Duration> {
+        let (rate, quota) = match caller.rate {
+            Some(own) => (own, quota(own, own.saturating_mul(2))),
+            None => (
+                self.default.map_or(0, |q| q.burst_size().get()),
+                self.default,
+            ),
+        };
+        let Some(quota) = quota else {
+            return Ok(());
+        };
+        let limiter = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            buckets
+                .entry((caller.id.clone(), rate))
+                .or_insert_with(|| Arc::new(governor::RateLimiter::direct(quota)))
+                .clone()
+        };
+        limiter.check().map_err(|not_until| {
+            use governor::clock::Clock as _;
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
+    }
 }
 
 /// Why a call was refused, for the log and the metric (never the caller).
@@ -55,6 +100,7 @@ enum Refusal {
     UnknownIdentity,
     OutOfScope,
     NoRule,
+    RateLimited,
 }
 
 impl Refusal {
@@ -65,6 +111,7 @@ impl Refusal {
             Refusal::UnknownIdentity => "unknown_identity",
             Refusal::OutOfScope => "out_of_scope",
             Refusal::NoRule => "no_rule",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 }
@@ -127,6 +174,10 @@ impl Guard {
             keys,
             mesh_header,
             mesh,
+            rates: Rates {
+                default: quota(config.rate_limit, config.rate_burst),
+                buckets: Default::default(),
+            },
         })
     }
 
@@ -141,6 +192,7 @@ impl Guard {
                 Some(key) => Ok(Caller {
                     id: key.id,
                     scopes: key.scopes,
+                    rate: key.rate_per_second,
                 }),
                 None => Err((Refusal::UnknownKey, key_id)),
             };
@@ -156,6 +208,7 @@ impl Guard {
                 Some(scopes) => Ok(Caller {
                     id: identity,
                     scopes: scopes.clone(),
+                    rate: None,
                 }),
                 None => Err((Refusal::UnknownIdentity, identity)),
             },
@@ -184,6 +237,18 @@ impl Guard {
             )
         };
         let caller = self.identify(headers).map_err(unauthenticated)?;
+        if let Err(wait) = self.rates.check(&caller) {
+            use tonic_types::{ErrorDetails, StatusExt as _};
+            let status = Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "this caller is over its rate of calls; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+                ErrorDetails::with_retry_info(Some(wait)),
+            );
+            return Err((status, Refusal::RateLimited, caller.id));
+        }
         if !self.access.services.contains(&service) {
             // Reflection, or an unknown service that the router answers UNIMPLEMENTED.
             return Ok(Some(caller));
@@ -272,14 +337,19 @@ where
                     .and_then(|info| info.remote_addr())
                     .map(|addr| addr.to_string())
                     .unwrap_or_default();
-                tracing::warn!(
-                    path = request.uri().path(),
-                    reason = refusal.as_str(),
-                    caller = %who,
-                    peer = %peer,
-                    code = ?status.code(),
-                    "call refused"
-                );
+                if matches!(refusal, Refusal::RateLimited) {
+                    // Counted, not logged each time: a busy caller would flood the log.
+                    tracing::debug!(path = request.uri().path(), caller = %who, "call over its rate");
+                } else {
+                    tracing::warn!(
+                        path = request.uri().path(),
+                        reason = refusal.as_str(),
+                        caller = %who,
+                        peer = %peer,
+                        code = ?status.code(),
+                        "call refused"
+                    );
+                }
                 metrics::counter!("tenure_auth_refusals_total", "reason" => refusal.as_str())
                     .increment(1);
                 Admitted::Refused {
@@ -376,11 +446,12 @@ mod tests {
 
     fn guard(dir: &std::path::Path, mesh: bool) -> (Guard, String) {
         let path = dir.join("keys.jsonl");
-        let (_, key) = super::super::keys::create(&path, "reader", &[Scope::Read]).unwrap();
+        let (_, key) = super::super::keys::create(&path, "reader", &[Scope::Read], None).unwrap();
         let config = AuthConfig {
             api_keys_file: Some(path),
             mesh_identity_header: mesh.then(|| "x-forwarded-client-cert".to_owned()),
             mesh_identities: vec!["spiffe://c/ns/t/sa/health=internal".parse().unwrap()],
+            ..AuthConfig::default()
         };
         (
             Guard::new(&config, ACCESS).unwrap(),

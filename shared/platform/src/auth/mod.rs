@@ -159,8 +159,8 @@ impl FromStr for MeshGrant {
     }
 }
 
-/// How a service knows its callers.
-#[derive(Clone, Debug, Default, clap::Args)]
+/// How a service knows its callers, and how much each may ask of it.
+#[derive(Clone, Debug, clap::Args)]
 pub struct AuthConfig {
     /// File of hashed API keys (`tenure keys create` writes it); re-read when it changes.
     #[arg(long, env = "TENURE_API_KEYS_FILE")]
@@ -173,6 +173,28 @@ pub struct AuthConfig {
     /// Scopes of mesh identities: `IDENTITY=scope,scope`, entries separated by `;`.
     #[arg(long, env = "TENURE_MESH_IDENTITIES", value_delimiter = ';')]
     pub mesh_identities: Vec<MeshGrant>,
+    /// Calls per second each caller may make, on average (a key's own rate
+    /// overrides it); 0: no limit.
+    #[arg(long, env = "TENURE_RATE_LIMIT", default_value_t = DEFAULT_RATE)]
+    pub rate_limit: u32,
+    /// Calls a caller may make at once before its rate applies.
+    #[arg(long, env = "TENURE_RATE_BURST", default_value_t = DEFAULT_BURST)]
+    pub rate_burst: u32,
+}
+
+pub const DEFAULT_RATE: u32 = 1000;
+pub const DEFAULT_BURST: u32 = 2000;
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_keys_file: None,
+            mesh_identity_header: None,
+            mesh_identities: Vec::new(),
+            rate_limit: DEFAULT_RATE,
+            rate_burst: DEFAULT_BURST,
+        }
+    }
 }
 
 /// The key a process presents when it calls a Tenure service.
