@@ -5,6 +5,7 @@
 mod access;
 mod database;
 mod demo;
+mod erasure;
 mod events;
 mod fixtures;
 mod generated;

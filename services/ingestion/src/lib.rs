@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod changes;
 pub mod convert;
+pub mod erase;
 pub mod events;
 pub mod grpc;
 pub mod kinds;
@@ -53,6 +54,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("StreamAccountSignals", Scope::Read),
     ("GetSubscriptionHistory", Scope::Read),
     ("ListContacts", Scope::Contacts),
+    ("EraseContact", Scope::Erase),
 ];
 
 pub static SPEC: ServiceSpec = ServiceSpec {

@@ -5,8 +5,8 @@ use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
-use tenure_proto::playbooks::v1::NotifyAccountEventsRequest;
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
+use tenure_proto::playbooks::v1::{NotifyAccountEventsRequest, NotifyContactErasedRequest};
 use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 
@@ -16,6 +16,9 @@ use crate::SCHEMA;
 pub const TOPIC_ACCOUNTS_CHANGED: &str = "health.accounts_changed";
 /// Events playbooks may start on.
 pub const TOPIC_ACCOUNT_EVENTS: &str = "playbooks.account_events";
+
+/// A contact was erased: playbooks replaces what it keeps of the person.
+pub const TOPIC_CONTACT_ERASED: &str = "playbooks.contact_erased";
 
 /// Subscriptions changed: renewals refreshes its pipeline.
 pub const TOPIC_SUBSCRIPTIONS_CHANGED: &str = "renewals.subscriptions_changed";
@@ -50,6 +53,15 @@ impl Deliver for Notifier {
                 self.playbooks
                     .clone()
                     .notify_account_events(request)
+                    .await?;
+                Ok(())
+            }
+            TOPIC_CONTACT_ERASED => {
+                let mut request: NotifyContactErasedRequest = delivery.decode()?;
+                request.request_id = delivery.message_id.to_string();
+                self.playbooks
+                    .clone()
+                    .notify_contact_erased(request)
                     .await?;
                 Ok(())
             }

@@ -313,6 +313,15 @@ impl PlaybooksService for PlaybooksApi {
         ))
     }
 
+    async fn notify_contact_erased(
+        &self,
+        request: Request<pb::NotifyContactErasedRequest>,
+    ) -> Result<Response<pb::NotifyContactErasedResponse>, Status> {
+        Ok(Response::new(
+            self.notify_contact_erased(request.into_inner()).await?,
+        ))
+    }
+
     async fn dry_run_playbook(
         &self,
         request: Request<pb::DryRunPlaybookRequest>,

@@ -6,6 +6,7 @@
 
 pub mod definition;
 pub mod engine;
+pub mod erase;
 pub mod facts;
 pub mod grpc;
 pub mod plan;
@@ -32,6 +33,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("NotifyHealthChanged", Scope::Internal),
     ("NotifyRenewalApproaching", Scope::Internal),
     ("NotifyAccountEvents", Scope::Internal),
+    ("NotifyContactErased", Scope::Internal),
     ("ListPlaybooks", Scope::Read),
     ("GetRun", Scope::Read),
     ("ListRuns", Scope::Read),

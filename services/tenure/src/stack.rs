@@ -75,12 +75,13 @@ pub struct Stack {
 const STACK_KEY: &str = "tenure-stack:";
 
 /// Scopes of the stack's operator key: all that a person or job may hold.
-pub const OPERATOR_SCOPES: [Scope; 5] = [
+pub const OPERATOR_SCOPES: [Scope; 6] = [
     Scope::Ingest,
     Scope::Read,
     Scope::Contacts,
     Scope::Analytics,
     Scope::PlaybooksAdmin,
+    Scope::Erase,
 ];
 
 /// Replaces the stack's own keys in `path` with new ones: one per service

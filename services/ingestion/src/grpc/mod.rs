@@ -273,6 +273,13 @@ impl IngestionService for IngestionApi {
         respond(self.list_contacts(request.into_inner()).await)
     }
 
+    async fn erase_contact(
+        &self,
+        request: Request<pb::EraseContactRequest>,
+    ) -> Result<Response<pb::EraseContactResponse>, Status> {
+        respond(self.erase_contact(request.into_inner()).await)
+    }
+
     async fn get_subscription_history(
         &self,
         request: Request<pb::GetSubscriptionHistoryRequest>,

@@ -161,6 +161,48 @@ impl IngestionApi {
     }
 }
 
+impl IngestionApi {
+    pub(super) async fn erase_contact(
+        &self,
+        request: pb::EraseContactRequest,
+    ) -> ApiResult<pb::EraseContactResponse> {
+        const METHOD: &str = "EraseContact";
+        let mut violations = Violations::default();
+        violations.require_text(&request.contact_id, "contact_id", MAX_ID);
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) = tenure_platform::idempotency::claim(
+            &mut tx,
+            crate::SCHEMA,
+            METHOD,
+            &request.request_id,
+            &request,
+        )
+        .await?
+        {
+            return Ok(previous);
+        }
+        let erased = crate::erase::contact(&mut tx, &request.contact_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("contact {}", request.contact_id)))?;
+        let response = pb::EraseContactResponse {
+            pseudonym: erased.pseudonym,
+            rows_changed: erased.rows_changed,
+        };
+        tenure_platform::idempotency::complete(
+            &mut tx,
+            crate::SCHEMA,
+            METHOD,
+            &request.request_id,
+            &response,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(rows = response.rows_changed, "contact erased");
+        Ok(response)
+    }
+}
+
 /// Validates one account of a batch; violations are named under `path`.
 pub(super) fn account_from_proto(
     c: &mut Checker<'_>,

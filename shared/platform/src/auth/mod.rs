@@ -45,16 +45,19 @@ pub enum Scope {
     PlaybooksAdmin,
     /// The `Notify*` calls the services make to one another.
     Internal,
+    /// Erase a person's data.
+    Erase,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Ingest,
         Scope::Read,
         Scope::Contacts,
         Scope::Analytics,
         Scope::PlaybooksAdmin,
         Scope::Internal,
+        Scope::Erase,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Scope {
             Scope::Analytics => "analytics",
             Scope::PlaybooksAdmin => "playbooks-admin",
             Scope::Internal => "internal",
+            Scope::Erase => "erase",
         }
     }
 }
