@@ -231,3 +231,136 @@ async fn an_erased_contact_leaves_nothing_behind_in_any_schema() {
     assert_eq!(again.code(), tonic::Code::NotFound);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_erased_account_is_gone_from_every_service() {
+    use crate::fixtures::{subscription, today_minus};
+    let mut app = stack(None, 3).await;
+    const GONE: &str = "acct-erase-me";
+    const NAME: &str = "Erasable Industries";
+    let ids = vec![GONE.to_owned(), "acct-stays".to_owned()];
+    accounts(&mut app, &ids).await;
+    let mut account = crate::ingestion::account(GONE, NAME, 20);
+    account.segment = "smb".into();
+    let mut child = crate::ingestion::account("acct-child", "Child Co", 20);
+    child.parent_account_id = GONE.into();
+    app.ingestion
+        .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account, child],
+        })
+        .await
+        .unwrap();
+    let start_day = today_minus(200);
+    let end_day = start_day + chrono::Days::new(365);
+    app.ingestion
+        .batch_upsert_subscriptions(ipb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![
+                subscription(
+                    "s-gone",
+                    GONE,
+                    10,
+                    1_200_000,
+                    start_day,
+                    end_day,
+                    days_ago(150),
+                ),
+                subscription(
+                    "s-stays",
+                    "acct-stays",
+                    5,
+                    600_000,
+                    start_day,
+                    end_day,
+                    days_ago(150),
+                ),
+            ],
+        })
+        .await
+        .unwrap();
+    app.ingestion
+        .batch_upsert_contacts(ipb::BatchUpsertContactsRequest {
+            request_id: String::new(),
+            contacts: vec![contact(
+                "c-gone",
+                GONE,
+                &[ipb::ContactRole::Champion],
+                true,
+                days_ago(40),
+            )],
+        })
+        .await
+        .unwrap();
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "call", "title": "Call", "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "call", "type": "task", "title": "Call {{account.name}}", "next": "done"},
+                {"id": "done", "type": "end"}
+            ]
+        }),
+    )
+    .await;
+    let run = start(&mut app, "call", &[GONE.to_owned()])
+        .await
+        .runs
+        .remove(0);
+    run_in_state(&app, &run.run_id, pb::RunState::Completed).await;
+    let db = app.db().await;
+    let everywhere = eventually(Duration::from_secs(15), || async {
+        let found = rows_naming(&db, GONE).await;
+        let schemas = ["ingestion.", "health.", "renewals.", "playbooks."];
+        schemas
+            .iter()
+            .all(|s| found.iter().any(|t| t.starts_with(s)))
+            .then_some(found)
+    })
+    .await;
+    assert!(
+        everywhere.is_some(),
+        "every service holds the account before"
+    );
+
+    let mut eraser = IngestionServiceClient::new(
+        tenure_platform::client::channel(
+            &app.stack.peers.ingestion_url,
+            &app.key_with(&[Scope::Erase]),
+        )
+        .unwrap(),
+    );
+    let erased = eraser
+        .erase_account(ipb::EraseAccountRequest {
+            request_id: "erase-account".into(),
+            account_id: GONE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(erased.rows_changed > 0);
+    for needle in [GONE, NAME, "c-gone", "s-gone"] {
+        let gone = eventually(Duration::from_secs(15), || async {
+            rows_naming(&db, needle).await.is_empty().then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "{needle} remains in {:?}",
+            rows_naming(&db, needle).await
+        );
+    }
+    // The rest of the base is untouched; the child lost only its parent.
+    for kept in ["acct-stays", "s-stays", "acct-child"] {
+        assert!(!rows_naming(&db, kept).await.is_empty(), "{kept} was kept");
+    }
+    let missing = eraser
+        .erase_account(ipb::EraseAccountRequest {
+            request_id: String::new(),
+            account_id: GONE.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    app.stop().await;
+}

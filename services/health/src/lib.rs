@@ -35,6 +35,7 @@ pub const GRPC_SERVICES: &[&str] = &["tenure.health.v1.HealthService"];
 
 /// The scope each method needs (see `tenure_platform::auth`).
 pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifyAccountErased", Scope::Internal),
     ("NotifyAccountsChanged", Scope::Internal),
     ("RecordAssessment", Scope::Ingest),
     ("GetAccountHealth", Scope::Read),

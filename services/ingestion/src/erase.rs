@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use tenure_proto::playbooks::v1::NotifyContactErasedRequest;
 
 use crate::SCHEMA;
-use crate::notify::TOPIC_CONTACT_ERASED;
+use crate::notify::{TOPIC_ACCOUNT_ERASED, TOPIC_CONTACT_ERASED};
 
 /// What an erasure did.
 pub struct Erased {
@@ -20,6 +20,18 @@ pub struct Erased {
 /// Hex SHA-256 of an identifier, as the erasure notice carries it.
 pub fn identifier_hash(identifier: &str) -> String {
     format!("{:x}", Sha256::digest(identifier.as_bytes()))
+}
+
+/// Deletes the delivered outbox rows whose payload holds any of `names`.
+async fn forget_delivered(tx: &mut PgConnection, names: &[String]) -> sqlx::Result<i64> {
+    Ok(sqlx::query(
+        "DELETE FROM ingestion.outbox WHERE delivered_at IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS n WHERE position(convert_to(n, 'UTF8') IN payload) > 0)",
+    )
+    .bind(names)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64)
 }
 
 /// Erases `contact_id` inside the caller's transaction; `None` when ingestion
@@ -93,14 +105,7 @@ pub async fn contact(tx: &mut PgConnection, contact_id: &str) -> sqlx::Result<Op
     }
     // Delivered notices that named the person (a champion's change) are
     // kept a while for diagnosis; not these.
-    rows += sqlx::query(
-        "DELETE FROM ingestion.outbox WHERE delivered_at IS NOT NULL \
-         AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS i WHERE position(convert_to(i, 'UTF8') IN payload) > 0)",
-    )
-    .bind(&identifiers)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
+    rows += forget_delivered(tx, &identifiers).await?;
     let notice = NotifyContactErasedRequest {
         request_id: String::new(),
         account_id: accounts.first().cloned().unwrap_or_default(),
@@ -110,6 +115,41 @@ pub async fn contact(tx: &mut PgConnection, contact_id: &str) -> sqlx::Result<Op
     tenure_platform::outbox::enqueue(tx, SCHEMA, TOPIC_CONTACT_ERASED, &notice).await?;
     Ok(Some(Erased {
         pseudonym,
+        rows_changed: rows,
+    }))
+}
+
+/// Erases `account_id` from ingestion inside the caller's transaction and
+/// tells the other services; `None` when ingestion holds no such account.
+pub async fn account(tx: &mut PgConnection, account_id: &str) -> sqlx::Result<Option<Erased>> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM ingestion.accounts WHERE account_id = $1)",
+    )
+    .bind(account_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists {
+        return Ok(None);
+    }
+    // Notices about its records (subscriptions changed) name the records,
+    // not the account.
+    let records: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT record_id FROM ingestion.record_versions WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut rows = tenure_platform::erase::account(tx, SCHEMA, account_id, &[]).await?;
+    rows += forget_delivered(tx, &records).await?;
+    let notice = tenure_proto::ingestion::v1::EraseAccountRequest {
+        request_id: String::new(),
+        account_id: account_id.to_owned(),
+    };
+    for topic in TOPIC_ACCOUNT_ERASED {
+        tenure_platform::outbox::enqueue(tx, SCHEMA, topic, &notice).await?;
+    }
+    Ok(Some(Erased {
+        pseudonym: String::new(),
         rows_changed: rows,
     }))
 }

@@ -55,6 +55,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("GetSubscriptionHistory", Scope::Read),
     ("ListContacts", Scope::Contacts),
     ("EraseContact", Scope::Erase),
+    ("EraseAccount", Scope::Erase),
 ];
 
 pub static SPEC: ServiceSpec = ServiceSpec {

@@ -5,6 +5,7 @@ use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
 use tenure_proto::health::v1::NotifyAccountsChangedRequest;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::EraseAccountRequest;
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
 use tenure_proto::playbooks::v1::{NotifyAccountEventsRequest, NotifyContactErasedRequest};
 use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
@@ -19,6 +20,13 @@ pub const TOPIC_ACCOUNT_EVENTS: &str = "playbooks.account_events";
 
 /// A contact was erased: playbooks replaces what it keeps of the person.
 pub const TOPIC_CONTACT_ERASED: &str = "playbooks.contact_erased";
+
+/// An account was erased: each service deletes its rows of it.
+pub const TOPIC_ACCOUNT_ERASED: [&str; 3] = [
+    "health.account_erased",
+    "renewals.account_erased",
+    "playbooks.account_erased",
+];
 
 /// Subscriptions changed: renewals refreshes its pipeline.
 pub const TOPIC_SUBSCRIPTIONS_CHANGED: &str = "renewals.subscriptions_changed";
@@ -56,6 +64,38 @@ impl Deliver for Notifier {
                     .await?;
                 Ok(())
             }
+            topic if TOPIC_ACCOUNT_ERASED.contains(&topic) => {
+                let erased: EraseAccountRequest = delivery.decode()?;
+                let request_id = delivery.message_id.to_string();
+                let account_id = erased.account_id;
+                match topic {
+                    "health.account_erased" => {
+                        let request = tenure_proto::health::v1::NotifyAccountErasedRequest {
+                            request_id,
+                            account_id,
+                        };
+                        self.health.clone().notify_account_erased(request).await?;
+                    }
+                    "renewals.account_erased" => {
+                        let request = tenure_proto::renewals::v1::NotifyAccountErasedRequest {
+                            request_id,
+                            account_id,
+                        };
+                        self.renewals.clone().notify_account_erased(request).await?;
+                    }
+                    _ => {
+                        let request = tenure_proto::playbooks::v1::NotifyAccountErasedRequest {
+                            request_id,
+                            account_id,
+                        };
+                        self.playbooks
+                            .clone()
+                            .notify_account_erased(request)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
             TOPIC_CONTACT_ERASED => {
                 let mut request: NotifyContactErasedRequest = delivery.decode()?;
                 request.request_id = delivery.message_id.to_string();
@@ -83,6 +123,14 @@ pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Disp
         pool,
         SCHEMA,
         notifier,
-        DispatchConfig::default(),
+        DispatchConfig {
+            forget_on_delivery: &[
+                TOPIC_CONTACT_ERASED,
+                TOPIC_ACCOUNT_ERASED[0],
+                TOPIC_ACCOUNT_ERASED[1],
+                TOPIC_ACCOUNT_ERASED[2],
+            ],
+            ..DispatchConfig::default()
+        },
     ))
 }

@@ -267,6 +267,25 @@ fn playbook_to_proto(row: PlaybookVersion) -> pb::Playbook {
 
 #[tonic::async_trait]
 impl PlaybooksService for PlaybooksApi {
+    async fn notify_account_erased(
+        &self,
+        request: Request<pb::NotifyAccountErasedRequest>,
+    ) -> Result<Response<pb::NotifyAccountErasedResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            tenure_platform::erase::notify_account_erased(
+                &self.pool,
+                crate::SCHEMA,
+                &request,
+                &request.request_id,
+                &request.account_id,
+                &[],
+                |rows_changed| pb::NotifyAccountErasedResponse { rows_changed },
+            )
+            .await?,
+        ))
+    }
+
     async fn create_playbook(
         &self,
         request: Request<pb::CreatePlaybookRequest>,

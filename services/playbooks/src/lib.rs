@@ -30,6 +30,7 @@ pub const GRPC_SERVICES: &[&str] = &["tenure.playbooks.v1.PlaybooksService"];
 
 /// The scope each method needs (see `tenure_platform::auth`).
 pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifyAccountErased", Scope::Internal),
     ("NotifyHealthChanged", Scope::Internal),
     ("NotifyRenewalApproaching", Scope::Internal),
     ("NotifyAccountEvents", Scope::Internal),

@@ -282,6 +282,29 @@ fn outcome_to_proto(row: OutcomeRow) -> pb::RenewalOutcome {
 
 #[tonic::async_trait]
 impl RenewalsService for RenewalsApi {
+    async fn notify_account_erased(
+        &self,
+        request: Request<pb::NotifyAccountErasedRequest>,
+    ) -> Result<Response<pb::NotifyAccountErasedResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            tenure_platform::erase::notify_account_erased(
+                &self.pool,
+                crate::SCHEMA,
+                &request,
+                &request.request_id,
+                &request.account_id,
+                &[
+                    "DELETE FROM renewals.subscription_queue WHERE subscription_id IN (SELECT subscription_id FROM renewals.subscription_versions WHERE account_id = $1)",
+                    "DELETE FROM renewals.reminders WHERE subscription_id IN (SELECT subscription_id FROM renewals.subscription_versions WHERE account_id = $1)",
+                    "DELETE FROM renewals.forecast_job_rows WHERE position(convert_to($1, 'UTF8') IN row) > 0",
+                ],
+                |rows_changed| pb::NotifyAccountErasedResponse { rows_changed },
+            )
+            .await?,
+        ))
+    }
+
     async fn record_renewal_outcome(
         &self,
         request: Request<pb::RecordRenewalOutcomeRequest>,

@@ -42,6 +42,7 @@ pub const GRPC_SERVICES: &[&str] = &["tenure.renewals.v1.RenewalsService"];
 
 /// The scope each method needs (see `tenure_platform::auth`).
 pub const ACCESS: &[(&str, Scope)] = &[
+    ("NotifyAccountErased", Scope::Internal),
     ("NotifySubscriptionsChanged", Scope::Internal),
     ("RecordRenewalOutcome", Scope::Ingest),
     ("BatchRecordRenewalOutcomes", Scope::Ingest),

@@ -4,6 +4,7 @@
 //! - [`config`]: settings from environment variables and flags, with local defaults.
 //! - [`telemetry`]: logs, traces and the OTLP exporter, set up once per process.
 //! - [`trace`]: W3C trace context across gRPC calls and outbox rows, RPC spans and metrics.
+//! - [`erase`]: an account's rows removed from a service's schema.
 //! - [`db`]: pools, per-service schemas and roles, migrations.
 //! - [`pg`]: a throwaway Postgres cluster for the dev stack and tests.
 //! - [`server`]: gRPC bootstrap with health, reflection, metrics, timeouts and graceful shutdown.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod erase;
 pub mod error;
 pub mod idempotency;
 pub mod money;

@@ -80,6 +80,9 @@ pub struct DispatchConfig {
     pub delivery_timeout: Duration,
     /// Delivered rows are removed after this long.
     pub retention: Duration,
+    /// Topics whose rows are removed as soon as they are delivered (they
+    /// name what was erased).
+    pub forget_on_delivery: &'static [&'static str],
 }
 
 impl Default for DispatchConfig {
@@ -91,6 +94,7 @@ impl Default for DispatchConfig {
             max_retry: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
+            forget_on_delivery: &[],
         }
     }
 }
@@ -197,13 +201,22 @@ impl<D: Deliver> Dispatcher<D> {
                 Ok(()) => {
                     delivered += 1;
                     metrics::counter!("outbox_delivered_total", &labels).increment(1);
-                    sqlx::query(AssertSqlSafe(format!(
-                        "UPDATE {schema}.outbox SET delivered_at = now(), attempts = attempts + 1, \
-                         last_error = NULL WHERE id = $1"
-                    )))
-                    .bind(row.id)
-                    .execute(&mut *tx)
-                    .await?;
+                    let statement = if self
+                        .config
+                        .forget_on_delivery
+                        .contains(&delivery.topic.as_str())
+                    {
+                        format!("DELETE FROM {schema}.outbox WHERE id = $1")
+                    } else {
+                        format!(
+                            "UPDATE {schema}.outbox SET delivered_at = now(), attempts = attempts + 1, \
+                             last_error = NULL WHERE id = $1"
+                        )
+                    };
+                    sqlx::query(AssertSqlSafe(statement))
+                        .bind(row.id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Err(status) => {
                     metrics::counter!("outbox_delivery_failures_total", &labels).increment(1);

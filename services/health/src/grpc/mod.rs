@@ -50,6 +50,25 @@ impl HealthApi {
 
 #[tonic::async_trait]
 impl HealthService for HealthApi {
+    async fn notify_account_erased(
+        &self,
+        request: Request<pb::NotifyAccountErasedRequest>,
+    ) -> Result<Response<pb::NotifyAccountErasedResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            tenure_platform::erase::notify_account_erased(
+                &self.pool,
+                crate::SCHEMA,
+                &request,
+                &request.request_id,
+                &request.account_id,
+                &[],
+                |rows_changed| pb::NotifyAccountErasedResponse { rows_changed },
+            )
+            .await?,
+        ))
+    }
+
     async fn notify_accounts_changed(
         &self,
         request: Request<pb::NotifyAccountsChangedRequest>,

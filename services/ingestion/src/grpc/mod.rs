@@ -273,6 +273,13 @@ impl IngestionService for IngestionApi {
         respond(self.list_contacts(request.into_inner()).await)
     }
 
+    async fn erase_account(
+        &self,
+        request: Request<pb::EraseAccountRequest>,
+    ) -> Result<Response<pb::EraseAccountResponse>, Status> {
+        respond(self.erase_account(request.into_inner()).await)
+    }
+
     async fn erase_contact(
         &self,
         request: Request<pb::EraseContactRequest>,

@@ -161,45 +161,95 @@ impl IngestionApi {
     }
 }
 
+/// What an erasure request names.
+enum Erasure {
+    Contact,
+    Account,
+}
+
 impl IngestionApi {
     pub(super) async fn erase_contact(
         &self,
         request: pb::EraseContactRequest,
     ) -> ApiResult<pb::EraseContactResponse> {
-        const METHOD: &str = "EraseContact";
-        let mut violations = Violations::default();
-        violations.require_text(&request.contact_id, "contact_id", MAX_ID);
-        violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = tenure_platform::idempotency::claim(
-            &mut tx,
-            crate::SCHEMA,
-            METHOD,
-            &request.request_id,
-            &request,
-        )
-        .await?
-        {
-            return Ok(previous);
-        }
-        let erased = crate::erase::contact(&mut tx, &request.contact_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("contact {}", request.contact_id)))?;
-        let response = pb::EraseContactResponse {
+        let erased = self
+            .erase(
+                Erasure::Contact,
+                &request,
+                &request.request_id,
+                &request.contact_id,
+            )
+            .await?;
+        Ok(pb::EraseContactResponse {
             pseudonym: erased.pseudonym,
             rows_changed: erased.rows_changed,
+        })
+    }
+
+    pub(super) async fn erase_account(
+        &self,
+        request: pb::EraseAccountRequest,
+    ) -> ApiResult<pb::EraseAccountResponse> {
+        let erased = self
+            .erase(
+                Erasure::Account,
+                &request,
+                &request.request_id,
+                &request.account_id,
+            )
+            .await?;
+        Ok(pb::EraseAccountResponse {
+            rows_changed: erased.rows_changed,
+        })
+    }
+
+    /// Erases a contact or an account once per `request_id` (a retry gets
+    /// the first answer back).
+    async fn erase<Req: prost::Message>(
+        &self,
+        what: Erasure,
+        request: &Req,
+        request_id: &str,
+        id: &str,
+    ) -> ApiResult<crate::erase::Erased> {
+        let (method, field, noun) = match what {
+            Erasure::Contact => ("EraseContact", "contact_id", "contact"),
+            Erasure::Account => ("EraseAccount", "account_id", "account"),
         };
-        tenure_platform::idempotency::complete(
+        let mut violations = Violations::default();
+        violations.require_text(id, field, MAX_ID);
+        violations.into_result()?;
+        let mut tx = self.pool.begin().await?;
+        let previous: Option<pb::EraseContactResponse> = tenure_platform::idempotency::claim(
             &mut tx,
             crate::SCHEMA,
-            METHOD,
-            &request.request_id,
-            &response,
+            method,
+            request_id,
+            request,
         )
         .await?;
+        if let Some(previous) = previous {
+            return Ok(crate::erase::Erased {
+                pseudonym: previous.pseudonym,
+                rows_changed: previous.rows_changed,
+            });
+        }
+        let erased = match what {
+            Erasure::Contact => crate::erase::contact(&mut tx, id).await?,
+            Erasure::Account => crate::erase::account(&mut tx, id).await?,
+        }
+        .ok_or_else(|| ApiError::NotFound(format!("{noun} {id}")))?;
+        // Both answers are stored in the contact's shape: an account's has
+        // no pseudonym.
+        let stored = pb::EraseContactResponse {
+            pseudonym: erased.pseudonym.clone(),
+            rows_changed: erased.rows_changed,
+        };
+        tenure_platform::idempotency::complete(&mut tx, crate::SCHEMA, method, request_id, &stored)
+            .await?;
         tx.commit().await?;
-        tracing::info!(rows = response.rows_changed, "contact erased");
-        Ok(response)
+        tracing::info!(rows = erased.rows_changed, "{noun} erased");
+        Ok(erased)
     }
 }
 
