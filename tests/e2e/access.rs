@@ -308,3 +308,65 @@ async fn each_caller_has_its_own_rate_and_is_told_when_to_come_back() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_over_the_size_limit_is_resource_exhausted() {
+    let app = TestStack::spawn_with(|options| options.server.max_message_bytes = 2048).await;
+    let mut big = crate::ingestion::account("acme", "Acme", 3);
+    big.industry = "x".repeat(4096);
+    let refused = ingestion(&app, &app.operator())
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![big],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        code(list_accounts(&app, &app.operator()).await),
+        Code::Ok,
+        "small calls still pass"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_its_limit_is_resource_exhausted() {
+    use tenure_proto::ingestion::v1::StreamEventsRequest;
+    let app = TestStack::spawn_with(|options| {
+        let limit = ("INGESTION_MAX_STREAM_CHUNKS".to_owned(), "2".to_owned());
+        options.settings.extend([limit]);
+    })
+    .await;
+    let mut client = ingestion(&app, &app.operator());
+    client
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
+        })
+        .await
+        .unwrap();
+    let chunks: Vec<StreamEventsRequest> = (1..=3)
+        .map(|i| StreamEventsRequest {
+            chunk_id: i,
+            events: vec![crate::fixtures::event(
+                &format!("m-{i}"),
+                "acme",
+                "u-1",
+                "login",
+                crate::fixtures::days_ago(1),
+            )],
+        })
+        .collect();
+    let mut acks = client
+        .stream_events(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    for chunk_id in [1, 2] {
+        assert_eq!(acks.message().await.unwrap().unwrap().chunk_id, chunk_id);
+    }
+    let refused = acks.message().await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    app.stop().await;
+}

@@ -77,6 +77,14 @@ async fn each_service_role_reaches_only_its_own_tables_and_cannot_change_them() 
                 );
             }
         }
+        // Nor, on a cluster of Tenure's own, the cluster's other databases.
+        if std::env::var_os("DATABASE_URL").is_none() {
+            let elsewhere = logins.runtime.clone().database("postgres");
+            let refused = PgConnection::connect_with(&elsewhere)
+                .await
+                .expect_err("no CONNECT on postgres");
+            assert_eq!(tenure_platform::db::sqlstate(&refused).as_deref(), DENIED);
+        }
         conn.close().await.ok();
     }
 

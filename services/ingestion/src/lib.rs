@@ -74,7 +74,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let api = IngestionServiceServer::new(grpc::IngestionApi::new(
         context.pool.clone(),
-        grpc::Limits::from_env()?,
+        grpc::Limits::from_settings(&context.settings)?,
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);

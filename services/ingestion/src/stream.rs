@@ -29,8 +29,10 @@ pub fn acknowledge_chunks(
     mut inbound: Streaming<pb::StreamEventsRequest>,
 ) -> crate::grpc::ResponseStream<pb::StreamEventsResponse> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED);
+    let most = api.limits.max_stream_chunks;
     tokio::spawn(
         async move {
+            let mut received: u64 = 0;
             loop {
                 let chunk = match inbound.message().await {
                     Ok(Some(chunk)) => chunk,
@@ -40,6 +42,14 @@ pub fn acknowledge_chunks(
                         break;
                     }
                 };
+                received += 1;
+                if received > most {
+                    let refused = Status::resource_exhausted(format!(
+                        "a stream may carry at most {most} chunks; send the rest on a new stream"
+                    ));
+                    let _ = sender.send(Err(refused)).await;
+                    break;
+                }
                 let answer = api.ingest_chunk(chunk).await.map_err(Status::from);
                 let failed = answer.is_err();
                 if sender.send(answer).await.is_err() || failed {

@@ -155,6 +155,7 @@ impl Stack {
                 };
                 let cluster =
                     tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;
+                tenure_platform::pg::lock_down(&cluster.admin_url()).await?;
                 let url = ensure_database(&cluster.admin_url(), "tenure").await?;
                 (Some(cluster), url)
             }

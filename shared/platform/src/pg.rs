@@ -350,6 +350,24 @@ fn walk(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Isolated databases for tests: one cluster per test process (or
 /// `DATABASE_URL` when set), one new database per call.
+/// Takes from PUBLIC what a fresh cluster gives every role on its own
+/// databases (CONNECT and TEMPORARY on `postgres` and `template1`), so that
+/// a service's role reaches no database but the one it is granted.
+pub async fn lock_down(admin_url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    for database in ["postgres", "template1"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC"
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("revoking PUBLIC's rights on {database}"))?;
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
 pub mod testing {
     use std::sync::OnceLock;
 
@@ -386,6 +404,10 @@ pub mod testing {
     /// Creates an empty database and returns its administrative URL.
     pub async fn fresh_database() -> anyhow::Result<String> {
         let server = server_url()?;
+        if std::env::var_os("DATABASE_URL").is_none() {
+            static LOCKED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+            LOCKED.get_or_try_init(|| super::lock_down(&server)).await?;
+        }
         let mut conn = PgConnection::connect(&server).await?;
         let name = format!("tenure_test_{}", uuid::Uuid::new_v4().simple());
         conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))

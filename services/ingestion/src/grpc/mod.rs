@@ -26,7 +26,7 @@ use crate::records::KnownAccounts;
 use crate::writes::{Changes, parse_batch, require_accounts, summary};
 use crate::{changes, records, signals, timeline};
 
-/// Size limits, from the environment.
+/// Size limits, from the settings (the environment unless the starter overrides them).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Most items in one batch call or stream chunk (`INGESTION_MAX_BATCH_ITEMS`).
@@ -35,6 +35,9 @@ pub struct Limits {
     pub future_tolerance: Duration,
     /// Largest JSON of an item's free properties (`INGESTION_MAX_PROPERTIES_BYTES`).
     pub max_properties_bytes: usize,
+    /// Most chunks one `StreamEvents` call may carry (`INGESTION_MAX_STREAM_CHUNKS`);
+    /// a longer import opens another stream.
+    pub max_stream_chunks: u64,
 }
 
 impl Default for Limits {
@@ -43,24 +46,30 @@ impl Default for Limits {
             max_batch_items: 5000,
             future_tolerance: Duration::minutes(5),
             max_properties_bytes: 16 * 1024,
+            max_stream_chunks: 100_000,
         }
     }
 }
 
 impl Limits {
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
         let mut limits = Self::default();
-        if let Ok(value) = std::env::var("INGESTION_MAX_BATCH_ITEMS") {
+        if let Some(value) = settings.get("INGESTION_MAX_STREAM_CHUNKS") {
+            limits.max_stream_chunks = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                anyhow::anyhow!("INGESTION_MAX_STREAM_CHUNKS={value:?} is not a positive count")
+            })?;
+        }
+        if let Some(value) = settings.get("INGESTION_MAX_BATCH_ITEMS") {
             limits.max_batch_items = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a positive count")
             })?;
         }
-        if let Ok(value) = std::env::var("INGESTION_MAX_PROPERTIES_BYTES") {
+        if let Some(value) = settings.get("INGESTION_MAX_PROPERTIES_BYTES") {
             limits.max_properties_bytes = value.parse().map_err(|_| {
                 anyhow::anyhow!("INGESTION_MAX_PROPERTIES_BYTES={value:?} is not a byte count")
             })?;
         }
-        if let Ok(value) = std::env::var("INGESTION_FUTURE_TOLERANCE") {
+        if let Some(value) = settings.get("INGESTION_FUTURE_TOLERANCE") {
             limits.future_tolerance = humantime::parse_duration(&value)
                 .ok()
                 .and_then(|d| Duration::from_std(d).ok())

@@ -369,15 +369,35 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, R, E> Future for Admitted<F, R>
+/// A request larger than `GRPC_MAX_MESSAGE_BYTES` is refused by tonic as
+/// OUT_OF_RANGE; gRPC's own servers, and callers' retry policies, say
+/// RESOURCE_EXHAUSTED for a limit exceeded, and so does Tenure.
+fn oversized_as_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11");
+    let too_large = headers.get("grpc-message").is_some_and(|m| {
+        let text = String::from_utf8_lossy(m.as_bytes());
+        text.contains("length too large") || text.contains("length%20too%20large")
+    });
+    if out_of_range && too_large {
+        response
+            .headers_mut()
+            .insert("grpc-status", HeaderValue::from_static("8"));
+    }
+    response
+}
+
+impl<F, B, E> Future for Admitted<F, http::Response<B>>
 where
-    F: Future<Output = Result<R, E>>,
+    F: Future<Output = Result<http::Response<B>, E>>,
 {
-    type Output = Result<R, E>;
+    type Output = Result<http::Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AdmittedProj::Call { future } => future.poll(cx),
+            AdmittedProj::Call { future } => future.poll(cx).map_ok(oversized_as_exhausted),
             AdmittedProj::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,
