@@ -131,3 +131,84 @@ async fn changes_made_while_health_is_down_arrive_once_it_is_back() {
     assert_eq!(answer.account_name, "C renamed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_no_receiver_takes_is_set_aside_and_never_blocks_the_rest() {
+    let metrics = tenure_tests::metrics_addr();
+    let mut app = TestStack::spawn_with(|options| {
+        let settings = &mut options.settings;
+        settings.insert("OUTBOX_MAX_ATTEMPTS".into(), "3".into());
+        settings.insert("OUTBOX_FIRST_RETRY".into(), "20ms".into());
+        settings.insert("OUTBOX_MAX_RETRY".into(), "50ms".into());
+    })
+    .await;
+    let db = app.db().await;
+    // A poison message: health's topic, a payload no receiver can read.
+    let poison: i64 = sqlx::query_scalar(
+        "INSERT INTO ingestion.outbox (message_id, topic, payload) \
+         VALUES (gen_random_uuid(), 'health.accounts_changed', '\\xff'::bytea) RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    // Ordinary work goes through meanwhile, on the same topic and others.
+    app.ingestion
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account("a", "A", 1)],
+        })
+        .await
+        .unwrap();
+    let dead = eventually(Duration::from_secs(10), || async {
+        let letters = tenure::outbox::dead_letters(&db).await.unwrap();
+        letters.contains(&format!(" {poison} ")).then_some(letters)
+    })
+    .await
+    .expect("the poison message is set aside");
+    assert!(dead.contains("health.accounts_changed"), "{dead}");
+    let (attempts, error): (i32, String) =
+        sqlx::query_as("SELECT attempts, last_error FROM ingestion.outbox WHERE id = $1")
+            .bind(poison)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 3, "every attempt made, then no more");
+    assert!(error.contains("decode"), "{error}");
+    let delivered = eventually(Duration::from_secs(10), || async {
+        (pending(&db).await == 0).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "the rest was delivered");
+    let text = tenure_tests::http_get(metrics, "/metrics").await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("outbox_dead_lettered_total{")
+                && l.contains("health.accounts_changed")),
+        "dead letters are counted"
+    );
+
+    // Retried by hand, it is attempted again from the first attempt.
+    assert_eq!(
+        tenure::outbox::retry(&db, "ingestion", Some(poison))
+            .await
+            .unwrap(),
+        1
+    );
+    let retried = eventually(Duration::from_secs(10), || async {
+        let (attempts, dead): (i32, bool) = sqlx::query_as(
+            "SELECT attempts, dead_at IS NOT NULL FROM ingestion.outbox WHERE id = $1",
+        )
+        .bind(poison)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        (dead && attempts == 3).then_some(())
+    })
+    .await;
+    assert!(
+        retried.is_some(),
+        "tried three times again, set aside again"
+    );
+    assert!(tenure::outbox::retry(&db, "nowhere", None).await.is_err());
+    app.stop().await;
+}

@@ -91,7 +91,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| scorer.run(stop));
-    let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
+    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)
 }

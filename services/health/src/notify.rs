@@ -16,6 +16,10 @@ pub struct Notifier {
 }
 
 impl Deliver for Notifier {
+    fn topics(&self) -> &'static [&'static str] {
+        &[TOPIC_HEALTH_CHANGED]
+    }
+
     async fn deliver(&self, delivery: &Delivery) -> Result<(), tonic::Status> {
         match delivery.topic.as_str() {
             TOPIC_HEALTH_CHANGED => {
@@ -34,7 +38,11 @@ impl Deliver for Notifier {
     }
 }
 
-pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
+pub fn dispatcher(
+    pool: sqlx::PgPool,
+    peers: &PeerConfig,
+    settings: &tenure_platform::service::Settings,
+) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
         playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
     };
@@ -42,6 +50,6 @@ pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Disp
         pool,
         SCHEMA,
         notifier,
-        DispatchConfig::default(),
+        DispatchConfig::from_settings(settings)?,
     ))
 }

@@ -80,7 +80,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     .max_encoding_message_size(bytes);
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
-    let dispatcher = notify::dispatcher(context.pool, &context.peers)?;
+    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)
 }

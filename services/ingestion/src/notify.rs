@@ -37,7 +37,22 @@ pub struct Notifier {
     playbooks: PlaybooksServiceClient<TracedChannel>,
 }
 
+/// Every topic ingestion enqueues.
+const TOPICS: &[&str] = &[
+    TOPIC_ACCOUNTS_CHANGED,
+    TOPIC_SUBSCRIPTIONS_CHANGED,
+    TOPIC_ACCOUNT_EVENTS,
+    TOPIC_CONTACT_ERASED,
+    TOPIC_ACCOUNT_ERASED[0],
+    TOPIC_ACCOUNT_ERASED[1],
+    TOPIC_ACCOUNT_ERASED[2],
+];
+
 impl Deliver for Notifier {
+    fn topics(&self) -> &'static [&'static str] {
+        TOPICS
+    }
+
     async fn deliver(&self, delivery: &Delivery) -> Result<(), tonic::Status> {
         match delivery.topic.as_str() {
             TOPIC_ACCOUNTS_CHANGED => {
@@ -113,7 +128,11 @@ impl Deliver for Notifier {
 }
 
 /// The dispatcher of ingestion's outbox.
-pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Dispatcher<Notifier>> {
+pub fn dispatcher(
+    pool: sqlx::PgPool,
+    peers: &PeerConfig,
+    settings: &tenure_platform::service::Settings,
+) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
         health: HealthServiceClient::new(peers.channel(&peers.health_url)?),
         renewals: RenewalsServiceClient::new(peers.channel(&peers.renewals_url)?),
@@ -130,7 +149,7 @@ pub fn dispatcher(pool: sqlx::PgPool, peers: &PeerConfig) -> anyhow::Result<Disp
                 TOPIC_ACCOUNT_ERASED[1],
                 TOPIC_ACCOUNT_ERASED[2],
             ],
-            ..DispatchConfig::default()
+            ..DispatchConfig::from_settings(settings)?
         },
     ))
 }

@@ -94,7 +94,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);
     let syncer = sync::Syncer::new(context.pool.clone(), ingestion, health, thresholds);
-    let dispatcher = notify::dispatcher(context.pool.clone(), &context.peers)?;
+    let dispatcher = notify::dispatcher(context.pool.clone(), &context.peers, &context.settings)?;
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| syncer.run(stop));

@@ -9,6 +9,7 @@ pub mod forecast;
 pub mod generate;
 pub mod import;
 pub mod model;
+pub mod outbox;
 pub mod receivers;
 pub mod report;
 pub mod rescore;

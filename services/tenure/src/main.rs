@@ -136,6 +136,15 @@ enum Command {
         #[command(flatten)]
         peers: tenure_platform::config::PeerConfig,
     },
+    /// The services' outboxes: messages set aside after their last delivery
+    /// attempt, and sending them again.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+        /// Administrative Postgres URL of the services' database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Create, list and revoke the API keys the services accept.
     Keys {
         #[command(subcommand)]
@@ -148,6 +157,21 @@ enum Command {
             global = true
         )]
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// List every service's dead letters with their last error.
+    DeadLetters,
+    /// Send dead letters of a service again, from a first attempt.
+    Retry {
+        /// ingestion, health or renewals.
+        #[arg(long)]
+        service: String,
+        /// One dead letter's id; every one of the service when unset.
+        #[arg(long)]
+        id: Option<i64>,
     },
 }
 
@@ -376,6 +400,25 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Keys { action, file } => keys(action, &file),
+            Command::Outbox {
+                action,
+                database_url,
+            } => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&database_url)
+                    .await?;
+                match action {
+                    OutboxAction::DeadLetters => {
+                        print!("{}", tenure::outbox::dead_letters(&pool).await?)
+                    }
+                    OutboxAction::Retry { service, id } => {
+                        let sent = tenure::outbox::retry(&pool, &service, id).await?;
+                        println!("{sent} dead letters of {service} will be delivered again");
+                    }
+                }
+                Ok(())
+            }
             Command::Status { peers } => {
                 let statuses = tenure::status::check_all(&peers).await;
                 print!("{}", tenure::status::render(&statuses));

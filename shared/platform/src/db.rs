@@ -69,14 +69,29 @@ pub async fn migrate(
 /// The tables every service keeps in its own schema. Versions 1–999 belong
 /// to the platform; service migrations use timestamps.
 fn platform_migrations(schema: &str) -> Vec<Migration> {
-    let sql = include_str!("platform.sql").replace("{schema}", schema);
-    vec![Migration::new(
-        1,
-        "platform outbox and idempotency keys".into(),
-        MigrationType::Simple,
-        AssertSqlSafe(sql).into_sql_str(),
-        false,
-    )]
+    [
+        (
+            1,
+            "platform outbox and idempotency keys",
+            include_str!("platform.sql"),
+        ),
+        (
+            2,
+            "outbox leases and dead letters",
+            include_str!("platform_2.sql"),
+        ),
+    ]
+    .into_iter()
+    .map(|(version, name, sql)| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            AssertSqlSafe(sql.replace("{schema}", schema)).into_sql_str(),
+            false,
+        )
+    })
+    .collect()
 }
 
 /// The role a service serves as: reads and writes the tables of its own
