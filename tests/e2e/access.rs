@@ -370,3 +370,46 @@ async fn a_stream_longer_than_its_limit_is_resource_exhausted() {
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_chunk_too_large_ends_the_stream_with_its_status() {
+    use tenure_proto::ingestion::v1::StreamEventsRequest;
+    let app = TestStack::spawn_with(|options| options.server.max_message_bytes = 4096).await;
+    let mut client = ingestion(&app, &app.operator());
+    client
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
+        })
+        .await
+        .unwrap();
+    let event = |i: usize| {
+        crate::fixtures::event(
+            &format!("m-{i}"),
+            "acme",
+            "u-1",
+            "login",
+            crate::fixtures::days_ago(1),
+        )
+    };
+    let chunks = vec![
+        StreamEventsRequest {
+            chunk_id: 1,
+            events: vec![event(1)],
+        },
+        StreamEventsRequest {
+            chunk_id: 2,
+            events: (2..200).map(event).collect(),
+        },
+    ];
+    let mut acks = client
+        .stream_events(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().chunk_id, 1);
+    let ended = acks.message().await;
+    let status = ended.expect_err("the stream ends with the chunk's error, not OK");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    app.stop().await;
+}

@@ -151,5 +151,21 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
     let streamed = stream.message().await.unwrap().unwrap().signals.unwrap();
     assert_eq!(streamed, before);
     assert!(stream.message().await.unwrap().is_none());
+
+    // An id given many times is computed and sent once.
+    let mut repeated = app
+        .ingestion
+        .stream_account_signals(pb::StreamAccountSignalsRequest {
+            account_ids: vec!["acme".to_owned(); 1000],
+            as_of: date(today_minus(30)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answers = 0;
+    while repeated.message().await.unwrap().is_some() {
+        answers += 1;
+    }
+    assert_eq!(answers, 1);
     app.stop().await;
 }

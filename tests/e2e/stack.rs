@@ -291,6 +291,11 @@ async fn one_trace_spans_health_and_ingestion() {
             Some(&Value::I64(0))
         );
     }
+    assert_eq!(
+        attribute(client, "rpc.grpc.status_code"),
+        Some(&Value::I64(0)),
+        "a successful call's status reaches the client span from the trailers"
+    );
     app.stop().await;
 }
 
@@ -429,6 +434,39 @@ async fn a_bad_batch_is_rejected_whole_with_field_violations() {
     assert!(
         listed.accounts.is_empty(),
         "nothing of a rejected batch is written"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_name_only_methods_the_server_has() {
+    use tenure_proto::ingestion::v1::ListAccountsResponse;
+    let metrics = tenure_tests::metrics_addr();
+    let app = TestStack::spawn().await;
+    let channel = untraced_channel(&app.stack.peers.ingestion_url, &app.operator());
+    for path in [
+        "/junk.Service/Junk4242",
+        "/tenure.ingestion.v1.IngestionService/NoSuchMethod4242",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<ListAccountsRequest, ListAccountsResponse>::default();
+        let answer = grpc
+            .unary(
+                tonic::Request::new(ListAccountsRequest::default()),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await;
+        assert!(answer.is_err(), "{path} is no method");
+    }
+    let text = tenure_tests::http_get(metrics, "/metrics").await;
+    assert!(!text.contains("4242"), "a junk path became a metric label");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("grpc_server_handled_total{")
+                && l.contains(r#"grpc_method="unknown""#)),
+        "junk is counted as unknown"
     );
     app.stop().await;
 }

@@ -38,7 +38,12 @@ pub fn acknowledge_chunks(
                     Ok(Some(chunk)) => chunk,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(code = ?status.code(), "event stream ended by the client");
+                        // A chunk that could not be read ends the stream with
+                        // its status, so the client knows it was not stored.
+                        tracing::debug!(code = ?status.code(), "event stream ended unread");
+                        let _ = sender
+                            .send(Err(tenure_platform::error::inbound_status(status)))
+                            .await;
                         break;
                     }
                 };
@@ -213,10 +218,13 @@ enum Batches {
 }
 
 impl Batches {
-    fn new(account_ids: Vec<String>) -> Self {
+    /// The ids given, each once, in the order first given.
+    fn new(mut account_ids: Vec<String>) -> Self {
         if account_ids.is_empty() {
             return Self::Every { after: None };
         }
+        let mut seen = std::collections::HashSet::with_capacity(account_ids.len());
+        account_ids.retain(|id| seen.insert(id.clone()));
         let chunks: Vec<Vec<String>> = account_ids
             .chunks(BATCH_ACCOUNTS)
             .map(<[String]>::to_vec)

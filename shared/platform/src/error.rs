@@ -99,6 +99,30 @@ impl From<ApiError> for Status {
     }
 }
 
+/// What tonic answers for a request it could not read, as the caller's
+/// error it is: a message over the size limit (tonic: OUT_OF_RANGE) is
+/// RESOURCE_EXHAUSTED, one that does not decode (tonic: INTERNAL) is
+/// INVALID_ARGUMENT. `None`: not such a failure.
+pub fn unreadable_request(code: Code, message: &str) -> Option<Code> {
+    let text = message.replace("%20", " ");
+    match code {
+        Code::OutOfRange if text.contains("length too large") => Some(Code::ResourceExhausted),
+        Code::Internal if text.contains("failed to decode") => Some(Code::InvalidArgument),
+        _ => None,
+    }
+}
+
+/// [`unreadable_request`] applied to a status read from a request stream.
+pub fn inbound_status(status: Status) -> Status {
+    match unreadable_request(status.code(), status.message()) {
+        Some(code) => Status::new(code, status.message().to_owned()),
+        None => status,
+    }
+}
+
+/// Field violations detailed in one answer; the rest are counted.
+pub const MAX_DETAILED: usize = 100;
+
 /// Field violations collected while validating a request, named by path
 /// (`accounts[3].name`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -155,11 +179,24 @@ impl Violations {
         }
     }
 
+    /// The first [`MAX_DETAILED`] violations as details, and a last one
+    /// counting the rest: the details travel in a trailer, which common
+    /// clients cap at about 16 KB.
     fn into_field_violations(self) -> Vec<tonic_types::FieldViolation> {
-        self.items
+        let total = self.items.len();
+        let mut details: Vec<tonic_types::FieldViolation> = self
+            .items
             .into_iter()
+            .take(MAX_DETAILED)
             .map(|(field, description)| tonic_types::FieldViolation::new(field, description))
-            .collect()
+            .collect();
+        if total > MAX_DETAILED {
+            details.push(tonic_types::FieldViolation::new(
+                "",
+                format!("and {} more violations not listed", total - MAX_DETAILED),
+            ));
+        }
+        details
     }
 }
 
@@ -181,6 +218,53 @@ impl std::fmt::Display for Violations {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn requests_tonic_cannot_read_are_the_callers_errors() {
+        let too_large =
+            "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes";
+        assert_eq!(
+            unreadable_request(Code::OutOfRange, too_large),
+            Some(Code::ResourceExhausted)
+        );
+        assert_eq!(
+            unreadable_request(Code::OutOfRange, &too_large.replace(' ', "%20")),
+            Some(Code::ResourceExhausted)
+        );
+        assert_eq!(
+            unreadable_request(
+                Code::Internal,
+                "failed to decode Protobuf message: recursion limit reached"
+            ),
+            Some(Code::InvalidArgument)
+        );
+        assert_eq!(
+            unreadable_request(Code::Internal, "internal error (trace id x)"),
+            None
+        );
+        assert_eq!(
+            unreadable_request(Code::OutOfRange, "page beyond the end"),
+            None
+        );
+    }
+
+    #[test]
+    fn thousands_of_violations_fit_in_a_trailer() {
+        use tonic_types::StatusExt as _;
+        let mut violations = Violations::default();
+        for i in 0..5000 {
+            violations.add(format!("accounts[{i}].name"), "is required");
+        }
+        let status = Status::from(ApiError::InvalidArgument(violations));
+        let details = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(details.len(), MAX_DETAILED + 1);
+        assert!(details[MAX_DETAILED].description.contains("4900 more"));
+        assert!(
+            status.details().len() < 16 * 1024,
+            "{} bytes",
+            status.details().len()
+        );
+    }
+
     use super::*;
 
     #[test]

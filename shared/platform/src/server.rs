@@ -31,6 +31,19 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let service_names = access.services;
     let auth = AuthLayer::new(&config.auth, access)?;
+    let trace = ServerTraceLayer::new(
+        service_names.iter().flat_map(|service| {
+            access
+                .rules
+                .iter()
+                .map(move |(method, _)| (service.to_string(), method.to_string()))
+        }),
+        &[
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health
@@ -79,7 +92,7 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
-        .layer(ServerTraceLayer)
+        .layer(trace)
         .layer(auth)
         .add_routes(routes)
         .add_service(health_service)

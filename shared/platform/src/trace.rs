@@ -95,20 +95,55 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 }
 
 /// Tower layer for gRPC servers: span per call, parent from `traceparent`,
-/// request count and latency by service, method and status code.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ServerTraceLayer;
+/// request count and latency by service, method and status code. Metrics
+/// are labelled only with the methods the server has (any other path is
+/// `unknown`), so junk paths cannot grow the series without bound.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTraceLayer {
+    known: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl ServerTraceLayer {
+    /// Labels metrics with the paths `/service/method` of `methods`, and
+    /// every method of `open_services` (health, reflection).
+    pub fn new(
+        methods: impl IntoIterator<Item = (String, String)>,
+        open_services: &[&str],
+    ) -> Self {
+        let mut known: std::collections::HashSet<String> = methods
+            .into_iter()
+            .map(|(service, method)| format!("{service}/{method}"))
+            .collect();
+        known.extend(open_services.iter().map(|s| format!("{s}/*")));
+        Self {
+            known: std::sync::Arc::new(known),
+        }
+    }
+
+    fn labels(&self, service: &str, method: &str) -> (String, String) {
+        let path = format!("{service}/{method}");
+        if self.known.contains(&path) || self.known.contains(&format!("{service}/*")) {
+            (service.to_owned(), method.to_owned())
+        } else {
+            ("unknown".to_owned(), "unknown".to_owned())
+        }
+    }
+}
 
 impl<S> Layer<S> for ServerTraceLayer {
     type Service = ServerTrace<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTrace { inner }
+        ServerTrace {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct ServerTrace<S> {
     inner: S,
+    layer: ServerTraceLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -147,6 +182,7 @@ where
             let _ = span.set_parent(parent);
         }
         span.record("trace_id", trace_id(&span));
+        let (service, method) = self.layer.labels(&service, &method);
         let call = CallRecord {
             span: span.clone(),
             service,
@@ -282,13 +318,60 @@ pub struct ClientTrace<S> {
     inner: S,
 }
 
+fn record_client_status(span: &Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client's response body that records the call's `grpc-status` on
+    /// its span when the trailers pass (the status of a successful call,
+    /// and of any streamed one, arrives there).
+    pub struct ClientCallBody<B> {
+        #[pin]
+        inner: B,
+        span: Option<Span>,
+    }
+}
+
+impl<B: Body> Body for ClientCallBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                if let Some(span) = this.span.take() {
+                    record_client_status(&span, code);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientTrace<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
     ReqBody: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<ClientCallBody<ResBody>>;
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
@@ -317,20 +400,27 @@ where
         let record_span = span.clone();
         Box::pin(
             async move {
-                let result = inner.call(request).await;
-                // Unary errors arrive as trailers-only responses; a streamed
-                // status arrives later and is left to the caller's span.
-                let code = match &result {
-                    Ok(response) => grpc_status(response.headers()),
-                    Err(_) => Some(tonic::Code::Unavailable as i32),
-                };
-                if let Some(code) = code {
-                    record_span.record("rpc.grpc.status_code", code);
-                    if code != 0 {
-                        record_span.record("otel.status_code", "ERROR");
+                let response = match inner.call(request).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        record_client_status(&record_span, tonic::Code::Unavailable as i32);
+                        return Err(error);
                     }
-                }
-                result
+                };
+                // A trailers-only answer (an error) carries its status in the
+                // headers; otherwise it comes with the body's trailers.
+                let (parts, body) = response.into_parts();
+                let span = match grpc_status(&parts.headers) {
+                    Some(code) => {
+                        record_client_status(&record_span, code);
+                        None
+                    }
+                    None => Some(record_span),
+                };
+                Ok(http::Response::from_parts(
+                    parts,
+                    ClientCallBody { inner: body, span },
+                ))
             }
             .instrument(span),
         )

@@ -369,22 +369,26 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// A request larger than `GRPC_MAX_MESSAGE_BYTES` is refused by tonic as
-/// OUT_OF_RANGE; gRPC's own servers, and callers' retry policies, say
-/// RESOURCE_EXHAUSTED for a limit exceeded, and so does Tenure.
+/// A request tonic could not read is the caller's error: over
+/// `GRPC_MAX_MESSAGE_BYTES` it is RESOURCE_EXHAUSTED (as gRPC's own servers
+/// say, and callers' retry policies expect), undecodable INVALID_ARGUMENT
+/// (see [`crate::error::unreadable_request`]).
 fn oversized_as_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers();
-    let out_of_range = headers
+    let code = headers
         .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"11");
-    let too_large = headers.get("grpc-message").is_some_and(|m| {
-        let text = String::from_utf8_lossy(m.as_bytes());
-        text.contains("length too large") || text.contains("length%20too%20large")
-    });
-    if out_of_range && too_large {
-        response
-            .headers_mut()
-            .insert("grpc-status", HeaderValue::from_static("8"));
+        .and_then(|s| s.to_str().ok())
+        .and_then(|s| s.parse::<i32>().ok())
+        .map(tonic::Code::from_i32);
+    let message = headers
+        .get("grpc-message")
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+        .unwrap_or_default();
+    if let Some(mapped) = code.and_then(|c| crate::error::unreadable_request(c, &message)) {
+        let value = HeaderValue::from_str(&(mapped as i32).to_string());
+        if let Ok(value) = value {
+            response.headers_mut().insert("grpc-status", value);
+        }
     }
     response
 }
