@@ -194,6 +194,48 @@ fn attribute<'a>(span: &'a opentelemetry_sdk::trace::SpanData, key: &str) -> Opt
         .map(|kv| &kv.value)
 }
 
+/// Whether every `(name, kind)` of `wanted` is among `spans`.
+fn has_all(spans: &[opentelemetry_sdk::trace::SpanData], wanted: &[(&str, SpanKind)]) -> bool {
+    wanted.iter().all(|(name, kind)| {
+        spans
+            .iter()
+            .any(|s| s.name == *name && s.span_kind == *kind)
+    })
+}
+
+/// The span of `kind` named `name`, or a panic listing what there is.
+fn span_named<'a>(
+    spans: &'a [opentelemetry_sdk::trace::SpanData],
+    name: &str,
+    kind: SpanKind,
+) -> &'a opentelemetry_sdk::trace::SpanData {
+    spans
+        .iter()
+        .find(|s| s.name == name && s.span_kind == kind)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind:?} span {name} in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
+}
+
+/// Upserts `account` in a call that carries a trace of the test's own.
+async fn upsert_in_trace(app: &TestStack, account: Account, trace_id: TraceId, caller: SpanId) {
+    let mut ingestion = IngestionServiceClient::new(untraced_channel(
+        &app.stack.peers.ingestion_url,
+        &app.operator(),
+    ));
+    let request = BatchUpsertAccountsRequest {
+        request_id: String::new(),
+        accounts: vec![account],
+    };
+    ingestion
+        .batch_upsert_accounts(traced(request, trace_id, caller))
+        .await
+        .expect("upsert");
+}
+
 /// A request carrying a `traceparent` of the test's own.
 fn traced<T>(message: T, trace_id: TraceId, parent: SpanId) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -241,20 +283,9 @@ async fn one_trace_spans_health_and_ingestion() {
             && spans.iter().any(|s| s.name == health_method)
     })
     .await;
-    let find = |name: &str, kind: SpanKind| {
-        spans
-            .iter()
-            .find(|s| s.name == name && s.span_kind == kind)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {kind:?} span {name} in {:#?}",
-                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-                )
-            })
-    };
-    let health_server = find(health_method, SpanKind::Server);
-    let client = find(ingestion_method, SpanKind::Client);
-    let ingestion_server = find(ingestion_method, SpanKind::Server);
+    let health_server = span_named(&spans, health_method, SpanKind::Server);
+    let client = span_named(&spans, ingestion_method, SpanKind::Client);
+    let ingestion_server = span_named(&spans, ingestion_method, SpanKind::Server);
 
     assert_eq!(
         health_server.parent_span_id, caller,
@@ -304,47 +335,27 @@ async fn outbox_delivery_continues_the_writers_trace() {
     let app = TestStack::spawn().await;
     let trace_id = TraceId::from_hex("7a3c1e5f9b2d4c6e8f0a1b2c3d4e5f60").unwrap();
     let caller = SpanId::from_hex("2222333344445555").unwrap();
-    let mut ingestion = IngestionServiceClient::new(untraced_channel(
-        &app.stack.peers.ingestion_url,
-        &app.operator(),
-    ));
-    let request = BatchUpsertAccountsRequest {
-        request_id: String::new(),
-        accounts: vec![account("later", "Later Co", 1)],
-    };
-    ingestion
-        .batch_upsert_accounts(traced(request, trace_id, caller))
-        .await
-        .expect("upsert");
+    upsert_in_trace(&app, account("later", "Later Co", 1), trace_id, caller).await;
 
     let upsert = "tenure.ingestion.v1.IngestionService/BatchUpsertAccounts";
     let notify = "tenure.health.v1.HealthService/NotifyAccountsChanged";
     // A parent span is exported when it ends, after its children: wait for
     // the delivery itself, not only the call it made.
     let spans = wait_for_spans(trace_id, |spans| {
-        [
-            (notify, SpanKind::Server),
-            (notify, SpanKind::Client),
-            ("outbox.deliver", SpanKind::Internal),
-        ]
-        .iter()
-        .all(|(name, kind)| {
-            spans
-                .iter()
-                .any(|s| s.name == *name && s.span_kind == *kind)
-        })
+        has_all(
+            spans,
+            &[
+                (notify, SpanKind::Server),
+                (notify, SpanKind::Client),
+                ("outbox.deliver", SpanKind::Internal),
+            ],
+        )
     })
     .await;
-    let find = |name: &str, kind: SpanKind| {
-        spans
-            .iter()
-            .find(|s| s.name == name && s.span_kind == kind)
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
-    let written = find(upsert, SpanKind::Server);
-    let delivery = find("outbox.deliver", SpanKind::Internal);
-    let sent = find(notify, SpanKind::Client);
-    let received = find(notify, SpanKind::Server);
+    let written = span_named(&spans, upsert, SpanKind::Server);
+    let delivery = span_named(&spans, "outbox.deliver", SpanKind::Internal);
+    let sent = span_named(&spans, notify, SpanKind::Client);
+    let received = span_named(&spans, notify, SpanKind::Server);
     assert_eq!(written.parent_span_id, caller);
     assert_eq!(
         delivery.parent_span_id,
@@ -468,5 +479,90 @@ async fn metrics_name_only_methods_the_server_has() {
                 && l.contains(r#"grpc_method="unknown""#)),
         "junk is counted as unknown"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn renewals_refreshes_a_subscription_in_the_trace_of_its_change() {
+    use tenure_proto::ingestion::v1::BatchUpsertSubscriptionsRequest;
+    let app = TestStack::spawn().await;
+    let mut ingestion = IngestionServiceClient::new(untraced_channel(
+        &app.stack.peers.ingestion_url,
+        &app.operator(),
+    ));
+    ingestion
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account("sub-co", "Sub Co", 5)],
+        })
+        .await
+        .expect("account");
+    let trace_id = TraceId::from_hex("3c1e5f9b2d4c6e8f0a1b2c3d4e5f607a").unwrap();
+    let caller = SpanId::from_hex("3333444455556666").unwrap();
+    let start = crate::fixtures::today_minus(30);
+    let subscription = crate::fixtures::subscription(
+        "sub-1",
+        "sub-co",
+        10,
+        120_000,
+        start,
+        start + chrono::Days::new(365),
+        crate::fixtures::days_ago(1),
+    );
+    let request = BatchUpsertSubscriptionsRequest {
+        request_id: String::new(),
+        subscriptions: vec![subscription],
+    };
+    ingestion
+        .batch_upsert_subscriptions(traced(request, trace_id, caller))
+        .await
+        .expect("subscription");
+
+    let notify = "tenure.renewals.v1.RenewalsService/NotifySubscriptionsChanged";
+    let history = "tenure.ingestion.v1.IngestionService/GetSubscriptionHistory";
+    let spans = wait_for_spans(trace_id, |spans| {
+        has_all(
+            spans,
+            &[
+                (notify, SpanKind::Server),
+                ("renewals.sync", SpanKind::Internal),
+                (history, SpanKind::Client),
+                (history, SpanKind::Server),
+            ],
+        )
+    })
+    .await;
+    let marked = span_named(&spans, notify, SpanKind::Server);
+    let sync = span_named(&spans, "renewals.sync", SpanKind::Internal);
+    let fetched = span_named(&spans, history, SpanKind::Client);
+    assert_eq!(sync.parent_span_id, marked.span_context.span_id());
+    assert_eq!(fetched.parent_span_id, sync.span_context.span_id());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_rescores_an_account_in_the_trace_of_its_change() {
+    let mut app = TestStack::spawn().await;
+    crate::scoring::p1_scorecard(&mut app).await;
+    let trace_id = TraceId::from_hex("4d2f6a0c8e1b3d5f7a9c0e2b4d6f8a1c").unwrap();
+    let caller = SpanId::from_hex("4444555566667777").unwrap();
+    upsert_in_trace(
+        &app,
+        account("rescored-co", "Rescored Co", 1),
+        trace_id,
+        caller,
+    )
+    .await;
+    let notify = "tenure.health.v1.HealthService/NotifyAccountsChanged";
+    let spans = wait_for_spans(trace_id, |spans| {
+        spans.iter().any(|s| s.name == "health.rescore")
+            && spans
+                .iter()
+                .any(|s| s.name == notify && s.span_kind == SpanKind::Server)
+    })
+    .await;
+    let marked = span_named(&spans, notify, SpanKind::Server);
+    let rescore = span_named(&spans, "health.rescore", SpanKind::Internal);
+    assert_eq!(rescore.parent_span_id, marked.span_context.span_id());
     app.stop().await;
 }

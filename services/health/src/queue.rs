@@ -1,4 +1,5 @@
-//! The rescore queue: accounts whose data changed since they were scored.
+//! The rescore queue: accounts whose data changed since they were scored,
+//! each with the trace context of the notice that marked it last.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -17,10 +18,10 @@ pub async fn mark(
     sorted.dedup();
     let newly_marked: i64 = sqlx::query_scalar(
         "WITH marked AS ( \
-           INSERT INTO health.rescore_queue AS q (account_id, earliest_event_time) \
-           SELECT unnest($1::text[]), $2 \
+           INSERT INTO health.rescore_queue AS q (account_id, earliest_event_time, trace_context) \
+           SELECT unnest($1::text[]), $2, $3 \
            ON CONFLICT (account_id) DO UPDATE SET \
-             last_marked_at = now(), \
+             last_marked_at = now(), trace_context = EXCLUDED.trace_context, \
              earliest_event_time = LEAST(q.earliest_event_time, EXCLUDED.earliest_event_time) \
            WHERE EXCLUDED.earliest_event_time < q.earliest_event_time \
               OR (q.earliest_event_time IS NULL AND EXCLUDED.earliest_event_time IS NOT NULL) \
@@ -30,6 +31,7 @@ pub async fn mark(
     )
     .bind(&sorted)
     .bind(earliest_event_time)
+    .bind(tenure_platform::trace::stored_context())
     .fetch_one(&mut *tx)
     .await?;
     Ok(newly_marked as u64)

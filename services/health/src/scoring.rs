@@ -291,18 +291,33 @@ impl Scorer {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
-            "DELETE FROM health.rescore_queue WHERE account_id IN ( \
-               SELECT account_id FROM health.rescore_queue ORDER BY last_marked_at \
-               LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING account_id, earliest_event_time",
-        )
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
+        let marked: Vec<(String, Option<chrono::DateTime<Utc>>, serde_json::Value)> =
+            sqlx::query_as(
+                "DELETE FROM health.rescore_queue WHERE account_id IN ( \
+                   SELECT account_id FROM health.rescore_queue ORDER BY last_marked_at \
+                   LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING account_id, earliest_event_time, trace_context",
+            )
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+        if marked.is_empty() {
             return Ok(0);
         }
+        // Rescoring continues the trace of the notice that marked the first
+        // account, linked to the traces of the others.
+        let span = tracing::info_span!("health.rescore", accounts = marked.len());
+        tenure_platform::trace::continue_traces(&span, marked.iter().map(|(_, _, c)| c));
+        let rows: Vec<(String, Option<chrono::DateTime<Utc>>)> =
+            marked.into_iter().map(|(id, at, _)| (id, at)).collect();
+        tracing::Instrument::instrument(self.rescore_marked(tx, rows), span).await
+    }
+
+    async fn rescore_marked(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        rows: Vec<(String, Option<chrono::DateTime<Utc>>)>,
+    ) -> anyhow::Result<usize> {
         let today = Utc::now().date_naive();
         let late: Vec<(String, NaiveDate)> = rows
             .iter()

@@ -13,6 +13,7 @@ use tenure_proto::ingestion::v1::GetSubscriptionHistoryRequest;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tracing::Instrument as _;
 
 use crate::{contracts, forecasts, pipeline, sweep};
 
@@ -46,17 +47,30 @@ impl Syncer {
     /// only if their refresh commits.
     pub async fn drain_once(&self, batch: i64) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let marked: Vec<(String, serde_json::Value)> = sqlx::query_as(
             "DELETE FROM renewals.subscription_queue WHERE subscription_id IN ( \
                SELECT subscription_id FROM renewals.subscription_queue ORDER BY last_marked_at \
-               LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING subscription_id",
+               LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING subscription_id, trace_context",
         )
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-        if ids.is_empty() {
+        if marked.is_empty() {
             return Ok(0);
         }
+        // The refresh continues the trace of the change that marked the
+        // first subscription, linked to the traces of the others.
+        let span = tracing::info_span!("renewals.sync", subscriptions = marked.len());
+        tenure_platform::trace::continue_traces(&span, marked.iter().map(|(_, c)| c));
+        let ids: Vec<String> = marked.into_iter().map(|(id, _)| id).collect();
+        self.refresh(tx, ids).instrument(span).await
+    }
+
+    async fn refresh(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        ids: Vec<String>,
+    ) -> anyhow::Result<usize> {
         let history = self
             .ingestion
             .clone()

@@ -66,6 +66,30 @@ pub fn set_parent_from(span: &Span, carrier: &HashMap<String, String>) {
     }
 }
 
+/// The context to store beside deferred work, as JSON (see [`capture_context`]).
+pub fn stored_context() -> serde_json::Value {
+    serde_json::to_value(capture_context(&Span::current())).unwrap_or_default()
+}
+
+/// Makes `span`, which does deferred work for several causes at once (a
+/// batch from a queue), continue the trace of the first stored context and
+/// link to the traces of the others.
+pub fn continue_traces<'a>(span: &Span, stored: impl IntoIterator<Item = &'a serde_json::Value>) {
+    let mut contexts = stored
+        .into_iter()
+        .filter_map(|value| serde_json::from_value::<HashMap<String, String>>(value.clone()).ok());
+    if let Some(first) = contexts.next() {
+        set_parent_from(span, &first);
+    }
+    for carrier in contexts {
+        let linked = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        let context = linked.span().span_context().clone();
+        if context.is_valid() {
+            span.add_link(context);
+        }
+    }
+}
+
 /// The hex trace id of a span, or empty when it has none.
 pub fn trace_id(span: &Span) -> String {
     let context = span.context();
