@@ -18,6 +18,7 @@ mod pipeline;
 mod playbooks;
 mod records;
 mod renewals;
+mod retention;
 mod runs;
 mod scoring;
 mod secrets;

@@ -20,6 +20,10 @@ pub mod training;
 pub mod watch;
 
 use tenure_platform::auth::Scope;
+use tenure_platform::retention::{self, Rule};
+
+/// The shortest the change log may be kept (watchers resume within it).
+const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::health::v1::health_service_server::HealthServiceServer;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -91,6 +95,22 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| scorer.run(stop));
+    tenure_platform::retention::start(
+        &mut service,
+        context.pool.clone(),
+        &context.settings,
+        "health.idempotency_keys",
+        vec![Rule::new(
+            "health.change_log",
+            "change_time",
+            retention::setting(
+                &context.settings,
+                "HEALTH_CHANGE_LOG_RETENTION",
+                "400d",
+                WEEK,
+            )?,
+        )],
+    )?;
     let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)

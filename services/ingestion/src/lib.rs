@@ -23,6 +23,10 @@ pub mod triggers;
 pub mod writes;
 
 use tenure_platform::auth::Scope;
+use tenure_platform::retention::{self, Rule};
+
+/// The shortest retention a table may be given.
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
 use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use tonic::service::Routes;
@@ -80,6 +84,17 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     .max_encoding_message_size(bytes);
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    tenure_platform::retention::start(
+        &mut service,
+        context.pool.clone(),
+        &context.settings,
+        "ingestion.idempotency_keys",
+        vec![Rule::new(
+            "ingestion.event_ids",
+            "seen_at",
+            retention::setting(&context.settings, "EVENT_DEDUP_WINDOW", "30d", DAY)?,
+        )],
+    )?;
     let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)

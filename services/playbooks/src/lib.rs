@@ -88,5 +88,25 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| engine.run(stop));
+    let matched = tenure_platform::retention::setting(
+        &context.settings,
+        "PLAYBOOKS_TRIGGER_EVENT_RETENTION",
+        "90d",
+        std::time::Duration::from_secs(24 * 3600),
+    )?;
+    tenure_platform::retention::start(
+        &mut service,
+        context.pool.clone(),
+        &context.settings,
+        "playbooks.idempotency_keys",
+        vec![
+            tenure_platform::retention::Rule::new(
+                "playbooks.trigger_events",
+                "received_at",
+                matched,
+            )
+            .only("matched_at IS NOT NULL"),
+        ],
+    )?;
     Ok(service)
 }

@@ -98,6 +98,13 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
     service.spawn(|stop| syncer.run(stop));
+    tenure_platform::retention::start(
+        &mut service,
+        context.pool.clone(),
+        &context.settings,
+        "renewals.idempotency_keys",
+        Vec::new(),
+    )?;
     service.spawn(|stop| dispatcher.run(stop));
     let pool = context.pool;
     service.spawn(|stop| forecasts::run_jobs(pool, jobs_wakeup, stop));

@@ -13,6 +13,7 @@
 //! - [`error`]: the one mapping from failures to `tonic::Status`.
 //! - [`service`]: what a service needs to start, and its deployment binary.
 //! - [`money`]: validated amounts in ISO 4217 minor units.
+//! - [`retention`]: tables that would grow for ever keep rows for a stated time.
 //! - [`paging`]: page sizes and opaque page tokens.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod money;
 pub mod outbox;
 pub mod paging;
 pub mod pg;
+pub mod retention;
 pub mod server;
 pub mod service;
 pub mod telemetry;
