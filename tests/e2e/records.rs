@@ -485,3 +485,25 @@ async fn one_batch_carries_a_subscription_history() {
     assert_eq!(history.subscriptions[0].versions.len(), 3, "{history:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn amounts_beyond_any_contract_are_refused_before_they_can_wrap_a_sum() {
+    let mut app = with_account("acme").await;
+    let start = today_minus(30);
+    let end = start + chrono::Days::new(365);
+    let mut huge = subscription("s-huge", "acme", 10, 1, start, end, days_ago(1));
+    huge.arr = usd(i64::MAX);
+    let refused = app
+        .ingestion
+        .batch_upsert_subscriptions(pb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions: vec![huge],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        violated_fields(&refused).contains(&"subscriptions[0].arr.amount_minor".to_owned()),
+        "{refused:?}"
+    );
+    app.stop().await;
+}

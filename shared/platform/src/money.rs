@@ -25,6 +25,11 @@ impl Amount {
     }
 }
 
+/// The largest amount accepted, in minor units (ten billion in a currency
+/// of cents): more than any contract, and small enough that a million of
+/// them sum without overflow in 64 bits.
+pub const MAX_MINOR: i64 = 1_000_000_000_000;
+
 /// Whether `code` is an ISO 4217 currency code (upper case).
 pub fn is_currency_code(code: &str) -> bool {
     code.len() == 3
@@ -53,6 +58,12 @@ pub fn non_negative(
     if value.amount_minor < 0 {
         violations.add(format!("{field}.amount_minor"), "must not be negative");
         ok = false;
+    } else if value.amount_minor > MAX_MINOR {
+        violations.add(
+            format!("{field}.amount_minor"),
+            format!("must be at most {MAX_MINOR} minor units"),
+        );
+        ok = false;
     }
     ok.then(|| {
         let mut currency = [0u8; 3];
@@ -66,6 +77,22 @@ pub fn non_negative(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn amounts_are_bounded_so_sums_cannot_wrap() {
+        let money = |minor| Money {
+            currency_code: "USD".into(),
+            amount_minor: minor,
+        };
+        let mut violations = Violations::default();
+        assert!(non_negative(Some(&money(MAX_MINOR)), "arr", &mut violations).is_some());
+        assert!(non_negative(Some(&money(i64::MAX)), "arr", &mut violations).is_none());
+        assert!(violations.to_string().contains("arr.amount_minor"));
+        assert!(
+            MAX_MINOR.checked_mul(1_000_000).is_some(),
+            "a million of them sum"
+        );
+    }
+
     use super::*;
 
     #[test]
