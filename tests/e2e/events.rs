@@ -168,3 +168,71 @@ async fn the_stream_acknowledges_each_chunk_with_a_status_per_event() {
     assert!(partitions >= 1);
     app.stop().await;
 }
+
+/// Whether ingestion holds a partition for the month of `at`.
+async fn has_partition(db: &sqlx::PgPool, at: chrono::DateTime<chrono::Utc>) -> bool {
+    let name = format!("usage_events_{}", at.format("%Y_%m"));
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'ingestion' AND tablename = $1)",
+    )
+    .bind(name)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn events_too_old_or_for_no_account_create_no_storage() {
+    let mut app = TestStack::spawn_with(|options| {
+        let horizon = ("INGESTION_MAX_EVENT_AGE".to_owned(), "365d".to_owned());
+        options.settings.extend([horizon]);
+    })
+    .await;
+    app.ingestion
+        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
+        })
+        .await
+        .unwrap();
+    let db = app.db().await;
+    let ancient = days_ago(2 * 365);
+    let refused = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("old-1", "acme", "u-1", "login", ancient)],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        violated_fields(&refused).contains(&"events[0].occurred_at".to_owned()),
+        "{refused:?}"
+    );
+    assert!(
+        !has_partition(&db, ancient).await,
+        "no month made for a refused event"
+    );
+
+    let months_ago = days_ago(200);
+    let unknown = app
+        .ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("ghost-1", "ghost", "u-1", "login", months_ago)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(
+        !has_partition(&db, months_ago).await,
+        "no month made for an unknown account"
+    );
+
+    app.ingestion
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![event("known-1", "acme", "u-1", "login", months_ago)],
+        })
+        .await
+        .unwrap();
+    assert!(has_partition(&db, months_ago).await);
+    app.stop().await;
+}

@@ -44,6 +44,16 @@ pub fn event(c: &mut Checker<'_>, item: &pb::UsageEvent, path: &str) -> Option<E
         c.future_tolerance,
         c.violations,
     );
+    if let Some(at) = occurred_at {
+        c.violations.check(
+            at >= Utc::now() - c.max_event_age,
+            format!("{path}.occurred_at"),
+            format!(
+                "must be within {} days of now (INGESTION_MAX_EVENT_AGE)",
+                c.max_event_age.num_days()
+            ),
+        );
+    }
     let props = item
         .properties
         .as_ref()

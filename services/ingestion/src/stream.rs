@@ -91,10 +91,8 @@ impl IngestionApi {
                 None => results.push(rejected(i, violations.to_string())),
             }
         }
-        let records: Vec<EventRecord> = valid.iter().map(|(_, e)| e.clone()).collect();
-        self.events.ensure_partitions(&self.pool, &records).await?;
         let mut tx = self.pool.begin().await?;
-        let accounts: Vec<String> = records.iter().map(|e| e.account_id.clone()).collect();
+        let accounts: Vec<String> = valid.iter().map(|(_, e)| e.account_id.clone()).collect();
         let unknown = self.accounts.unknown(&mut tx, &accounts).await?;
         let (known, unknown_items): (Vec<_>, Vec<_>) = valid
             .into_iter()
@@ -109,6 +107,8 @@ impl IngestionApi {
             ));
         }
         let records: Vec<EventRecord> = known.iter().map(|(_, e)| e.clone()).collect();
+        // Months are created only for events of known accounts.
+        self.events.ensure_partitions(&self.pool, &records).await?;
         let accepted = self.events.ingest(&mut tx, &records).await?;
         let mut changes = Changes::default();
         for ((i, event), new) in known.iter().zip(&accepted) {

@@ -35,6 +35,9 @@ pub struct Limits {
     pub future_tolerance: Duration,
     /// Largest JSON of an item's free properties (`INGESTION_MAX_PROPERTIES_BYTES`).
     pub max_properties_bytes: usize,
+    /// How far back a usage event may lie (`INGESTION_MAX_EVENT_AGE`): older
+    /// ones are refused rather than each creating a month of storage.
+    pub max_event_age: Duration,
     /// Most chunks one `StreamEvents` call may carry (`INGESTION_MAX_STREAM_CHUNKS`);
     /// a longer import opens another stream.
     pub max_stream_chunks: u64,
@@ -47,6 +50,7 @@ impl Default for Limits {
             future_tolerance: Duration::minutes(5),
             max_properties_bytes: 16 * 1024,
             max_stream_chunks: 100_000,
+            max_event_age: Duration::days(3650),
         }
     }
 }
@@ -69,6 +73,16 @@ impl Limits {
                 anyhow::anyhow!("INGESTION_MAX_PROPERTIES_BYTES={value:?} is not a byte count")
             })?;
         }
+        if let Some(value) = settings.get("INGESTION_MAX_EVENT_AGE") {
+            limits.max_event_age = humantime::parse_duration(&value)
+                .ok()
+                .and_then(|d| Duration::from_std(d).ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "INGESTION_MAX_EVENT_AGE={value:?} is not a duration like 3650d"
+                    )
+                })?;
+        }
         if let Some(value) = settings.get("INGESTION_FUTURE_TOLERANCE") {
             limits.future_tolerance = humantime::parse_duration(&value)
                 .ok()
@@ -86,6 +100,7 @@ impl Limits {
         Checker {
             violations,
             future_tolerance: self.future_tolerance,
+            max_event_age: self.max_event_age,
             max_properties: self.max_properties_bytes,
         }
     }

@@ -137,7 +137,6 @@ impl IngestionApi {
             "events",
             crate::events::event,
         )?;
-        self.events.ensure_partitions(&self.pool, &events).await?;
         let mut tx = self.pool.begin().await?;
         require_accounts(
             &self.accounts,
@@ -146,6 +145,8 @@ impl IngestionApi {
             events.iter().map(|e| Some(e.account_id.as_str())),
         )
         .await?;
+        // Months are created only once every account is known.
+        self.events.ensure_partitions(&self.pool, &events).await?;
         let accepted = self.events.ingest(&mut tx, &events).await?;
         let mut changed = Changes::default();
         for (event, _) in events.iter().zip(&accepted).filter(|(_, new)| **new) {
