@@ -213,3 +213,53 @@ async fn unknown_accounts_are_not_found_and_ids_are_validated() {
     assert_eq!(violated_fields(&status), ["accounts"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_of_large_accounts_fits_what_clients_accept() {
+    use tenure_proto::ingestion::v1::AttributeValue;
+    use tenure_proto::ingestion::v1::attribute_value::Value;
+    let app = TestStack::spawn().await;
+    // 150 accounts of about 30 KB each: 4.5 MB, over the 4 MiB a gRPC
+    // client accepts by default.
+    let accounts: Vec<Account> = (0..150)
+        .map(|i| {
+            let mut big = account(&format!("big-{i:03}"), "Big", 1);
+            big.attributes = (0..200)
+                .map(|a| {
+                    let value = AttributeValue {
+                        value: Some(Value::Category(format!("{a:0>120}"))),
+                    };
+                    (format!("attribute_{a:03}_{:0>40}", 0), value)
+                })
+                .collect();
+            big
+        })
+        .collect();
+    app.ingestion
+        .clone()
+        .batch_upsert_accounts(batch("big", accounts))
+        .await
+        .unwrap();
+    let mut client = app.ingestion.clone();
+    let (mut seen, mut token, mut pages) = (0, String::new(), 0);
+    loop {
+        let page = client
+            .list_accounts(ListAccountsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("a page within the client's limit")
+            .into_inner();
+        pages += 1;
+        seen += page.accounts.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, 150);
+    assert!(pages >= 2, "the page was cut by bytes");
+    app.stop().await;
+}

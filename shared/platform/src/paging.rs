@@ -11,6 +11,29 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::{ApiError, ApiResult};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The most a page of items may weigh, encoded: under the 4 MiB that gRPC
+/// clients accept by default, whatever the items hold.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
+
+/// Keeps the leading `items` that together fit in `budget` bytes (at least
+/// one); returns whether any were cut, in which case the page ends early
+/// and the next one starts after the last kept item.
+pub fn fit_bytes<T: prost::Message>(items: &mut Vec<T>, budget: usize) -> bool {
+    let mut used = 0;
+    let mut keep = items.len();
+    for (i, item) in items.iter().enumerate() {
+        // Each item costs its length and its field's tag and length prefix.
+        used += item.encoded_len() + 8;
+        if used > budget && i > 0 {
+            keep = i;
+            break;
+        }
+    }
+    let cut = keep < items.len();
+    items.truncate(keep);
+    cut
+}
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The page size asked for: 0 means the default; above the maximum is clamped.
@@ -59,6 +82,25 @@ pub fn finish_page<T, C: Serialize>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pages_fit_their_byte_budget() {
+        let item = |n: usize| prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue("x".repeat(n))),
+        };
+        let mut items: Vec<prost_types::Value> = (0..10).map(|_| item(1000)).collect();
+        assert!(fit_bytes(&mut items, 3500));
+        assert_eq!(items.len(), 3);
+        let mut huge = vec![item(10_000), item(1)];
+        assert!(
+            fit_bytes(&mut huge, 100),
+            "the rest waits for the next page"
+        );
+        assert_eq!(huge.len(), 1, "at least one item, however large");
+        let mut small = vec![item(1); 5];
+        assert!(!fit_bytes(&mut small, 1000));
+        assert_eq!(small.len(), 5);
+    }
+
     use super::*;
 
     #[test]

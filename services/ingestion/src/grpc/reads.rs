@@ -52,7 +52,13 @@ impl IngestionApi {
             .collect();
         page.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
         page.truncate(size as usize + 1);
-        let next_page_token = paging::finish_page(&mut page, size, |c| c.contact_id.clone());
+        let mut next_page_token = paging::finish_page(&mut page, size, |c| c.contact_id.clone());
+        if paging::fit_bytes(&mut page, paging::MAX_PAGE_BYTES) {
+            next_page_token = page
+                .last()
+                .map(|c| paging::encode_token(&c.contact_id))
+                .unwrap_or_default();
+        }
         Ok(pb::ListContactsResponse {
             contacts: page,
             next_page_token,
@@ -130,9 +136,16 @@ impl IngestionApi {
         };
         let mut rows =
             accounts::list(&self.pool, &filter, after.as_deref(), i64::from(size) + 1).await?;
-        let next_page_token = paging::finish_page(&mut rows, size, |r| r.account_id.clone());
+        let mut next_page_token = paging::finish_page(&mut rows, size, |r| r.account_id.clone());
+        let mut accounts: Vec<pb::Account> = rows.into_iter().map(account_to_proto).collect();
+        if paging::fit_bytes(&mut accounts, paging::MAX_PAGE_BYTES) {
+            next_page_token = accounts
+                .last()
+                .map(|a| paging::encode_token(&a.account_id))
+                .unwrap_or_default();
+        }
         Ok(pb::ListAccountsResponse {
-            accounts: rows.into_iter().map(account_to_proto).collect(),
+            accounts,
             next_page_token,
         })
     }
