@@ -107,6 +107,17 @@ impl PlaybooksApi {
                 format!("{path}.kind"),
                 "must be BAND_CHANGED or SCORE_DROPPED",
             );
+            // A change from nothing (an account's first score) has no previous one.
+            for (field, score) in [
+                ("previous_score", change.previous_score),
+                ("score", change.score),
+            ] {
+                violations.check(
+                    score.is_finite() && (0.0..=100.0).contains(&score),
+                    format!("{path}.{field}"),
+                    "must be a number from 0 to 100",
+                );
+            }
             for (field, band) in [
                 ("previous_band", &change.previous_band),
                 ("band", &change.band),
@@ -169,6 +180,18 @@ impl PlaybooksApi {
                 format!("{path}.threshold_days"),
                 "must be positive",
             );
+            violations.check(
+                renewal.days_to_renewal >= 0,
+                format!("{path}.days_to_renewal"),
+                "must not be negative",
+            );
+            if let Some(arr) = &renewal.arr {
+                tenure_platform::money::non_negative(
+                    Some(arr),
+                    &format!("{path}.arr"),
+                    &mut violations,
+                );
+            }
             let term_end = time::date(
                 renewal.term_end_date.as_ref(),
                 &format!("{path}.term_end_date"),

@@ -127,3 +127,61 @@ steps:
         .unwrap_err();
     assert_eq!(violated_fields(&broken), ["definition"]);
 }
+
+#[tokio::test]
+async fn notices_with_impossible_numbers_are_refused_field_by_field() {
+    let app = TestStack::spawn().await;
+    let health = pb::NotifyHealthChangedRequest {
+        request_id: String::new(),
+        changes: vec![pb::HealthChange {
+            account_id: "acme".into(),
+            kind: pb::HealthChangeKind::BandChanged as i32,
+            previous_score: f64::NAN,
+            score: 250.0,
+            previous_band: "green".into(),
+            band: "red".into(),
+            occurred_at: crate::fixtures::ts(days_ago(0)),
+        }],
+    };
+    let refused = app
+        .internal_playbooks()
+        .notify_health_changed(health)
+        .await
+        .unwrap_err();
+    let fields = violated_fields(&refused);
+    assert!(
+        fields.contains(&"changes[0].previous_score".to_owned()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"changes[0].score".to_owned()),
+        "{fields:?}"
+    );
+
+    let renewal = pb::NotifyRenewalApproachingRequest {
+        request_id: String::new(),
+        renewals: vec![pb::RenewalApproaching {
+            account_id: "acme".into(),
+            subscription_id: "s-1".into(),
+            term_end_date: crate::fixtures::date(crate::fixtures::today_minus(0)),
+            days_to_renewal: -5,
+            threshold_days: 90,
+            arr: crate::fixtures::usd(i64::MAX),
+        }],
+    };
+    let refused = app
+        .internal_playbooks()
+        .notify_renewal_approaching(renewal)
+        .await
+        .unwrap_err();
+    let fields = violated_fields(&refused);
+    assert!(
+        fields.contains(&"renewals[0].days_to_renewal".to_owned()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"renewals[0].arr.amount_minor".to_owned()),
+        "{fields:?}"
+    );
+    app.stop().await;
+}
