@@ -287,7 +287,7 @@ impl Engine {
         match outcome {
             Outcome::Next(target, result) => {
                 Self::count(due, "done");
-                finish_step(tx, due, DONE, &result, "").await?;
+                finish_step(tx, (due.run_id, due.seq), DONE, &result, "").await?;
                 match target.as_deref().and_then(|t| plan.step(t)) {
                     Some(next) => {
                         insert_step(tx, due.run_id, due.seq + 1, next, Utc::now()).await?
@@ -316,7 +316,7 @@ impl Engine {
             }
             Outcome::Exit(result) => {
                 Self::count(due, "exited");
-                finish_step(tx, due, DONE, &result, "").await?;
+                finish_step(tx, (due.run_id, due.seq), DONE, &result, "").await?;
                 end_run(tx, due.run_id, EXITED).await?;
             }
             Outcome::Fail(error) => self.fail_step(tx, due, &error).await?,
@@ -331,7 +331,7 @@ impl Engine {
         tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
         if attempts >= self.config.max_attempts {
             Self::count(due, "dead_lettered");
-            finish_step(tx, due, DEAD, "dead-lettered", error).await?;
+            finish_step(tx, (due.run_id, due.seq), DEAD, "dead-lettered", error).await?;
             sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
                 .bind(due.run_id)
                 .bind(STALLED)

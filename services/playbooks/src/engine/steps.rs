@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::executor::Due;
 use crate::plan::PlanStep;
 
 /// Step and run states as stored.
@@ -36,9 +35,10 @@ pub async fn insert_step(
     Ok(())
 }
 
+/// Ends step `seq` of run `run_id` in `state`, with its result or error.
 pub(super) async fn finish_step(
     tx: &mut PgConnection,
-    due: &Due,
+    (run_id, seq): (Uuid, i32),
     state: i16,
     result: &str,
     error: &str,
@@ -47,8 +47,8 @@ pub(super) async fn finish_step(
         "UPDATE playbooks.steps SET state = $3, result = $4, last_error = $5, attempts = attempts + 1, \
            finished_at = now() WHERE run_id = $1 AND seq = $2",
     )
-    .bind(due.run_id)
-    .bind(due.seq)
+    .bind(run_id)
+    .bind(seq)
     .bind(state)
     .bind(result)
     .bind(error)
