@@ -190,6 +190,17 @@ pub async fn before_many(
     as_of: NaiveDate,
     window_days: i64,
 ) -> sqlx::Result<std::collections::HashMap<String, crate::changes::Before>> {
+    // Row locks hold only accounts scored before: two scorers of an account
+    // scored for the first time would each see no previous score and each
+    // report a first change. A lock per account, taken in id order, makes
+    // the second wait for the first and see its score.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('health.scores:' || id, 0)) \
+         FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS id ORDER BY id) AS ids",
+    )
+    .bind(account_ids)
+    .execute(&mut *tx)
+    .await?;
     let rows: Vec<(String, f64, i16, Option<f64>)> = sqlx::query_as(
         "SELECT s.account_id, s.score, s.band, (SELECT max(h.score) FROM health.score_history h \
             WHERE h.account_id = s.account_id AND h.day >= $2 - $3::int AND h.day < $2) \
