@@ -29,6 +29,32 @@ async fn list_accounts(app: &TestStack, credentials: &Credentials) -> Result<(),
         .map(|_| ())
 }
 
+/// An operator's ingestion client, after upserting the account `acme`.
+async fn with_acme(
+    app: &TestStack,
+) -> IngestionServiceClient<tenure_platform::client::TracedChannel> {
+    let mut client = ingestion(app, &app.operator());
+    client
+        .batch_upsert_accounts(BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
+        })
+        .await
+        .unwrap();
+    client
+}
+
+/// Usage event `i` of `acme`: a login yesterday.
+fn login(i: usize) -> tenure_proto::ingestion::v1::UsageEvent {
+    crate::fixtures::event(
+        &format!("m-{i}"),
+        "acme",
+        "u-1",
+        "login",
+        crate::fixtures::days_ago(1),
+    )
+}
+
 fn code(result: Result<(), tonic::Status>) -> Code {
     result.err().map_or(Code::Ok, |s| s.code())
 }
@@ -211,14 +237,7 @@ async fn contacts_are_read_a_page_at_a_time_and_only_with_their_scope() {
     use tenure_proto::ingestion::v1::{BatchUpsertContactsRequest, ContactRole};
     let app = TestStack::spawn().await;
     let at = crate::fixtures::days_ago(3);
-    let mut client = ingestion(&app, &app.operator());
-    client
-        .batch_upsert_accounts(BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
-        })
-        .await
-        .unwrap();
+    let mut client = with_acme(&app).await;
     let ids = ["c-1", "c-2", "c-3", "c-4", "c-5"];
     let contacts = ids
         .iter()
@@ -338,24 +357,11 @@ async fn a_stream_longer_than_its_limit_is_resource_exhausted() {
         options.settings.extend([limit]);
     })
     .await;
-    let mut client = ingestion(&app, &app.operator());
-    client
-        .batch_upsert_accounts(BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
-        })
-        .await
-        .unwrap();
+    let mut client = with_acme(&app).await;
     let chunks: Vec<StreamEventsRequest> = (1..=3)
         .map(|i| StreamEventsRequest {
             chunk_id: i,
-            events: vec![crate::fixtures::event(
-                &format!("m-{i}"),
-                "acme",
-                "u-1",
-                "login",
-                crate::fixtures::days_ago(1),
-            )],
+            events: vec![login(i as usize)],
         })
         .collect();
     let mut acks = client
@@ -375,23 +381,8 @@ async fn a_stream_longer_than_its_limit_is_resource_exhausted() {
 async fn a_chunk_too_large_ends_the_stream_with_its_status() {
     use tenure_proto::ingestion::v1::StreamEventsRequest;
     let app = TestStack::spawn_with(|options| options.server.max_message_bytes = 4096).await;
-    let mut client = ingestion(&app, &app.operator());
-    client
-        .batch_upsert_accounts(BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts: vec![crate::ingestion::account("acme", "Acme", 3)],
-        })
-        .await
-        .unwrap();
-    let event = |i: usize| {
-        crate::fixtures::event(
-            &format!("m-{i}"),
-            "acme",
-            "u-1",
-            "login",
-            crate::fixtures::days_ago(1),
-        )
-    };
+    let mut client = with_acme(&app).await;
+    let event = login;
     let chunks = vec![
         StreamEventsRequest {
             chunk_id: 1,
