@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use tenure_platform::time::to_timestamp;
-use tenure_proto::ingestion::v1 as ipb;
 use tenure_proto::playbooks::v1 as pb;
 use tenure_tests::TestStack;
 use tenure_tests::receivers::WebhookReceiver;
@@ -29,23 +27,7 @@ fn main() {
         let db = app.db().await;
         let receiver = WebhookReceiver::start().await;
         let ids: Vec<String> = (0..count).map(|i| format!("acct-{i:06}")).collect();
-        for chunk in ids.chunks(5000) {
-            let accounts = chunk
-                .iter()
-                .map(|id| ipb::Account {
-                    account_id: id.clone(),
-                    name: id.clone(),
-                    segment: "smb".into(),
-                    owner: "dana".into(),
-                    updated_at: Some(to_timestamp(chrono::Utc::now() - chrono::Duration::days(10))),
-                    ..Default::default()
-                })
-                .collect();
-            app.ingestion
-                .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest { request_id: String::new(), accounts })
-                .await
-                .expect("accounts");
-        }
+        app.plain_accounts(&ids).await;
         let definition = serde_json::json!({
             "name": "bench", "title": "Bench", "trigger": {"type": "manual"},
             "steps": [
@@ -54,14 +36,7 @@ fn main() {
                 {"id": "done", "type": "end"}
             ]
         });
-        app.playbooks
-            .create_playbook(pb::CreatePlaybookRequest {
-                request_id: String::new(),
-                definition: definition.to_string(),
-                format: pb::DefinitionFormat::Json as i32,
-            })
-            .await
-            .expect("playbook");
+        app.playbook(&definition).await;
 
         eprintln!("starting {count} runs");
         let started = Instant::now();

@@ -24,3 +24,4 @@ mod scoring;
 mod secrets;
 mod signals;
 mod stack;
+mod wakeups;

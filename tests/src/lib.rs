@@ -73,6 +73,46 @@ impl TestStack {
         Credentials::key(self.stack.operator_key.clone())
     }
 
+    /// Creates accounts `ids` (named by their ids, small businesses of
+    /// dana's, last changed ten days ago), in batches of 5,000.
+    pub async fn plain_accounts(&mut self, ids: &[String]) {
+        use tenure_proto::ingestion::v1 as ipb;
+        let updated_at =
+            tenure_platform::time::to_timestamp(chrono::Utc::now() - chrono::Duration::days(10));
+        for chunk in ids.chunks(5000) {
+            let accounts = chunk
+                .iter()
+                .map(|id| ipb::Account {
+                    account_id: id.clone(),
+                    name: id.clone(),
+                    segment: "smb".into(),
+                    owner: "dana".into(),
+                    updated_at: Some(updated_at),
+                    ..Default::default()
+                })
+                .collect();
+            self.ingestion
+                .batch_upsert_accounts(ipb::BatchUpsertAccountsRequest {
+                    request_id: String::new(),
+                    accounts,
+                })
+                .await
+                .expect("accounts");
+        }
+    }
+
+    /// Creates the playbook of JSON `definition`.
+    pub async fn playbook(&mut self, definition: &serde_json::Value) {
+        self.playbooks
+            .create_playbook(tenure_proto::playbooks::v1::CreatePlaybookRequest {
+                request_id: String::new(),
+                definition: definition.to_string(),
+                format: tenure_proto::playbooks::v1::DefinitionFormat::Json as i32,
+            })
+            .await
+            .expect("playbook created");
+    }
+
     /// A health client calling as a service (ingestion: `internal` scope),
     /// for tests that send the notices the services send one another.
     pub fn internal_health(&self) -> HealthServiceClient<TracedChannel> {

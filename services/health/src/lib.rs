@@ -24,7 +24,9 @@ use tenure_platform::retention::{self, Rule};
 
 /// The shortest the change log may be kept (watchers resume within it).
 const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+use tenure_platform::outbox::OUTBOX_CHANNEL;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_platform::wake::Wakeups;
 use tenure_proto::health::v1::health_service_server::HealthServiceServer;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
@@ -78,10 +80,20 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let trainer = training::Trainer::new(context.pool.clone(), ingestion.clone(), renewals);
     trainer.fail_interrupted().await?;
     let rollup = store::Rollup::from_env()?;
+    let wakeups = Wakeups::new(
+        SCHEMA,
+        &[
+            OUTBOX_CHANNEL,
+            scoring::RESCORE_CHANNEL,
+            watch::CHANGES_CHANNEL,
+        ],
+        &context.settings,
+    )?;
     let scorer = scoring::Scorer::new(
         context.pool.clone(),
         ingestion.clone(),
         changes::DropRule::from_env()?,
+        wakeups.clone(),
     );
     let api = HealthServiceServer::new(grpc::HealthApi::new(
         context.pool.clone(),
@@ -89,11 +101,13 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         scorer.clone(),
         trainer,
         rollup,
+        wakeups.clone(),
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.listen(&wakeups, context.pool.clone());
     service.spawn(|stop| scorer.run(stop));
     tenure_platform::retention::start(
         &mut service,
@@ -111,7 +125,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
             )?,
         )],
     )?;
-    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
+    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings, &wakeups)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)
 }

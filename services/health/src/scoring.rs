@@ -2,11 +2,11 @@
 //! segment, the explained result stored with its snapshot of the day.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
+use tenure_platform::wake::Wakeups;
 use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -24,7 +24,11 @@ pub struct Scorer {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
     drop_rule: DropRule,
+    wakeups: Wakeups,
 }
+
+/// The wake-up channel of the rescore queue (migration `wake`).
+pub const RESCORE_CHANNEL: &str = "rescore";
 
 pub fn band_to_proto(band: Band) -> pb::Band {
     match band {
@@ -105,11 +109,13 @@ impl Scorer {
         pool: PgPool,
         ingestion: IngestionServiceClient<TracedChannel>,
         drop_rule: DropRule,
+        wakeups: Wakeups,
     ) -> Self {
         Self {
             pool,
             ingestion,
             drop_rule,
+            wakeups,
         }
     }
 
@@ -450,12 +456,13 @@ impl Scorer {
 
     /// Keeps the scores of changed accounts current until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
+        let wake = self.wakeups.channel(RESCORE_CHANNEL);
         tenure_platform::service::poll(
             &cancel,
-            Duration::from_millis(250),
-            None,
+            self.wakeups.fallback,
+            Some(&wake),
             "rescoring changed accounts",
-            || async { self.drain_once(200).await.map(|n| n > 0) },
+            || async { self.drain_once(200).await.map(|n| (n > 0).into()) },
         )
         .await;
     }

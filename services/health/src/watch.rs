@@ -1,8 +1,7 @@
 //! `WatchHealthChanges`: the change log of scores, followed live.
 
-use std::time::Duration;
-
 use sqlx::{PgConnection, PgPool};
+use tenure_platform::wake::Wakeups;
 use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::health::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
@@ -70,9 +69,14 @@ type Row = (
     chrono::DateTime<chrono::Utc>,
 );
 
-/// Streams changes after the request's cursor, polling the log.
+/// The wake-up channel of the change log (migration `wake`).
+pub const CHANGES_CHANNEL: &str = "changes";
+
+/// Streams changes after the request's cursor, reading the log again when
+/// a change is logged (or after the idle time).
 pub async fn watch(
     pool: PgPool,
+    wakeups: &Wakeups,
     request: pb::WatchHealthChangesRequest,
 ) -> ApiResult<ReceiverStream<Result<pb::WatchHealthChangesResponse, Status>>> {
     let mut cursor: i64 = match request.cursor.as_str() {
@@ -88,8 +92,12 @@ pub async fn watch(
     let segment = (!request.segment.is_empty()).then_some(request.segment);
     let owner = (!request.owner.is_empty()).then_some(request.owner);
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    let logged = wakeups.channel(CHANGES_CHANNEL);
+    let idle = wakeups.fallback;
     tokio::spawn(async move {
         loop {
+            // Made before the read, so a change logged during it is not missed.
+            let notified = logged.notified();
             let rows: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
                 "SELECT seq, account_id, score, band, previous_score, previous_band, segment, owner, change_time \
                  FROM health.change_log WHERE seq > $1 AND ($2::text IS NULL OR segment = $2) \
@@ -110,7 +118,8 @@ pub async fn watch(
             if rows.is_empty() {
                 tokio::select! {
                     () = sender.closed() => return,
-                    () = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                    () = notified => continue,
+                    () = tokio::time::sleep(idle) => continue,
                 }
             }
             for (seq, account_id, score, band, previous_score, previous_band, segment, owner, at) in

@@ -27,7 +27,9 @@ use tenure_platform::retention::{self, Rule};
 
 /// The shortest retention a table may be given.
 const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+use tenure_platform::outbox::OUTBOX_CHANNEL;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_platform::wake::Wakeups;
 use tenure_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use tonic::service::Routes;
 
@@ -95,7 +97,9 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
             retention::setting(&context.settings, "EVENT_DEDUP_WINDOW", "30d", DAY)?,
         )],
     )?;
-    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings)?;
+    let wakeups = Wakeups::new(SCHEMA, &[OUTBOX_CHANNEL], &context.settings)?;
+    service.listen(&wakeups, context.pool.clone());
+    let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings, &wakeups)?;
     service.spawn(|stop| dispatcher.run(stop));
     Ok(service)
 }

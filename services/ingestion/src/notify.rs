@@ -132,6 +132,7 @@ pub fn dispatcher(
     pool: sqlx::PgPool,
     peers: &PeerConfig,
     settings: &tenure_platform::service::Settings,
+    wakeups: &tenure_platform::wake::Wakeups,
 ) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
         health: HealthServiceClient::new(peers.channel(&peers.health_url)?),
@@ -151,5 +152,6 @@ pub fn dispatcher(
             ],
             ..DispatchConfig::from_settings(settings)?
         },
+        wakeups,
     ))
 }

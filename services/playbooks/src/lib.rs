@@ -16,6 +16,7 @@ pub mod store;
 
 use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_platform::wake::Wakeups;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::playbooks::v1::playbooks_service_server::PlaybooksServiceServer;
@@ -69,10 +70,16 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
         ),
         health: HealthServiceClient::new(context.peers.channel(&context.peers.health_url)?),
     };
+    let wakeups = Wakeups::new(
+        SCHEMA,
+        &[engine::TRIGGERS_CHANNEL, engine::STEPS_CHANNEL],
+        &context.settings,
+    )?;
     let engine = engine::Engine::new(
         context.pool.clone(),
         peers,
         engine::Config::from_settings(&context.settings)?,
+        &wakeups,
     )?;
     // Webhooks configured but nothing to sign them with: refuse to start
     // rather than send unsigned deliveries or fail every one.
@@ -87,6 +94,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     .max_encoding_message_size(bytes);
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.listen(&wakeups, context.pool.clone());
     service.spawn(|stop| engine.run(stop));
     let matched = tenure_platform::retention::setting(
         &context.settings,

@@ -23,14 +23,14 @@ pub mod sweep;
 pub mod sync;
 pub mod views;
 
-use std::sync::Arc;
+use tenure_platform::outbox::OUTBOX_CHANNEL;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};
+use tenure_platform::wake::Wakeups;
 use tenure_proto::renewals::v1::renewals_service_server::RenewalsServiceServer;
 
 use tenure_platform::auth::Scope;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
-use tokio::sync::Notify;
 use tonic::service::Routes;
 
 /// The Postgres schema renewals owns.
@@ -80,7 +80,16 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let thresholds = sweep::thresholds_from_env()?;
-    let jobs_wakeup = Arc::new(Notify::new());
+    let wakeups = Wakeups::new(
+        SCHEMA,
+        &[
+            OUTBOX_CHANNEL,
+            sync::SUBSCRIPTIONS_CHANNEL,
+            forecasts::JOBS_CHANNEL,
+        ],
+        &context.settings,
+    )?;
+    let jobs_wakeup = wakeups.channel(forecasts::JOBS_CHANNEL);
     let ingestion =
         IngestionServiceClient::new(context.peers.channel(&context.peers.ingestion_url)?);
     let health = HealthServiceClient::new(context.peers.channel(&context.peers.health_url)?);
@@ -93,10 +102,22 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);
-    let syncer = sync::Syncer::new(context.pool.clone(), ingestion, health, thresholds);
-    let dispatcher = notify::dispatcher(context.pool.clone(), &context.peers, &context.settings)?;
+    let syncer = sync::Syncer::new(
+        context.pool.clone(),
+        ingestion,
+        health,
+        thresholds,
+        wakeups.clone(),
+    );
+    let dispatcher = notify::dispatcher(
+        context.pool.clone(),
+        &context.peers,
+        &context.settings,
+        &wakeups,
+    )?;
     let mut service =
         RunningService::serve(&SPEC, context.listener, Routes::new(api), context.server)?;
+    service.listen(&wakeups, context.pool.clone());
     service.spawn(|stop| syncer.run(stop));
     tenure_platform::retention::start(
         &mut service,
@@ -107,6 +128,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     )?;
     service.spawn(|stop| dispatcher.run(stop));
     let pool = context.pool;
-    service.spawn(|stop| forecasts::run_jobs(pool, jobs_wakeup, stop));
+    let idle = wakeups.fallback;
+    service.spawn(|stop| forecasts::run_jobs(pool, jobs_wakeup, idle, stop));
     Ok(service)
 }

@@ -42,6 +42,7 @@ pub fn dispatcher(
     pool: sqlx::PgPool,
     peers: &PeerConfig,
     settings: &tenure_platform::service::Settings,
+    wakeups: &tenure_platform::wake::Wakeups,
 ) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {
         playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
@@ -51,5 +52,6 @@ pub fn dispatcher(
         SCHEMA,
         notifier,
         DispatchConfig::from_settings(settings)?,
+        wakeups,
     ))
 }

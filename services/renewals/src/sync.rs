@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
+use tenure_platform::wake::Wakeups;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1::GetSubscriptionHistoryRequest;
@@ -26,7 +27,11 @@ pub struct Syncer {
     ingestion: IngestionServiceClient<TracedChannel>,
     health: HealthServiceClient<TracedChannel>,
     thresholds: Vec<u32>,
+    wakeups: Wakeups,
 }
+
+/// The wake-up channel of the subscription queue (migration `wake`).
+pub const SUBSCRIPTIONS_CHANNEL: &str = "subscriptions";
 
 impl Syncer {
     pub fn new(
@@ -34,12 +39,14 @@ impl Syncer {
         ingestion: IngestionServiceClient<TracedChannel>,
         health: HealthServiceClient<TracedChannel>,
         thresholds: Vec<u32>,
+        wakeups: Wakeups,
     ) -> Self {
         Self {
             pool,
             ingestion,
             health,
             thresholds,
+            wakeups,
         }
     }
 
@@ -169,12 +176,13 @@ impl Syncer {
     pub async fn run(self, cancel: CancellationToken) {
         let sweeper = tokio::spawn(self.clone().sweep_daily(cancel.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(cancel.clone()));
+        let wake = self.wakeups.channel(SUBSCRIPTIONS_CHANNEL);
         tenure_platform::service::poll(
             &cancel,
-            Duration::from_millis(250),
-            None,
+            self.wakeups.fallback,
+            Some(&wake),
             "refreshing subscriptions",
-            || async { self.drain_once(200).await.map(|n| n > 0) },
+            || async { self.drain_once(200).await.map(|n| (n > 0).into()) },
         )
         .await;
         let _ = sweeper.await;

@@ -20,6 +20,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// The status the receiver answered.
     pub status: u16,
+    /// When the request had been read whole.
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -185,6 +187,7 @@ async fn serve_http(
             signature,
             body,
             status,
+            received_at: std::time::Instant::now(),
         });
         let location = state
             .redirect_to

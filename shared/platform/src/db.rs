@@ -80,6 +80,7 @@ fn platform_migrations(schema: &str) -> Vec<Migration> {
             "outbox leases and dead letters",
             include_str!("platform_2.sql"),
         ),
+        (3, "wake-ups on new work", include_str!("platform_3.sql")),
     ]
     .into_iter()
     .map(|(version, name, sql)| {

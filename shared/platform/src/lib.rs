@@ -15,6 +15,7 @@
 //! - [`money`]: validated amounts in ISO 4217 minor units.
 //! - [`retention`]: tables that would grow for ever keep rows for a stated time.
 //! - [`paging`]: page sizes and opaque page tokens.
+//! - [`wake`]: background loops woken by Postgres notices when work is written.
 
 pub mod auth;
 pub mod client;
@@ -33,5 +34,6 @@ pub mod service;
 pub mod telemetry;
 pub mod time;
 pub mod trace;
+pub mod wake;
 
 pub use error::{ApiError, ApiResult, Violations};

@@ -103,6 +103,12 @@ impl RunningService {
         self.tasks.push(tokio::spawn(task(self.background.clone())));
     }
 
+    /// Listens for the wake-ups of `wakeups` until the service stops.
+    pub fn listen(&mut self, wakeups: &crate::wake::Wakeups, pool: PgPool) {
+        let wakeups = wakeups.clone();
+        self.spawn(|stop| wakeups.listen(pool, stop));
+    }
+
     pub fn url(&self) -> String {
         self.server.url()
     }
@@ -199,10 +205,29 @@ pub fn run_binary(spec: &'static ServiceSpec) -> anyhow::Result<()> {
     })
 }
 
+/// What one pass of a background loop found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// It did something, so there may be more: go again at once.
+    Busy,
+    /// Nothing to do: wait to be woken, or for the idle time.
+    Idle,
+    /// Nothing to do now; the next work falls due after this long (sooner
+    /// if woken, and never later than the idle time).
+    DueIn(std::time::Duration),
+}
+
+impl From<bool> for Pace {
+    fn from(busy: bool) -> Self {
+        if busy { Self::Busy } else { Self::Idle }
+    }
+}
+
 /// Runs `work` until `cancel`: again at once while it reports it did
-/// something, after `idle` (or a `wake` notice) when it found nothing, and
-/// with a doubling pause of up to 30 s after a failure, which is logged
-/// under `what`. The polling loop of every background worker.
+/// something, after `idle` (or sooner when `wake` is notified, or its work
+/// falls due) when it found nothing, and with a doubling pause from 0.5 s
+/// up to 30 s after a failure, which is logged under `what`. The loop of every
+/// background worker.
 pub async fn poll<F, Fut>(
     cancel: &CancellationToken,
     idle: std::time::Duration,
@@ -211,28 +236,39 @@ pub async fn poll<F, Fut>(
     mut work: F,
 ) where
     F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
+    Fut: Future<Output = anyhow::Result<Pace>>,
 {
-    let mut pause = idle;
+    const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+    let mut failing = FIRST_RETRY / 2;
     loop {
         if cancel.is_cancelled() {
             return;
         }
-        match work().await {
-            Ok(true) => {
-                pause = idle;
+        // Made before the work, so a notice sent while it runs is not lost.
+        let notified = wake.map(tokio::sync::Notify::notified);
+        let woken = async move {
+            match notified {
+                Some(notified) => notified.await,
+                None => std::future::pending().await,
+            }
+        };
+        let pause = match work().await {
+            Ok(Pace::Busy) => {
+                failing = FIRST_RETRY / 2;
                 continue;
             }
-            Ok(false) => pause = idle,
+            Ok(Pace::Idle) => {
+                failing = FIRST_RETRY / 2;
+                idle
+            }
+            Ok(Pace::DueIn(due)) => {
+                failing = FIRST_RETRY / 2;
+                due.min(idle)
+            }
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "{what} failed");
-                pause = (pause * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
-        let woken = async {
-            match wake {
-                Some(notify) => notify.notified().await,
-                None => std::future::pending().await,
+                failing = (failing * 2).min(std::time::Duration::from_secs(30));
+                failing
             }
         };
         tokio::select! {

@@ -66,14 +66,7 @@ pub(super) async fn accounts(app: &mut TestStack, ids: &[String]) {
 }
 
 pub(super) async fn playbook(app: &mut TestStack, definition: serde_json::Value) {
-    app.playbooks
-        .create_playbook(pb::CreatePlaybookRequest {
-            request_id: String::new(),
-            definition: definition.to_string(),
-            format: pb::DefinitionFormat::Json as i32,
-        })
-        .await
-        .unwrap();
+    app.playbook(&definition).await;
 }
 
 pub(super) async fn start(

@@ -10,6 +10,7 @@ mod scores;
 
 use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
+use tenure_platform::wake::Wakeups;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, time};
 use tenure_proto::health::v1::{self as pb, health_service_server::HealthService};
 use tenure_proto::ingestion::v1::GetAccountRequest;
@@ -26,6 +27,7 @@ pub struct HealthApi {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
     scorer: Scorer,
+    wakeups: Wakeups,
     trainer: crate::training::Trainer,
     rollup: store::Rollup,
 }
@@ -37,6 +39,7 @@ impl HealthApi {
         scorer: Scorer,
         trainer: crate::training::Trainer,
         rollup: store::Rollup,
+        wakeups: Wakeups,
     ) -> Self {
         Self {
             pool,
@@ -44,6 +47,7 @@ impl HealthApi {
             scorer,
             trainer,
             rollup,
+            wakeups,
         }
     }
 }
@@ -206,7 +210,7 @@ impl HealthService for HealthApi {
         violations.limit_text(&request.owner, "owner", MAX_ID);
         violations.into_result()?;
         Ok(Response::new(
-            crate::watch::watch(self.pool.clone(), request).await?,
+            crate::watch::watch(self.pool.clone(), &self.wakeups, request).await?,
         ))
     }
 

@@ -53,6 +53,20 @@ impl Engine {
     /// Executes a batch of due steps (up to `PLAYBOOKS_CLAIM_BATCH`) in one
     /// transaction: each is locked until the batch commits, and all of a
     /// batch's effects commit together. Returns how many ran.
+    /// How long until the earliest waiting step of a running playbook falls
+    /// due (zero when one is due now but held by another executor); `None`
+    /// when no step waits.
+    pub(super) async fn next_due(&self) -> sqlx::Result<Option<std::time::Duration>> {
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM min(s.due_at) - now())::float8 \
+             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
+             WHERE s.state = 1 AND r.state = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
+    }
+
     pub async fn execute_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         let batch: Vec<Due> = sqlx::query_as(

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tenure_platform::service::poll;
+use tenure_platform::service::{Pace, poll};
+use tenure_platform::wake::Wakeups;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +33,13 @@ use crate::store;
 
 pub use steps::{ACTIVE, COMPLETED, DEAD, DONE, EXITED, PENDING, STALLED, insert_step};
 
-/// How long an idle executor or matcher waits before looking again.
-const IDLE: Duration = Duration::from_millis(200);
+/// The wake-up channels of the engine (migration `wake`): trigger events
+/// arrived, steps added.
+pub const TRIGGERS_CHANNEL: &str = "triggers";
+pub const STEPS_CHANNEL: &str = "steps";
+
+/// The shortest wait for a step that is due but held by another executor.
+const HELD_ELSEWHERE: Duration = Duration::from_millis(200);
 
 /// How the engine runs, from the environment.
 #[derive(Clone, Debug)]
@@ -119,7 +125,13 @@ pub struct Engine {
     http: reqwest::Client,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
     plans: Arc<Mutex<PlanCache>>,
+    /// Notified when steps are added (by this process or, through
+    /// Postgres, by any other).
     pub wakeup: Arc<Notify>,
+    /// Notified when trigger events arrive.
+    triggers: Arc<Notify>,
+    /// How long an idle executor or matcher waits when nothing wakes it.
+    idle: Duration,
 }
 
 /// Why an account was not entered.
@@ -130,7 +142,12 @@ pub struct Skipped {
 }
 
 impl Engine {
-    pub fn new(pool: PgPool, peers: Peers, mut config: Config) -> anyhow::Result<Self> {
+    pub fn new(
+        pool: PgPool,
+        peers: Peers,
+        mut config: Config,
+        wakeups: &Wakeups,
+    ) -> anyhow::Result<Self> {
         // Each executor holds a connection for its batch; leave some for
         // the API, the matcher and the schedules.
         let spare = (pool.options().get_max_connections() as usize)
@@ -182,7 +199,9 @@ impl Engine {
             http,
             smtp,
             plans: Arc::default(),
-            wakeup: Arc::new(Notify::new()),
+            wakeup: wakeups.channel(STEPS_CHANNEL),
+            triggers: wakeups.channel(TRIGGERS_CHANNEL),
+            idle: wakeups.fallback,
         })
     }
 
@@ -256,10 +275,18 @@ impl Engine {
                 let wake = engine.wakeup.clone();
                 poll(
                     &cancel,
-                    IDLE,
+                    engine.idle,
                     Some(&wake),
                     "executing playbook steps",
-                    || async { engine.execute_batch().await.map(|n| n > 0) },
+                    || async {
+                        if engine.execute_batch().await? > 0 {
+                            return Ok(Pace::Busy);
+                        }
+                        Ok(match engine.next_due().await? {
+                            Some(due) => Pace::DueIn(due.max(HELD_ELSEWHERE)),
+                            None => Pace::Idle,
+                        })
+                    },
                 )
                 .await
             });
@@ -267,13 +294,13 @@ impl Engine {
         let engine = self.clone();
         let matcher_cancel = cancel.clone();
         tasks.spawn(async move {
-            let wake = engine.wakeup.clone();
+            let wake = engine.triggers.clone();
             poll(
                 &matcher_cancel,
-                IDLE,
+                engine.idle,
                 Some(&wake),
                 "matching trigger events",
-                || async { engine.match_events().await.map(|n| n > 0) },
+                || async { engine.match_events().await.map(|n| (n > 0).into()) },
             )
             .await
         });

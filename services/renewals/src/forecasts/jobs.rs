@@ -135,20 +135,24 @@ fn parse_job_id(text: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid("job_id", "must be a job id"))
 }
 
+/// The wake-up channel of started forecast jobs (migration `wake`).
+pub const JOBS_CHANNEL: &str = "jobs";
+
 /// Runs forecast jobs. A job is claimed with a session advisory lock held
 /// for as long as it runs, so a job whose runner died (its session gone) is
 /// picked up again and restarted from scratch by any replica.
 pub async fn run_jobs(
     pool: PgPool,
     wakeup: std::sync::Arc<tokio::sync::Notify>,
+    idle: std::time::Duration,
     cancel: CancellationToken,
 ) {
     tenure_platform::service::poll(
         &cancel,
-        std::time::Duration::from_secs(5),
+        idle,
         Some(&wakeup),
         "running forecast jobs",
-        || run_one_job(&pool, &cancel),
+        || async { run_one_job(&pool, &cancel).await.map(Into::into) },
     )
     .await;
 }

@@ -9,7 +9,7 @@ mod forecast_api;
 mod jobs;
 mod pipeline_api;
 
-pub use jobs::{expire_jobs, run_jobs};
+pub use jobs::{JOBS_CHANNEL, expire_jobs, run_jobs};
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

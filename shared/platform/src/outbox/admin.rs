@@ -39,13 +39,20 @@ pub async fn dead_letters(pool: &PgPool, schema: &str) -> sqlx::Result<Vec<DeadL
 /// Sends dead letters again from a first attempt: the one with `id`, or
 /// every one when `None`. Returns how many.
 pub async fn retry(pool: &PgPool, schema: &str, id: Option<i64>) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
     let result = sqlx::query(AssertSqlSafe(format!(
         "UPDATE {schema}.outbox SET dead_at = NULL, attempts = 0, last_error = NULL, \
          next_attempt_at = now(), lease_until = NULL \
          WHERE dead_at IS NOT NULL AND ($1::bigint IS NULL OR id = $1)"
     )))
     .bind(id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    // Wake the dispatchers, as an insert would.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::wake::channel_name(schema, super::OUTBOX_CHANNEL))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(result.rows_affected())
 }

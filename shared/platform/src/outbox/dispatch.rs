@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::{Deliver, Delivery, DispatchConfig};
+use super::{Deliver, Delivery, DispatchConfig, OUTBOX_CHANNEL};
+use crate::service::Pace;
 use crate::trace::set_parent_from;
+use crate::wake::Wakeups;
 
 /// Delivers a schema's outbox until cancelled.
 pub struct Dispatcher<D> {
@@ -24,6 +26,7 @@ pub struct Dispatcher<D> {
     schema: &'static str,
     deliver: Arc<D>,
     config: DispatchConfig,
+    wakeups: Wakeups,
 }
 
 #[derive(sqlx::FromRow)]
@@ -37,12 +40,21 @@ struct Claimed {
 }
 
 impl<D: Deliver> Dispatcher<D> {
-    pub fn new(pool: PgPool, schema: &'static str, deliver: D, config: DispatchConfig) -> Self {
+    /// A dispatcher of `schema`'s outbox, woken by the `outbox` channel of
+    /// `wakeups` when a message is written.
+    pub fn new(
+        pool: PgPool,
+        schema: &'static str,
+        deliver: D,
+        config: DispatchConfig,
+        wakeups: &Wakeups,
+    ) -> Self {
         Self {
             pool,
             schema,
             deliver: Arc::new(deliver),
             config,
+            wakeups: wakeups.clone(),
         }
     }
 
@@ -52,6 +64,7 @@ impl<D: Deliver> Dispatcher<D> {
             schema: self.schema,
             deliver: self.deliver.clone(),
             config: self.config.clone(),
+            wakeups: self.wakeups.clone(),
         }
     }
 
@@ -80,24 +93,40 @@ impl<D: Deliver> Dispatcher<D> {
     }
 
     async fn run_topic(&self, topic: &'static str, cancel: CancellationToken) {
-        loop {
-            let claimed = match self.dispatch_topic(topic).await {
-                Ok(n) => n,
-                Err(error) => {
-                    tracing::warn!(schema = self.schema, topic, error = %format!("{error:#}"), "outbox dispatch failed");
-                    0
+        let wake = self.wakeups.channel(OUTBOX_CHANNEL);
+        crate::service::poll(
+            &cancel,
+            self.wakeups.fallback,
+            Some(&wake),
+            "outbox dispatch",
+            || async move {
+                let claimed = self.dispatch_topic(topic).await?;
+                // A full batch means more may be waiting: go again at once.
+                if claimed >= self.config.batch_size as usize {
+                    return Ok(Pace::Busy);
                 }
-            };
-            // A full batch means more may be waiting: go again at once.
-            if claimed < self.config.batch_size as usize {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                }
-            } else if cancel.is_cancelled() {
-                return;
-            }
-        }
+                Ok(match self.next_due(topic).await? {
+                    Some(due) => Pace::DueIn(due),
+                    None => Pace::Idle,
+                })
+            },
+        )
+        .await;
+    }
+
+    /// How long until the next message of `topic` may be attempted (a retry
+    /// waiting out its backoff, a batch under another dispatcher's lease);
+    /// `None` when nothing is waiting.
+    async fn next_due(&self, topic: &str) -> sqlx::Result<Option<Duration>> {
+        let schema = self.schema;
+        let seconds: Option<f64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT extract(epoch FROM min(greatest(next_attempt_at, coalesce(lease_until, next_attempt_at))) - now())::float8 \
+             FROM {schema}.outbox WHERE topic = $1 AND delivered_at IS NULL AND dead_at IS NULL"
+        )))
+        .bind(topic)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seconds.map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
     }
 
     /// Delivers what is due of every topic once; returns how many were delivered.

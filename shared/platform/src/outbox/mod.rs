@@ -24,6 +24,9 @@ use uuid::Uuid;
 
 use crate::trace::capture_context;
 
+/// The wake-up channel every outbox insert notifies (platform migration 3).
+pub const OUTBOX_CHANNEL: &str = "outbox";
+
 /// Records `payload` for `topic` inside the caller's transaction and returns
 /// its message id, which receivers use as their idempotency key.
 pub async fn enqueue(
@@ -83,7 +86,6 @@ pub trait Deliver: Send + Sync + 'static {
 pub struct DispatchConfig {
     /// Messages of a topic claimed at once (and delivered one after another).
     pub batch_size: i64,
-    pub poll_interval: Duration,
     pub first_retry: Duration,
     pub max_retry: Duration,
     pub delivery_timeout: Duration,
@@ -129,7 +131,6 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             batch_size: 20,
-            poll_interval: Duration::from_millis(200),
             first_retry: Duration::from_millis(500),
             max_retry: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(10),
