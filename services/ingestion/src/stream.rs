@@ -1,6 +1,8 @@
 //! The streaming RPCs: event chunks acknowledged once committed, and signals
 //! of many accounts with flow control.
 
+use std::fmt::Write as _;
+
 use chrono::NaiveDate;
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations};
@@ -21,9 +23,12 @@ const BUFFERED: usize = 4;
 /// Accounts whose signals are read in one batch.
 const BATCH_ACCOUNTS: usize = 500;
 
-/// Reads event chunks and answers each once it is committed, with a status
-/// per event. A database failure ends the stream with that status; chunks
-/// acknowledged before it are durable, later ones are not.
+/// Reads event chunks and answers each, in order, once it is committed,
+/// with a status per event. The next chunk is read and written while one
+/// commits (two at a time per stream). A database failure ends the stream
+/// with that status; chunks acknowledged before it are durable, the one
+/// after it may be too: sending it again is safe, as duplicates are
+/// recognized by their message ids.
 pub fn acknowledge_chunks(
     api: IngestionApi,
     mut inbound: Streaming<pb::StreamEventsRequest>,
@@ -33,38 +38,61 @@ pub fn acknowledge_chunks(
     tokio::spawn(
         async move {
             let mut received: u64 = 0;
-            loop {
+            let mut in_flight: Option<tokio::task::JoinHandle<Result<_, Status>>> = None;
+            // Why the stream ends early, told after the chunk in flight is answered.
+            let ended = loop {
                 let chunk = match inbound.message().await {
                     Ok(Some(chunk)) => chunk,
-                    Ok(None) => break,
+                    Ok(None) => break None,
                     Err(status) => {
                         // A chunk that could not be read ends the stream with
                         // its status, so the client knows it was not stored.
                         tracing::debug!(code = ?status.code(), "event stream ended unread");
-                        let _ = sender
-                            .send(Err(tenure_platform::error::inbound_status(status)))
-                            .await;
-                        break;
+                        break Some(tenure_platform::error::inbound_status(status));
                     }
                 };
                 received += 1;
                 if received > most {
-                    let refused = Status::resource_exhausted(format!(
+                    break Some(Status::resource_exhausted(format!(
                         "a stream may carry at most {most} chunks; send the rest on a new stream"
-                    ));
-                    let _ = sender.send(Err(refused)).await;
-                    break;
+                    )));
                 }
-                let answer = api.ingest_chunk(chunk).await.map_err(Status::from);
-                let failed = answer.is_err();
-                if sender.send(answer).await.is_err() || failed {
-                    break;
+                let api = api.clone();
+                let writing = tokio::spawn(
+                    async move { api.ingest_chunk(chunk).await.map_err(Status::from) }
+                        .instrument(tracing::Span::current()),
+                );
+                if let Some(earlier) = in_flight.replace(writing)
+                    && !answer(&sender, earlier).await
+                {
+                    return;
                 }
+            };
+            if let Some(last) = in_flight
+                && !answer(&sender, last).await
+            {
+                return;
+            }
+            if let Some(status) = ended {
+                let _ = sender.send(Err(status)).await;
             }
         }
         .instrument(tracing::Span::current()),
     );
     Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Sends the answer of a chunk's write; false when the stream should end
+/// (the write failed, or the client is gone).
+async fn answer(
+    sender: &tokio::sync::mpsc::Sender<Result<pb::StreamEventsResponse, Status>>,
+    writing: tokio::task::JoinHandle<Result<pb::StreamEventsResponse, Status>>,
+) -> bool {
+    let answer = writing
+        .await
+        .unwrap_or_else(|e| Err(Status::internal(format!("writing a chunk: {e}"))));
+    let failed = answer.is_err();
+    sender.send(answer).await.is_ok() && !failed
 }
 
 impl IngestionApi {
@@ -81,37 +109,50 @@ impl IngestionApi {
                 ),
             ));
         }
-        let mut results: Vec<pb::EventResult> = Vec::with_capacity(chunk.events.len());
-        let mut valid: Vec<(usize, EventRecord)> = Vec::with_capacity(chunk.events.len());
+        let size = chunk.events.len();
+        let mut results: Vec<pb::EventResult> = Vec::with_capacity(size);
+        let mut valid: Vec<(usize, EventRecord)> = Vec::with_capacity(size);
+        let mut path = String::new();
         for (i, item) in chunk.events.iter().enumerate() {
             let mut violations = Violations::default();
             let mut checker = self.limits.checker(&mut violations);
-            match events::event(&mut checker, item, &format!("events[{i}]")) {
+            path.clear();
+            let _ = write!(path, "events[{i}]");
+            match events::event(&mut checker, item, &path) {
                 Some(event) => valid.push((i, event)),
                 None => results.push(rejected(i, violations.to_string())),
             }
         }
         let mut tx = self.pool.begin().await?;
-        let accounts: Vec<String> = valid.iter().map(|(_, e)| e.account_id.clone()).collect();
-        let unknown = self.accounts.unknown(&mut tx, &accounts).await?;
-        let (known, unknown_items): (Vec<_>, Vec<_>) = valid
+        let accounts: Vec<String> = valid
+            .iter()
+            .map(|(_, e)| e.account_id.as_str())
+            .collect::<std::collections::BTreeSet<&str>>()
             .into_iter()
-            .partition(|(_, e)| !unknown.contains(&e.account_id));
-        for (i, event) in &unknown_items {
-            results.push(rejected(
-                *i,
-                format!(
-                    "events[{i}].account_id: names no known account: {:?}",
-                    event.account_id
-                ),
-            ));
+            .map(str::to_owned)
+            .collect();
+        let unknown = self.accounts.unknown(&mut tx, &accounts).await?;
+        let mut known: Vec<usize> = Vec::with_capacity(valid.len());
+        let mut records: Vec<EventRecord> = Vec::with_capacity(valid.len());
+        for (i, event) in valid {
+            if unknown.contains(&event.account_id) {
+                results.push(rejected(
+                    i,
+                    format!(
+                        "events[{i}].account_id: names no known account: {:?}",
+                        event.account_id
+                    ),
+                ));
+            } else {
+                known.push(i);
+                records.push(event);
+            }
         }
-        let records: Vec<EventRecord> = known.iter().map(|(_, e)| e.clone()).collect();
         // Months are created only for events of known accounts.
         self.events.ensure_partitions(&self.pool, &records).await?;
         let accepted = self.events.ingest(&mut tx, &records).await?;
         let mut changes = Changes::default();
-        for ((i, event), new) in known.iter().zip(&accepted) {
+        for ((i, event), new) in known.iter().zip(&records).zip(&accepted) {
             let status = if *new {
                 pb::EventStatus::Accepted
             } else {

@@ -146,23 +146,84 @@ pub(super) async fn upsert(
     Ok(summary.unwrap_or_default())
 }
 
-pub(super) async fn send_events(
-    client: &mut IngestionServiceClient<TracedChannel>,
-    batch: Vec<(Row, Item)>,
-    summary: &mut Summary,
-    rejected: &mut Rejects,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<()> {
-    let events: Vec<pb::UsageEvent> = batch
-        .iter()
-        .filter_map(|(_, item)| {
-            if let Item::Event(e) = item {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+/// Event chunks in flight at once, each on a stream of its own, so that
+/// ingestion writes several in parallel.
+const EVENT_STREAMS: usize = 4;
+
+/// Sends chunks of events with up to [`EVENT_STREAMS`] in flight, and
+/// counts each chunk's answers as it arrives.
+pub(super) struct EventSender {
+    client: IngestionServiceClient<TracedChannel>,
+    inflight: tokio::task::JoinSet<anyhow::Result<(Vec<Row>, Vec<pb::EventResult>)>>,
+}
+
+impl EventSender {
+    pub(super) fn new(client: IngestionServiceClient<TracedChannel>) -> Self {
+        Self {
+            client,
+            inflight: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Sends `batch` once fewer than [`EVENT_STREAMS`] chunks are in flight.
+    pub(super) async fn send(
+        &mut self,
+        batch: Vec<(Row, Item)>,
+        summary: &mut Summary,
+        rejected: &mut Rejects,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        while self.inflight.len() >= EVENT_STREAMS {
+            self.settle_one(summary, rejected, bar).await?;
+        }
+        let (rows, events): (Vec<Row>, Vec<pb::UsageEvent>) = batch
+            .into_iter()
+            .filter_map(|(row, item)| match item {
+                Item::Event(event) => Some((row, event)),
+                _ => None,
+            })
+            .unzip();
+        let client = self.client.clone();
+        self.inflight.spawn(async move {
+            let results = stream_events(client, events).await?;
+            Ok((rows, results))
+        });
+        Ok(())
+    }
+
+    /// Waits for every chunk in flight.
+    pub(super) async fn finish(
+        &mut self,
+        summary: &mut Summary,
+        rejected: &mut Rejects,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        while !self.inflight.is_empty() {
+            self.settle_one(summary, rejected, bar).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_one(
+        &mut self,
+        summary: &mut Summary,
+        rejected: &mut Rejects,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        if let Some(joined) = self.inflight.join_next().await {
+            let (rows, results) = joined??;
+            tally_events(&rows, &results, summary, rejected, bar)?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams one chunk of events and returns the status of each, in the
+/// order sent.
+async fn stream_events(
+    mut client: IngestionServiceClient<TracedChannel>,
+    events: Vec<pb::UsageEvent>,
+) -> Result<Vec<pb::EventResult>, tonic::Status> {
     let chunk = pb::StreamEventsRequest {
         chunk_id: 0,
         events,
@@ -171,20 +232,35 @@ pub(super) async fn send_events(
         .stream_events(tokio_stream::iter([chunk]))
         .await?
         .into_inner();
+    let mut results = Vec::new();
     while let Some(ack) = acks.message().await? {
-        for result in &ack.results {
-            match result.status() {
-                pb::EventStatus::Accepted => summary.accepted += 1,
-                pb::EventStatus::Duplicate => summary.unchanged += 1,
-                _ => {
-                    summary.rejected += 1;
-                    if let Some((row, _)) = batch.get(result.index as usize) {
-                        rejected.write(row, &result.reason)?;
-                    }
+        results.extend(ack.results);
+    }
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+/// Counts the answers to a chunk of event rows; rejected rows go to the
+/// rejects file with their reasons.
+fn tally_events(
+    rows: &[Row],
+    results: &[pb::EventResult],
+    summary: &mut Summary,
+    rejected: &mut Rejects,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    for result in results {
+        match result.status() {
+            pb::EventStatus::Accepted => summary.accepted += 1,
+            pb::EventStatus::Duplicate => summary.unchanged += 1,
+            _ => {
+                summary.rejected += 1;
+                if let Some(row) = rows.get(result.index as usize) {
+                    rejected.write(row, &result.reason)?;
                 }
             }
         }
-        bar.inc(ack.results.len() as u64);
     }
+    bar.inc(results.len() as u64);
     Ok(())
 }

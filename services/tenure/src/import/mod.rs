@@ -21,9 +21,12 @@ use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClien
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tonic_types::StatusExt as _;
 
-use calls::{Clients, send_events, upsert};
+use calls::{Clients, EventSender, upsert};
 use convert::{Item, convert};
 use rows::{Row, Rows};
+
+/// Events per stream chunk at most (the ingestion service's default limit).
+const EVENT_CHUNK: usize = 5000;
 
 /// The kinds of file `tenure import` loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -102,6 +105,14 @@ pub async fn run(
         out: None,
     };
     let mut summary = Summary::default();
+    let mut events = EventSender::new(client.ingestion.clone());
+    // Events go in chunks five times larger (at most the server's default
+    // 5,000 per chunk), several at once.
+    let batch = if kind == Kind::Events {
+        (batch * 5).min(EVENT_CHUNK)
+    } else {
+        batch
+    };
     let mut ready: Vec<(Row, Item)> = Vec::with_capacity(batch);
     for row in rows {
         let row = row?;
@@ -115,10 +126,28 @@ pub async fn run(
             }
         }
         if ready.len() >= batch {
-            send(&mut client, &mut ready, &mut summary, &mut rejected, &bar).await?;
+            let full = std::mem::take(&mut ready);
+            send(
+                &mut client,
+                &mut events,
+                full,
+                &mut summary,
+                &mut rejected,
+                &bar,
+            )
+            .await?;
         }
     }
-    send(&mut client, &mut ready, &mut summary, &mut rejected, &bar).await?;
+    send(
+        &mut client,
+        &mut events,
+        ready,
+        &mut summary,
+        &mut rejected,
+        &bar,
+    )
+    .await?;
+    events.finish(&mut summary, &mut rejected, &bar).await?;
     bar.finish_and_clear();
     if let Some(out) = &mut rejected.out {
         out.flush()?;
@@ -130,17 +159,17 @@ pub async fn run(
 /// index: those rows go to the rejects file and the rest is sent again.
 async fn send(
     client: &mut Clients,
-    ready: &mut Vec<(Row, Item)>,
+    events: &mut EventSender,
+    batch: Vec<(Row, Item)>,
     summary: &mut Summary,
     rejected: &mut Rejects,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
-    let batch = std::mem::take(ready);
     if batch.is_empty() {
         return Ok(());
     }
     if matches!(batch[0].1, Item::Event(_)) {
-        return send_events(&mut client.ingestion, batch, summary, rejected, bar).await;
+        return events.send(batch, summary, rejected, bar).await;
     }
     let mut pending = batch;
     loop {
