@@ -3,6 +3,8 @@
 
 pub use tenure::receivers;
 
+pub mod bases;
+
 /// The first numeric command-line argument of a bench binary, or `default`.
 pub fn bench_size<T: std::str::FromStr>(default: T) -> T {
     std::env::args()
@@ -40,12 +42,17 @@ impl TestStack {
 
     /// As [`TestStack::spawn`], with options adjusted by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut StackOptions)) -> Self {
-        spans();
         let database = tenure_platform::pg::testing::fresh_database()
             .await
             .expect("test database");
         let mut options = StackOptions::for_tests(Some(database));
         adjust(&mut options);
+        Self::start(options).await
+    }
+
+    /// Starts the four services as `options` say, with a client for each.
+    pub async fn start(options: StackOptions) -> Self {
+        spans();
         let stack = Stack::start(options).await.expect("stack starts");
         let peers = stack.operator_peers();
         let connect = |url: &str| peers.channel(url).expect("channel");

@@ -164,7 +164,8 @@ pub async fn as_of_many<R: Record>(
     account_ids: &[String],
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+    // Decoded straight from the stored JSON into the record type.
+    let rows: Vec<(String, sqlx::types::Json<R>)> = sqlx::query_as(
         "SELECT DISTINCT ON (account_id, record_id) account_id, data FROM ingestion.record_versions \
          WHERE account_id = ANY($1) AND kind = $2 \
          ORDER BY account_id, record_id, (valid_from < $3) DESC, \
@@ -176,8 +177,7 @@ pub async fn as_of_many<R: Record>(
     .fetch_all(pool)
     .await?;
     let mut by_account: std::collections::HashMap<String, Vec<R>> = Default::default();
-    for (account_id, data) in rows {
-        let record = serde_json::from_value(data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    for (account_id, sqlx::types::Json(record)) in rows {
         by_account.entry(account_id).or_default().push(record);
     }
     Ok(by_account)

@@ -78,7 +78,6 @@ impl PgCluster {
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
         }
-        cluster.spawn_watchdog(&root)?;
         // A free port can be taken between probing and binding; try a few.
         let mut last_error = None;
         for _ in 0..3 {
@@ -86,6 +85,7 @@ impl PgCluster {
             match cluster.pg_ctl_start(tuning) {
                 Ok(()) => {
                     cluster.running = true;
+                    cluster.spawn_watchdog(&root)?;
                     return Ok(cluster);
                 }
                 Err(e) => last_error = Some(e),
@@ -207,12 +207,18 @@ impl PgCluster {
         } else {
             String::from("true")
         };
+        // It stops the cluster only if it is still the one started here (on
+        // this port): a persistent data directory may hold a newer cluster
+        // by the time the watchdog notices its process is gone.
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             {as_user}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; {remove}",
+             if [ \"$(sed -n 4p '{data}/postmaster.pid' 2>/dev/null)\" = '{port}' ]; then \
+               {as_user}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; \
+             fi; {remove}",
             pid = std::process::id(),
             pg_ctl = pg_ctl.display(),
             data = self.data_dir.display(),
+            port = self.port,
         );
         use std::os::unix::process::CommandExt as _;
         Command::new("sh")

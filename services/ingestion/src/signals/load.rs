@@ -70,6 +70,8 @@ pub async fn load_many(
             .push((role, change));
     }
     let year_before = end - chrono::Duration::days(365);
+    // One query per source, one after another: a batch holds one
+    // connection at a time, whatever the pool's size.
     let mut subscriptions = records::as_of_many(pool, account_ids, end).await?;
     let mut subscriptions_year_before = records::as_of_many(pool, account_ids, year_before).await?;
     let mut tickets = records::as_of_many(pool, account_ids, end).await?;

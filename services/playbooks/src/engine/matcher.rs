@@ -143,6 +143,8 @@ impl Engine {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Those steps are due now; executors resting until later wake.
+        self.wakeup.notify_waiters();
         Ok(events.len())
     }
 }
