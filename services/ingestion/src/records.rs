@@ -160,7 +160,7 @@ pub async fn as_of<R: Record>(
 /// The records of each of `account_ids` as they stood at `cutoff`, by the
 /// same rule as [`as_of`], in one query for the whole batch.
 pub async fn as_of_many<R: Record>(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     account_ids: &[String],
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
@@ -174,7 +174,7 @@ pub async fn as_of_many<R: Record>(
     .bind(account_ids)
     .bind(R::KIND)
     .bind(cutoff)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     let mut by_account: std::collections::HashMap<String, Vec<R>> = Default::default();
     for (account_id, sqlx::types::Json(record)) in rows {
@@ -200,14 +200,14 @@ pub async fn versions<R: Record>(pool: &PgPool, ids: &[String]) -> sqlx::Result<
 
 /// Catalog records (no account) as they stood at `cutoff`, by the same rule.
 pub async fn catalog_as_of<R: Record>(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
-    versions_as_of(pool, None, cutoff).await
+    versions_as_of(db, None, cutoff).await
 }
 
 async fn versions_as_of<R: Record>(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     account_id: Option<&str>,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
@@ -225,7 +225,7 @@ async fn versions_as_of<R: Record>(
     .bind(account_id)
     .bind(R::KIND)
     .bind(cutoff)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.into_iter()
         .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
