@@ -29,6 +29,8 @@ pub struct RenewalsApi {
     /// Peers a backtest asks what was known as of its day.
     pub(crate) ingestion: IngestionServiceClient<TracedChannel>,
     pub(crate) health: HealthServiceClient<TracedChannel>,
+    /// What forecasts learned from history, until it changes.
+    pub(crate) history: crate::forecasts::history::HistoryCache,
 }
 
 impl RenewalsApi {
@@ -45,6 +47,7 @@ impl RenewalsApi {
             thresholds,
             ingestion,
             health,
+            history: Default::default(),
         }
     }
 

@@ -188,7 +188,13 @@ async fn a_generated_base_loads_whole_and_once() {
 /// reads, and it ranks renewals far better than chance.
 #[tokio::test]
 async fn the_churn_model_finds_the_true_drivers() {
-    let mut app = TestStack::spawn().await;
+    // Backtesting a scorecard over 1,500 accounts' past renewals reads the
+    // signals as of each renewal: about half a minute in a debug build on
+    // two cores, over the default 30 s request limit.
+    let mut app = TestStack::spawn_with(|options| {
+        options.server.request_timeout = std::time::Duration::from_secs(180);
+    })
+    .await;
     let config = config(1500, 5);
     load(&app, &config).await;
     let model =

@@ -264,6 +264,36 @@ async fn forecasts_stream_jobs_and_backtests() {
         .into_inner();
     assert_eq!(scenario.months.len(), 24);
     assert!((scenario.required_new_bookings - 0.7).abs() < 1e-12);
+
+    // What forecasts learn from history is kept between requests until the
+    // history changes: two churns recorded now (accounts renewals does not
+    // know, so only the base rate moves: 7/12) show in the very next forecast.
+    for i in 8..10 {
+        let mut request = outcome(i, false, past_end);
+        if let Some(o) = request.outcome.as_mut() {
+            o.account_id = format!("gone-{i}");
+            o.decided_on = date(today - chrono::Days::new(90));
+        }
+        app.renewals.record_renewal_outcome(request).await.unwrap();
+    }
+    let moved = (6.0 + 10.0 * 7.0 / 12.0) / 18.0;
+    let again = app
+        .renewals
+        .forecast_renewals(pb::ForecastRenewalsRequest {
+            window,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .totals
+        .unwrap();
+    assert!(
+        (again.expected_renewal_count - 40.0 * moved).abs() < 1e-9,
+        "{} against {}",
+        again.expected_renewal_count,
+        40.0 * moved
+    );
 }
 
 /// Twenty past renewals the model gave even odds 90 days out; by the time

@@ -27,15 +27,6 @@ pub async fn load_many(
     as_of: NaiveDate,
 ) -> sqlx::Result<Vec<Inputs>> {
     let end = cutoff(as_of);
-    // One snapshot for every source, and room to sort a batch's versions
-    // in memory rather than on disk.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL work_mem = '64MB'")
-        .execute(&mut *tx)
-        .await?;
     type AccountRow = (
         String,
         String,
@@ -51,7 +42,7 @@ pub async fn load_many(
     )
     .bind(account_ids)
     .bind(end)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
     if accounts.is_empty() {
         return Ok(Vec::new());
@@ -64,7 +55,7 @@ pub async fn load_many(
     .bind(account_ids)
     .bind(end - chrono::Duration::days(90))
     .bind(end)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
     let mut relationship_changes: HashMap<String, Vec<(Role, String)>> = HashMap::new();
     for (account_id, role, change) in changes {
@@ -79,19 +70,18 @@ pub async fn load_many(
             .push((role, change));
     }
     let year_before = end - chrono::Duration::days(365);
-    // One query per source, one after another on the batch's connection.
-    let mut subscriptions = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut subscriptions_year_before =
-        records::as_of_many(&mut *tx, account_ids, year_before).await?;
-    let mut tickets = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut surveys = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut invoices = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut contacts = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut external_signals = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let mut metrics = records::as_of_many(&mut *tx, account_ids, end).await?;
-    let features: Vec<FeatureRecord> = records::catalog_as_of(&mut *tx, end).await?;
-    let mut usage = usage_many(&mut tx, account_ids, as_of).await?;
-    tx.commit().await?;
+    // One query per source, one after another: a batch holds one
+    // connection at a time, whatever the pool's size.
+    let mut subscriptions = records::as_of_many(pool, account_ids, end).await?;
+    let mut subscriptions_year_before = records::as_of_many(pool, account_ids, year_before).await?;
+    let mut tickets = records::as_of_many(pool, account_ids, end).await?;
+    let mut surveys = records::as_of_many(pool, account_ids, end).await?;
+    let mut invoices = records::as_of_many(pool, account_ids, end).await?;
+    let mut contacts = records::as_of_many(pool, account_ids, end).await?;
+    let mut external_signals = records::as_of_many(pool, account_ids, end).await?;
+    let mut metrics = records::as_of_many(pool, account_ids, end).await?;
+    let features: Vec<FeatureRecord> = records::catalog_as_of(pool, end).await?;
+    let mut usage = usage_many(pool, account_ids, as_of).await?;
 
     let mut by_id: HashMap<String, Inputs> = accounts
         .into_iter()
@@ -130,7 +120,7 @@ pub async fn load_many(
 /// Usage figures of each account from the daily rollups, three grouped
 /// queries for the whole batch.
 async fn usage_many(
-    db: &mut sqlx::PgConnection,
+    pool: &PgPool,
     account_ids: &[String],
     as_of: NaiveDate,
 ) -> sqlx::Result<HashMap<String, Usage>> {
@@ -143,7 +133,7 @@ async fn usage_many(
     )
     .bind(account_ids)
     .bind(as_of)
-    .fetch_all(&mut *db)
+    .fetch_all(pool)
     .await?;
     for (account_id, users_7d, users_30d) in users {
         let entry = usage.entry(account_id).or_default();
@@ -160,7 +150,7 @@ async fn usage_many(
     )
     .bind(account_ids)
     .bind(as_of)
-    .fetch_all(&mut *db)
+    .fetch_all(pool)
     .await?;
     for (account_id, events_30d, events_prior_30d, used) in features {
         let entry = usage.entry(account_id).or_default();
@@ -176,7 +166,7 @@ async fn usage_many(
     )
     .bind(account_ids)
     .bind(as_of)
-    .fetch_all(&mut *db)
+    .fetch_all(pool)
     .await?;
     for (account_id, day) in last {
         if day.is_some() {

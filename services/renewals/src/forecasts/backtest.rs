@@ -58,8 +58,8 @@ impl RenewalsApi {
         if let Some(id) = &model_id {
             self.check_model_known_by(id, as_of).await?;
         }
-        let mut then = context(&self.pool, as_of).await?;
-        let now = context(&self.pool, today).await?;
+        let mut then = context(&self.pool, &self.history, as_of).await?;
+        let now = context(&self.pool, &self.history, today).await?;
 
         // The pipeline of the window as it stood at the end of the as-of day.
         let (from, before) = (filter.term_end_from, filter.term_end_before);

@@ -20,7 +20,7 @@ impl RenewalsApi {
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
         violations.into_result()?;
         filter.currency = Some(currency.clone());
-        let context = context(&self.pool, as_of).await?;
+        let context = context(&self.pool, &self.history, as_of).await?;
         let rows = resolved_rows(&self.pool, &filter, &context).await?;
         let lines: Vec<Line> = rows.iter().map(|(_, r)| r.line.clone()).collect();
         let totals = forecast::totals(&lines);
@@ -36,7 +36,7 @@ impl RenewalsApi {
         request: pb::StreamForecastRequest,
     ) -> ApiResult<ForecastStream> {
         let scope = forecast_scope(&request, "")?;
-        let context = context(&self.pool, scope.as_of).await?;
+        let context = context(&self.pool, &self.history, scope.as_of).await?;
         let total = pipeline::count_opportunities(&self.pool, &scope.filter).await?;
         // A small buffer: the producer waits for a slow reader (HTTP/2 flow
         // control reaches back here) and stops when the reader goes away.

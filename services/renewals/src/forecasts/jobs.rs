@@ -227,7 +227,8 @@ async fn run_claimed_job(
     let outcome = async {
         let request = pb::StreamForecastRequest::decode(request)?;
         let scope = forecast_scope(&request, "").map_err(|e| anyhow::anyhow!("{e}"))?;
-        let context = context(pool, scope.as_of).await?;
+        // A job reads history once for all its rows.
+        let context = context(pool, &history::HistoryCache::default(), scope.as_of).await?;
         let total = pipeline::count_opportunities(pool, &scope.filter).await?;
         sqlx::query("DELETE FROM renewals.forecast_job_rows WHERE job_id = $1")
             .bind(job_id)

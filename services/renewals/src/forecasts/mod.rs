@@ -6,6 +6,7 @@
 
 mod backtest;
 mod forecast_api;
+pub mod history;
 mod jobs;
 mod pipeline_api;
 
@@ -25,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::contracts;
 use crate::forecast::{self, Category, Line, Totals};
 use crate::grpc::RenewalsApi;
 use crate::pipeline::{self, OPEN, OpportunityFilter, OpportunityRow, Pages};
@@ -109,19 +109,25 @@ pub fn currency(code: &str, field: &str, violations: &mut Violations) -> String 
 }
 
 /// What forecasts of `as_of` judge probabilities by: historical rates and
-/// the calibration of model probabilities from what was decided by then.
-pub async fn context(pool: &PgPool, as_of: NaiveDate) -> ApiResult<Context> {
+/// the calibration of model probabilities from what was decided by then
+/// (kept in `history` until the history changes).
+pub async fn context(
+    pool: &PgPool,
+    history: &history::HistoryCache,
+    as_of: NaiveDate,
+) -> ApiResult<Context> {
     let today = Utc::now().date_naive();
     let current = as_of >= today;
     // History is what is known today at the latest: a future as-of date
     // must not count contracts as lapsed before their grace has passed.
     let known = as_of.min(today);
+    let learned = history.get(pool, known).await?;
     Ok(Context {
         as_of,
         current,
-        rates: contracts::rates(pool, known).await?,
-        calibration: contracts::calibration(pool, known).await?,
-        model_term_days: contracts::outcome_term_days(pool, known).await?,
+        rates: learned.rates.clone(),
+        calibration: learned.calibration,
+        model_term_days: learned.model_term_days,
         use_model: current,
     })
 }

@@ -27,7 +27,7 @@ impl RenewalsApi {
             }
         };
         violations.into_result()?;
-        let context = context(&self.pool, Utc::now().date_naive()).await?;
+        let context = context(&self.pool, &self.history, Utc::now().date_naive()).await?;
         let mut page = Vec::new();
         let mut next_page_token = String::new();
         let mut last_kept: Option<(NaiveDate, String)> = None;
@@ -74,7 +74,7 @@ impl RenewalsApi {
             &mut violations,
         );
         violations.into_result()?;
-        let context = context(&self.pool, Utc::now().date_naive()).await?;
+        let context = context(&self.pool, &self.history, Utc::now().date_naive()).await?;
         let rows = resolved_rows(&self.pool, &filter, &context).await?;
         // Open renewals by category, and those already lost; per currency
         // the first one seen (the pipeline is summarised in one currency).
