@@ -23,12 +23,9 @@ const BUFFERED: usize = 4;
 /// Accounts whose signals are read in one batch.
 const BATCH_ACCOUNTS: usize = 500;
 
-/// Reads event chunks and answers each, in order, once it is committed,
-/// with a status per event. The next chunk is read and written while one
-/// commits (two at a time per stream). A database failure ends the stream
-/// with that status; chunks acknowledged before it are durable, the one
-/// after it may be too: sending it again is safe, as duplicates are
-/// recognized by their message ids.
+/// Reads event chunks and answers each once it is committed, with a status
+/// per event. A database failure ends the stream with that status; chunks
+/// acknowledged before it are durable, later ones are not.
 pub fn acknowledge_chunks(
     api: IngestionApi,
     mut inbound: Streaming<pb::StreamEventsRequest>,
@@ -38,61 +35,40 @@ pub fn acknowledge_chunks(
     tokio::spawn(
         async move {
             let mut received: u64 = 0;
-            let mut in_flight: Option<tokio::task::JoinHandle<Result<_, Status>>> = None;
-            // Why the stream ends early, told after the chunk in flight is answered.
-            let ended = loop {
+            loop {
                 let chunk = match inbound.message().await {
                     Ok(Some(chunk)) => chunk,
-                    Ok(None) => break None,
+                    Ok(None) => break,
                     Err(status) => {
                         // A chunk that could not be read ends the stream with
                         // its status, so the client knows it was not stored.
                         tracing::debug!(code = ?status.code(), "event stream ended unread");
-                        break Some(tenure_platform::error::inbound_status(status));
+                        let _ = sender
+                            .send(Err(tenure_platform::error::inbound_status(status)))
+                            .await;
+                        break;
                     }
                 };
                 received += 1;
                 if received > most {
-                    break Some(Status::resource_exhausted(format!(
+                    let refused = Status::resource_exhausted(format!(
                         "a stream may carry at most {most} chunks; send the rest on a new stream"
-                    )));
+                    ));
+                    let _ = sender.send(Err(refused)).await;
+                    break;
                 }
-                let api = api.clone();
-                let writing = tokio::spawn(
-                    async move { api.ingest_chunk(chunk).await.map_err(Status::from) }
-                        .instrument(tracing::Span::current()),
-                );
-                if let Some(earlier) = in_flight.replace(writing)
-                    && !answer(&sender, earlier).await
-                {
-                    return;
+                // One chunk at a time: which of two chunks holding the same
+                // event is its original follows the order they were sent.
+                let answer = api.ingest_chunk(chunk).await.map_err(Status::from);
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    break;
                 }
-            };
-            if let Some(last) = in_flight
-                && !answer(&sender, last).await
-            {
-                return;
-            }
-            if let Some(status) = ended {
-                let _ = sender.send(Err(status)).await;
             }
         }
         .instrument(tracing::Span::current()),
     );
     Box::pin(ReceiverStream::new(receiver))
-}
-
-/// Sends the answer of a chunk's write; false when the stream should end
-/// (the write failed, or the client is gone).
-async fn answer(
-    sender: &tokio::sync::mpsc::Sender<Result<pb::StreamEventsResponse, Status>>,
-    writing: tokio::task::JoinHandle<Result<pb::StreamEventsResponse, Status>>,
-) -> bool {
-    let answer = writing
-        .await
-        .unwrap_or_else(|e| Err(Status::internal(format!("writing a chunk: {e}"))));
-    let failed = answer.is_err();
-    sender.send(answer).await.is_ok() && !failed
 }
 
 impl IngestionApi {
