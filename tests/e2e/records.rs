@@ -183,18 +183,22 @@ async fn subscription_changes_are_dated_and_reach_renewals() {
             .unwrap();
     assert_eq!(kinds, ["new", "expansion"]);
 
-    let queued = eventually(Duration::from_secs(10), || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM renewals.subscription_queue WHERE subscription_id = 'sub-1'",
+    // Renewals' copy holds the newest version once the outbox notice has
+    // been delivered and the queued subscription refreshed (the queue row
+    // itself lives only until the refresh commits, a few milliseconds).
+    let learned = eventually(Duration::from_secs(10), || async {
+        let arr: Option<i64> = sqlx::query_scalar(
+            "SELECT arr_minor FROM renewals.subscription_versions \
+             WHERE subscription_id = 'sub-1' ORDER BY updated_at DESC LIMIT 1",
         )
-        .fetch_one(&db)
+        .fetch_optional(&db)
         .await
         .unwrap();
-        (n == 1).then_some(())
+        (arr == Some(150_000 * 100)).then_some(())
     })
     .await;
     assert!(
-        queued.is_some(),
+        learned.is_some(),
         "renewals learns of the subscription through the outbox"
     );
 
