@@ -158,29 +158,113 @@ pub async fn as_of<R: Record>(
 }
 
 /// The records of each of `account_ids` as they stood at `cutoff`, by the
-/// same rule as [`as_of`], in one query for the whole batch.
+/// same rule as [`as_of`], in one query for the whole batch, from every
+/// version: the plain definition, which [`needed_as_of_many`] must match.
 pub async fn as_of_many<R: Record>(
     db: impl sqlx::PgExecutor<'_>,
     account_ids: &[String],
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
-    // Decoded straight from the stored JSON into the record type.
-    let rows: Vec<(String, sqlx::types::Json<R>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (account_id, record_id) account_id, data FROM ingestion.record_versions \
-         WHERE account_id = ANY($1) AND kind = $2 \
-         ORDER BY account_id, record_id, (valid_from < $3) DESC, \
-                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
+    // A record belongs to the account its chosen state names: a ticket
+    // moved from one account to another counts for the first until the
+    // move and for the second from then on.
+    let rows = sqlx::query_as(
+        "SELECT account_id, data FROM ( \
+           SELECT DISTINCT ON (record_id) account_id, data FROM ingestion.record_versions \
+           WHERE kind = $2 AND record_id IN ( \
+             SELECT record_id FROM ingestion.record_versions WHERE account_id = ANY($1) AND kind = $2) \
+           ORDER BY record_id, (valid_from < $3) DESC, \
+                    CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC \
+         ) chosen WHERE account_id = ANY($1)",
     )
     .bind(account_ids)
     .bind(R::KIND)
     .bind(cutoff)
     .fetch_all(db)
     .await?;
+    Ok(by_account(rows))
+}
+
+/// What a reader of records as of a cutoff needs of them: a condition over
+/// the state chosen (`d.data`, the stored JSON) that may use the reader's
+/// cutoff `p.cutoff`, a day `p.day` and the start of a window `p.since`.
+/// It must keep every record the reader can use; it may keep more.
+#[derive(Debug, Clone, Copy)]
+pub struct Needed {
+    pub condition: &'static str,
+    pub day: chrono::NaiveDate,
+    pub since: DateTime<Utc>,
+}
+
+/// The records of each of `account_ids` as they stood at `cutoff`, by the
+/// rule of [`as_of`], keeping only those `needed` names. Records that have
+/// not changed since the cutoff (most, when it is recent) are read from
+/// their heads, one row each; only the others look up their versions; and
+/// what the reader cannot use never leaves the database.
+pub async fn needed_as_of_many<R: Record>(
+    db: impl sqlx::PgExecutor<'_>,
+    account_ids: &[String],
+    cutoff: DateTime<Utc>,
+    needed: Needed,
+) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
+    // The batch is joined, not matched with `= ANY($1)`: planning an
+    // array of hundreds of ids against the column statistics cost more
+    // than running the query. A record belongs to the account its chosen
+    // state names. Heads that name one of the accounts and are older than
+    // the cutoff are chosen as they are; every other record that ever named
+    // one of the accounts (changed since the cutoff, or moved between
+    // accounts) is chosen from its versions by two index probes: the latest
+    // before the cutoff, or failing that the earliest.
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH p AS (SELECT $3::timestamptz AS cutoff, $4::date AS day, $5::timestamptz AS since), \
+         batch AS MATERIALIZED (SELECT unnest($1::text[]) AS account_id), \
+         settled AS MATERIALIZED ( \
+           SELECT h.record_id, h.account_id, h.data \
+           FROM batch b JOIN ingestion.record_heads h ON h.account_id = b.account_id, p \
+           WHERE h.kind = $2 AND h.updated_at < p.cutoff \
+         ), unsettled AS ( \
+           SELECT DISTINCT v.record_id \
+           FROM batch b JOIN ingestion.record_versions v ON v.account_id = b.account_id \
+           WHERE v.kind = $2 \
+             AND NOT EXISTS (SELECT FROM settled s WHERE s.record_id = v.record_id) \
+         ), rechosen AS MATERIALIZED ( \
+           SELECT c.account_id, c.data FROM unsettled u, p, LATERAL ( \
+             (SELECT v.account_id, v.data FROM ingestion.record_versions v \
+              WHERE v.kind = $2 AND v.record_id = u.record_id AND v.valid_from < p.cutoff \
+              ORDER BY v.valid_from DESC LIMIT 1) \
+             UNION ALL \
+             (SELECT v.account_id, v.data FROM ingestion.record_versions v \
+              WHERE v.kind = $2 AND v.record_id = u.record_id ORDER BY v.valid_from LIMIT 1) \
+             LIMIT 1 \
+           ) c \
+         ), chosen AS ( \
+           SELECT account_id, data FROM settled \
+           UNION ALL \
+           SELECT account_id, data FROM rechosen WHERE account_id IN (SELECT account_id FROM batch) \
+         ) \
+         SELECT d.account_id, d.data FROM chosen d, p WHERE {condition}",
+        condition = needed.condition
+    )))
+    .bind(account_ids)
+    .bind(R::KIND)
+    .bind(cutoff)
+    .bind(needed.day)
+    .bind(needed.since)
+    .fetch_all(db)
+    .await?;
+    Ok(by_account(rows))
+}
+
+/// Groups rows of (account, record) by account; the records decode straight
+/// from the stored JSON into the record type.
+fn by_account<R: Record>(
+    rows: Vec<(String, sqlx::types::Json<R>)>,
+) -> std::collections::HashMap<String, Vec<R>> {
     let mut by_account: std::collections::HashMap<String, Vec<R>> = Default::default();
     for (account_id, sqlx::types::Json(record)) in rows {
         by_account.entry(account_id).or_default().push(record);
     }
-    Ok(by_account)
+    by_account
 }
 
 /// Every version of the records of `ids`, by record id and then source time.

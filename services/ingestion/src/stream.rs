@@ -23,6 +23,9 @@ const BUFFERED: usize = 4;
 /// Accounts whose signals are read in one batch.
 const BATCH_ACCOUNTS: usize = 500;
 
+/// Batches of a signals stream loaded at once.
+const BATCHES_IN_FLIGHT: usize = 3;
+
 /// Reads event chunks and answers each once it is committed, with a status
 /// per event. A database failure ends the stream with that status; chunks
 /// acknowledged before it are durable, later ones are not.
@@ -186,16 +189,25 @@ pub fn signals(
                             .instrument(tracing::Span::current()),
                     )
                 };
-                // The next batch loads while this one is computed and sent.
-                let mut ids = source.next(&pool).await?;
-                let mut loading = (!ids.is_empty()).then(|| load(ids.clone()));
-                while let Some(task) = loading.take() {
-                    let batch = std::mem::take(&mut ids);
+                // Batches load side by side, each on a connection of its
+                // own (a batch's queries run one after another, so one batch
+                // leaves the database and this service waiting on each
+                // other), and are sent in order.
+                let mut loading = std::collections::VecDeque::with_capacity(BATCHES_IN_FLIGHT);
+                loop {
+                    while loading.len() < BATCHES_IN_FLIGHT {
+                        let ids = source.next(&pool).await?;
+                        if ids.is_empty() {
+                            break;
+                        }
+                        loading.push_back((ids.clone(), load(ids)));
+                    }
+                    let Some((batch, task)) = loading.pop_front() else {
+                        break;
+                    };
                     let inputs = task
                         .await
                         .map_err(|e| anyhow::anyhow!("loading signals: {e}"))??;
-                    ids = source.next(&pool).await?;
-                    loading = (!ids.is_empty()).then(|| load(ids.clone()));
                     if inputs.len() < batch.len() {
                         let missing = batch
                             .iter()
@@ -249,7 +261,7 @@ impl Batches {
         Self::Given(chunks.into_iter())
     }
 
-    /// The next batch; empty once all were given.
+    /// The next batch; empty once all were given, and from then on.
     async fn next(&mut self, pool: &PgPool) -> sqlx::Result<Vec<String>> {
         match self {
             Self::Given(chunks) => Ok(chunks.next().unwrap_or_default()),
@@ -262,7 +274,11 @@ impl Batches {
                 .bind(BATCH_ACCOUNTS as i64)
                 .fetch_all(pool)
                 .await?;
-                *after = page.last().cloned();
+                match page.last() {
+                    Some(last) => *after = Some(last.clone()),
+                    // Past the last account: stay there.
+                    None => *self = Self::Given(Vec::new().into_iter()),
+                }
                 Ok(page)
             }
         }

@@ -4,6 +4,7 @@
 
 use chrono::Datelike;
 mod independent;
+mod signals;
 
 use std::collections::HashMap;
 use tenure::generate::{Config, FILES};
@@ -15,7 +16,7 @@ use tenure_proto::renewals::v1 as rpb;
 use tenure_tests::TestStack;
 
 /// A base ending yesterday, so nothing in it lies in the services' future.
-fn config(accounts: usize, seed: u64) -> Config {
+pub(super) fn config(accounts: usize, seed: u64) -> Config {
     Config {
         accounts,
         years: 3,
@@ -24,7 +25,10 @@ fn config(accounts: usize, seed: u64) -> Config {
     }
 }
 
-async fn load(app: &TestStack, config: &Config) -> (tempfile::TempDir, HashMap<Kind, Summary>) {
+pub(super) async fn load(
+    app: &TestStack,
+    config: &Config,
+) -> (tempfile::TempDir, HashMap<Kind, Summary>) {
     let dir = tempfile::tempdir().unwrap();
     let counts = tenure::generate::write(config, dir.path()).unwrap();
     let summaries: HashMap<Kind, Summary> =

@@ -5,7 +5,7 @@
 
 mod load;
 
-pub use load::{load, load_many};
+pub use load::{Reading, load, load_many, load_many_reading};
 
 use std::collections::BTreeMap;
 
