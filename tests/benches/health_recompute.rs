@@ -2,7 +2,8 @@
 //! shapes: segments, monthly and annual terms, tickets, surveys, invoices,
 //! usage) and, in the same run, times fetching their signals alone and the
 //! database's own speed at reading the same records; prints all three and
-//! what scoring adds on top.
+//! what scoring adds on top; then trains the churn model on the base's past
+//! renewals.
 //!
 //! `cargo bench -p tenure-tests --bench health_recompute -- [ACCOUNTS]`
 //! (default 100,000; the base is loaded once and kept, see
@@ -100,11 +101,41 @@ fn main() {
         let recompute = started.elapsed();
         assert_eq!(scored, count);
 
+        // Training the churn model on every past renewal of the base: the
+        // signals of each account as of 90 days before its term end, then
+        // the fit and its cross-validation.
+        let started = Instant::now();
+        let model = app
+            .health
+            .train_churn_model(hpb::TrainChurnModelRequest { request_id: String::new(), horizon_days: 90, l2: 0.0, as_of: None })
+            .await
+            .expect("train")
+            .into_inner()
+            .model
+            .expect("model");
+        let model = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let current = app
+                .health
+                .get_churn_model(hpb::GetChurnModelRequest { model_id: model.model_id.clone() })
+                .await
+                .expect("model")
+                .into_inner()
+                .model
+                .expect("model");
+            if current.status() != hpb::ModelStatus::Running {
+                break current;
+            }
+        };
+        let training = started.elapsed();
+        assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);
+
         let per = |d: Duration| count as f64 / d.as_secs_f64();
         println!("accounts:               {count} (generated base of {size}, seed 1, as of {})", base.config.as_of);
         println!("baseline (one query):   {:>8.2} s  ({:.0} accounts/s; {rows} rows read in the database)", baseline.as_secs_f64(), per(baseline));
         println!("fetch signals alone:    {:>8.2} s  ({:.0} accounts/s, {:.1} x the baseline's time)", fetch.as_secs_f64(), per(fetch), fetch.as_secs_f64() / baseline.as_secs_f64());
         println!("recompute health:       {:>8.2} s  ({:.0} accounts/s; fetch + score + store + snapshot + change log)", recompute.as_secs_f64(), per(recompute));
+        println!("train churn model:      {:>8.2} s  ({} outcomes, {:.0} outcomes/s: signals at the horizon, fit, cross-validation)", training.as_secs_f64(), model.example_count, model.example_count as f64 / training.as_secs_f64());
         let added = recompute.saturating_sub(fetch);
         println!("scoring adds:           {:>8.2} s  = {:.1} % of the fetch", added.as_secs_f64(), added.as_secs_f64() / fetch.as_secs_f64() * 100.0);
         app.stop().await;

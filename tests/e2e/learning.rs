@@ -136,6 +136,26 @@ async fn train(app: &mut TestStack, horizon_days: i32) -> hpb::ChurnModel {
 async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
     let mut app = TestStack::spawn().await;
     generate(&mut app).await;
+    // An outcome of an account ingestion never knew, due the same day as
+    // the others: the signals of that day are read together, and the
+    // unknown account is left out without losing the rest.
+    app.renewals
+        .record_renewal_outcome(rpb::RecordRenewalOutcomeRequest {
+            request_id: String::new(),
+            outcome: Some(rpb::RenewalOutcome {
+                account_id: "ghost".into(),
+                subscription_id: "ghost-sub".into(),
+                term_end_date: Some(to_date(today_minus(10))),
+                kind: rpb::OutcomeKind::Churned as i32,
+                previous_arr: usd(10_000 * 100),
+                new_arr: usd(0),
+                churn_reason: rpb::ChurnReason::Support as i32,
+                decided_on: Some(to_date(today_minus(5))),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
 
     let model = train(&mut app, 90).await;
     assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);

@@ -5,15 +5,20 @@
 //! term end: ingestion answers as of that day, so nothing from after it can
 //! leak into training.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{Days, NaiveDate, Utc};
+use futures::StreamExt as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use sqlx::types::Json;
 use tenure_platform::client::TracedChannel;
 use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::health::v1 as pb;
-use tenure_proto::ingestion::v1::GetAccountSignalsRequest;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::ingestion::v1::{
+    AccountSignals, GetAccountSignalsRequest, StreamAccountSignalsRequest,
+};
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
 use tracing::Instrument as _;
@@ -127,6 +132,7 @@ impl Trainer {
                 })
                 .await?
                 .into_inner();
+            let mut wanted = Vec::with_capacity(page.outcomes.len());
             for outcome in page.outcomes {
                 let Some(term_end) = outcome.term_end_date.as_ref().and_then(|d| {
                     chrono::NaiveDate::from_ymd_opt(
@@ -143,15 +149,19 @@ impl Trainer {
                 else {
                     continue;
                 };
-                let request = GetAccountSignalsRequest {
-                    account_id: outcome.account_id.clone(),
-                    as_of: Some(time::to_date(as_of)),
-                };
-                let signals = match self.ingestion.clone().get_account_signals(request).await {
-                    Ok(answer) => answer.into_inner().signals.unwrap_or_default(),
-                    // The account was not known yet at the horizon.
-                    Err(status) if status.code() == tonic::Code::NotFound => continue,
-                    Err(status) => return Err(status.into()),
+                wanted.push((outcome, term_end, as_of));
+            }
+            let mut fetched = self
+                .signals_by_day(
+                    wanted
+                        .iter()
+                        .map(|(o, _, day)| (o.account_id.clone(), *day)),
+                )
+                .await?;
+            for (outcome, term_end, as_of) in wanted {
+                // Missing: the account was not known at the horizon.
+                let Some(signals) = fetched.remove(&(outcome.account_id.clone(), as_of)) else {
+                    continue;
                 };
                 let example = Example {
                     numbers: signals::values(&signals),
@@ -166,6 +176,80 @@ impl Trainer {
             }
             page_token = page.next_page_token;
         }
+    }
+
+    /// The signals of each (account, day) wanted, fetched a day at a time
+    /// (the accounts of one day in one stream, a few days at once); an
+    /// account unknown on its day is left out.
+    async fn signals_by_day(
+        &self,
+        wanted: impl Iterator<Item = (String, NaiveDate)>,
+    ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {
+        const DAYS_IN_FLIGHT: usize = 4;
+        let mut by_day: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        for (account_id, day) in wanted {
+            by_day.entry(day).or_default().push(account_id);
+        }
+        let fetches = by_day
+            .into_iter()
+            .map(|(day, account_ids)| self.signals_on(day, account_ids));
+        let mut days = futures::stream::iter(fetches).buffer_unordered(DAYS_IN_FLIGHT);
+        let mut fetched = HashMap::new();
+        while let Some(day) = days.next().await {
+            fetched.extend(day?);
+        }
+        Ok(fetched)
+    }
+
+    /// The signals of `account_ids` as of `day`, in one stream; when one of
+    /// them is unknown (the stream ends with NOT_FOUND), one call each,
+    /// leaving the unknown out.
+    async fn signals_on(
+        &self,
+        day: NaiveDate,
+        account_ids: Vec<String>,
+    ) -> anyhow::Result<Vec<((String, NaiveDate), AccountSignals)>> {
+        let request = StreamAccountSignalsRequest {
+            account_ids: account_ids.clone(),
+            as_of: Some(time::to_date(day)),
+        };
+        let streamed: Result<Vec<AccountSignals>, tonic::Status> = async {
+            let mut stream = self
+                .ingestion
+                .clone()
+                .stream_account_signals(request)
+                .await?
+                .into_inner();
+            let mut streamed = Vec::with_capacity(account_ids.len());
+            while let Some(message) = stream.message().await? {
+                streamed.extend(message.signals);
+            }
+            Ok(streamed)
+        }
+        .await;
+        let signals = match streamed {
+            Ok(signals) => signals,
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                let mut signals = Vec::with_capacity(account_ids.len());
+                for account_id in account_ids {
+                    let request = GetAccountSignalsRequest {
+                        account_id,
+                        as_of: Some(time::to_date(day)),
+                    };
+                    match self.ingestion.clone().get_account_signals(request).await {
+                        Ok(answer) => signals.extend(answer.into_inner().signals),
+                        Err(status) if status.code() == tonic::Code::NotFound => {}
+                        Err(status) => return Err(status.into()),
+                    }
+                }
+                signals
+            }
+            Err(status) => return Err(status.into()),
+        };
+        Ok(signals
+            .into_iter()
+            .map(|s| ((s.account_id.clone(), day), s))
+            .collect())
     }
 
     async fn train(
