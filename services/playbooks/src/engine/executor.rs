@@ -13,10 +13,11 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::{COMPLETED, DEAD, DONE, EXITED, STALLED, end_run, finish_step, insert_step};
+use super::steps::{COMPLETED, Changes, DEAD, DONE, EXITED, STALLED, finish_step, rearm};
 use crate::plan::{Action, Plan, PlanStep, Wait};
 
 /// What a step's execution came to.
+#[derive(Clone)]
 pub(super) enum Outcome {
     /// Done; go to the step named, or end the run.
     Next(Option<String>, String),
@@ -42,6 +43,8 @@ pub(super) struct Due {
     pub(super) armed: bool,
     pub(super) deadline: Option<DateTime<Utc>>,
     pub(super) due_at: DateTime<Utc>,
+    /// When this execution took the step up.
+    pub(super) picked_at: DateTime<Utc>,
     pub(super) playbook: String,
     pub(super) version: i32,
     pub(super) account_id: String,
@@ -70,15 +73,16 @@ impl Engine {
     pub async fn execute_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         let batch: Vec<Due> = sqlx::query_as(
-            "WITH next AS ( \
-               SELECT s.run_id, s.seq FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-               WHERE s.state = 1 AND s.due_at <= now() AND r.state = 1 \
-               ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED) \
-             UPDATE playbooks.steps s SET picked_at = clock_timestamp() FROM next, playbooks.runs r \
-             WHERE s.run_id = next.run_id AND s.seq = next.seq AND r.run_id = s.run_id \
-             RETURNING s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
-               s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, r.playbook, r.version, \
-               r.account_id, r.facts, r.trace_context",
+            // Locked, not updated: the time a step was taken up is written
+            // with its outcome, so a step leaves one dead row version, not
+            // two, in a table that every claim scans.
+            "SELECT s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
+               s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, \
+               clock_timestamp() AS picked_at, r.playbook, r.version, r.account_id, r.facts, \
+               r.trace_context \
+             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
+             WHERE s.state = 1 AND s.due_at <= now() AND r.state = 1 \
+             ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
         )
         .bind(self.config.claim_batch)
         .fetch_all(&mut *tx)
@@ -93,20 +97,52 @@ impl Engine {
         // First, for the whole batch at once: exit criteria, and every
         // webhook called, so one slow endpoint does not hold up the others.
         let spans: Vec<tracing::Span> = batch.iter().map(step_span).collect();
-        let prepared = futures::future::join_all(
+        let prepared: Vec<Prepared> = futures::future::join_all(
             batch
                 .iter()
                 .zip(&spans)
                 .map(|(due, span)| self.prepare(due).instrument(span.clone())),
         )
-        .await;
-        // Then, in order, inside the transaction that holds the steps: each
-        // step in a savepoint of its own, so a step whose recording fails
-        // is rolled back alone and counted as a failed attempt, and the rest
-        // of the batch commits.
+        .await
+        .into_iter()
+        .map(|p| p.map_err(|error| format!("{error:#}")))
+        .collect();
+        // Then the outcomes are recorded inside the transaction that holds
+        // the steps. Fast: the whole batch at once, one statement per kind
+        // of change. Should any statement fail, that attempt is rolled back
+        // (the steps stay locked) and the batch is recorded step by step,
+        // each in a savepoint of its own, so only the failing step counts
+        // a failed attempt. Emails are sent while their step is recorded,
+        // so a batch holding one goes step by step from the start.
+        let sends_email = batch.iter().any(|due| due.step_type == "email");
+        if !sends_email {
+            let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+            match self
+                .record_batch(&mut attempt, &batch, &spans, &prepared)
+                .await
+            {
+                Ok(counts) => {
+                    attempt.commit().await?;
+                    tx.commit().await?;
+                    for (due, result) in batch.iter().zip(counts) {
+                        if let Some(result) = result {
+                            Self::count(due, result);
+                        }
+                    }
+                    return Ok(count);
+                }
+                Err(error) => {
+                    attempt.rollback().await?;
+                    tracing::warn!(
+                        error = %format!("{error:#}"),
+                        "recording a batch of steps at once failed; recording them one by one"
+                    );
+                }
+            }
+        }
         for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
             let done: anyhow::Result<()> = async {
-                let (plan, early) = prepared?;
+                let (plan, early) = prepared.map_err(anyhow::Error::msg)?;
                 let Some(step) = plan.step(&due.step_id) else {
                     anyhow::bail!(
                         "step {} is not in {} v{}",
@@ -120,8 +156,14 @@ impl Engine {
                     Some(outcome) => outcome,
                     None => self.execute(&mut savepoint, &plan, step, due).await,
                 };
-                self.record(&mut savepoint, &plan, due, step, outcome)
-                    .await?;
+                if let Outcome::Fail(error) = outcome {
+                    // What the step wrote goes (a failed statement leaves
+                    // the savepoint unusable); the failure is recorded
+                    // with its own cause below.
+                    savepoint.rollback().await?;
+                    anyhow::bail!(error);
+                }
+                self.record(&mut savepoint, &plan, due, outcome).await?;
                 savepoint.commit().await?;
                 Ok(())
             }
@@ -133,6 +175,52 @@ impl Engine {
         }
         tx.commit().await?;
         Ok(count)
+    }
+
+    /// Executes and records a whole batch: steps finished, steps inserted
+    /// and runs ended each with one statement. On an error the caller rolls
+    /// back. Returns the result to count for each step (counted once the
+    /// batch commits).
+    async fn record_batch(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[Due],
+        spans: &[tracing::Span],
+        prepared: &[Prepared],
+    ) -> anyhow::Result<Vec<Option<&'static str>>> {
+        let mut changes = Changes::default();
+        let mut counts = Vec::with_capacity(batch.len());
+        for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
+            let (plan, early) = match prepared {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    counts.push(self.fail_step_uncounted(tx, due, error).await?);
+                    continue;
+                }
+            };
+            let Some(step) = plan.step(&due.step_id) else {
+                let error = format!(
+                    "step {} is not in {} v{}",
+                    due.step_id, due.playbook, due.version
+                );
+                counts.push(self.fail_step_uncounted(tx, due, &error).await?);
+                continue;
+            };
+            let outcome = match early.clone() {
+                Some(outcome) => outcome,
+                None => {
+                    self.execute(tx, plan, step, due)
+                        .instrument(span.clone())
+                        .await
+                }
+            };
+            counts.push(
+                self.changes_of(tx, plan, due, outcome, &mut changes)
+                    .await?,
+            );
+        }
+        changes.apply(tx).await?;
+        Ok(counts)
     }
 
     /// What can be settled before the transaction's statements: the exit
@@ -290,85 +378,126 @@ impl Engine {
         .increment(1);
     }
 
+    /// Records one step's outcome (the step-by-step path), counting it.
     async fn record(
         &self,
         tx: &mut PgConnection,
         plan: &Plan,
         due: &Due,
-        step: &PlanStep,
         outcome: Outcome,
     ) -> anyhow::Result<()> {
-        match outcome {
+        let mut changes = Changes::default();
+        let result = self
+            .changes_of(tx, plan, due, outcome, &mut changes)
+            .await?;
+        changes.apply(tx).await?;
+        if let Some(result) = result {
+            Self::count(due, result);
+        }
+        Ok(())
+    }
+
+    /// What a step's outcome changes: steps finished, steps due next and
+    /// runs ended go into `changes`; a wait looked at later or a failed
+    /// attempt is written at once. Returns the result to count, if any.
+    async fn changes_of(
+        &self,
+        tx: &mut PgConnection,
+        plan: &Plan,
+        due: &Due,
+        outcome: Outcome,
+        changes: &mut Changes,
+    ) -> anyhow::Result<Option<&'static str>> {
+        let finished = |result| (due.run_id, due.seq, due.picked_at, DONE, result);
+        Ok(match outcome {
             Outcome::Next(target, result) => {
-                Self::count(due, "done");
-                finish_step(tx, (due.run_id, due.seq), DONE, &result, "").await?;
+                changes.finished.push(finished(result));
                 match target.as_deref().and_then(|t| plan.step(t)) {
-                    Some(next) => {
-                        insert_step(tx, due.run_id, due.seq + 1, next, Utc::now()).await?
-                    }
-                    None => end_run(tx, due.run_id, COMPLETED).await?,
+                    Some(next) => changes.inserted.push((
+                        due.run_id,
+                        due.seq + 1,
+                        next.id.clone(),
+                        next.type_name().to_owned(),
+                    )),
+                    None => changes.ended.push((due.run_id, COMPLETED)),
                 }
-                let _ = step;
+                Some("done")
+            }
+            Outcome::Exit(result) => {
+                changes.finished.push(finished(result));
+                changes.ended.push((due.run_id, EXITED));
+                Some("exited")
             }
             Outcome::Rearm {
                 due: at,
                 deadline,
                 result,
             } => {
-                sqlx::query(
-                    "UPDATE playbooks.steps SET due_at = $3, deadline = $4, result = $5, attempts = 0, \
-                       last_error = '', started_at = COALESCE(started_at, now()) \
-                     WHERE run_id = $1 AND seq = $2",
-                )
-                .bind(due.run_id)
-                .bind(due.seq)
-                .bind(at)
-                .bind(deadline)
-                .bind(&result)
-                .execute(&mut *tx)
-                .await?;
+                let key = (due.run_id, due.seq);
+                rearm(tx, key, due.picked_at, at, deadline, &result).await?;
+                None
             }
-            Outcome::Exit(result) => {
-                Self::count(due, "exited");
-                finish_step(tx, (due.run_id, due.seq), DONE, &result, "").await?;
-                end_run(tx, due.run_id, EXITED).await?;
-            }
-            Outcome::Fail(error) => self.fail_step(tx, due, &error).await?,
-        }
-        Ok(())
+            Outcome::Fail(error) => self.fail_step_uncounted(tx, due, &error).await?,
+        })
     }
 
     /// A failed attempt: retried after a backoff, dead-lettered (and its run
     /// stalled) after the last attempt.
     async fn fail_step(&self, tx: &mut PgConnection, due: &Due, error: &str) -> anyhow::Result<()> {
+        if let Some(result) = self.fail_step_uncounted(tx, due, error).await? {
+            Self::count(due, result);
+        }
+        Ok(())
+    }
+
+    /// [`Self::fail_step`], returning the result to count instead of
+    /// counting it.
+    async fn fail_step_uncounted(
+        &self,
+        tx: &mut PgConnection,
+        due: &Due,
+        error: &str,
+    ) -> anyhow::Result<Option<&'static str>> {
         let attempts = due.attempts + 1;
         tracing::warn!(run_id = %due.run_id, step = %due.step_id, attempts, %error, "playbook step failed");
         if attempts >= self.config.max_attempts {
-            Self::count(due, "dead_lettered");
-            finish_step(tx, (due.run_id, due.seq), DEAD, "dead-lettered", error).await?;
+            finish_step(
+                tx,
+                (due.run_id, due.seq),
+                due.picked_at,
+                DEAD,
+                "dead-lettered",
+                error,
+            )
+            .await?;
             sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
                 .bind(due.run_id)
                 .bind(STALLED)
                 .execute(&mut *tx)
                 .await?;
+            Ok(Some("dead_lettered"))
         } else {
-            Self::count(due, "retried");
             let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
             sqlx::query(
-                "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5 \
-                 WHERE run_id = $1 AND seq = $2",
+                "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5, \
+                   picked_at = $6 WHERE run_id = $1 AND seq = $2",
             )
             .bind(due.run_id)
             .bind(due.seq)
             .bind(attempts)
             .bind(error)
             .bind(chrono::Duration::from_std(delay)?)
+            .bind(due.picked_at)
             .execute(&mut *tx)
             .await?;
+            Ok(Some("retried"))
         }
-        Ok(())
     }
 }
+
+/// What `prepare` settled of a step, its error as text (a batch recorded
+/// at once may fall back to being recorded step by step).
+type Prepared = Result<(Arc<Plan>, Option<Outcome>), String>;
 
 /// The span of one step's execution, in the trace of the event that
 /// started its run.
