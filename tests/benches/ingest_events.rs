@@ -1,6 +1,8 @@
-//! Streams realistic usage events over gRPC into ingestion and, in the same
-//! run and on the same Postgres, loads the same rows with a plain COPY into
-//! an identical table; prints both rates and their ratio.
+//! Streams usage events over gRPC into ingestion and, in the same run and on
+//! the same Postgres, loads the same rows with a plain COPY into an
+//! identical table; prints both rates and their ratio, for three shapes:
+//! a week of live sessions, uniformly random times, and the demo's
+//! generated base.
 //!
 //! `cargo bench -p tenure-tests --bench ingest_events -- [EVENTS] [STREAMS]`
 //! (defaults: 1,000,000 events over 2 concurrent streams of 2,000-event chunks).
@@ -40,6 +42,35 @@ enum Shape {
     /// The worst case for rollups: every event at a random time in the last
     /// 90 days, for a random user and feature.
     Uniform,
+    /// The demo's generated base: a year of each account's sessions (weekly
+    /// seasonality, onboarding ramps, advanced features taken up or not),
+    /// whole accounts one after another, as a backfill sends them.
+    Generated,
+}
+
+/// The first `total` usage events of a generated base (seed 1, one year,
+/// enough accounts), with the ids of the accounts they name.
+fn generated_events(total: usize) -> (Vec<pb::UsageEvent>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = tenure::generate::Config {
+        // About 120 events per account and year: room to spare.
+        accounts: total / 60 + 1,
+        years: 1,
+        seed: 1,
+        as_of: tenure::generate::yesterday(),
+    };
+    tenure::generate::write(&config, dir.path()).expect("generated base");
+    let events = tenure::import::read_events(&dir.path().join("events.jsonl"), total)
+        .expect("generated events");
+    assert_eq!(
+        events.len(),
+        total,
+        "the generated base holds enough events"
+    );
+    let mut accounts: Vec<String> = events.iter().map(|e| e.account_id.clone()).collect();
+    accounts.sort();
+    accounts.dedup();
+    (events, accounts)
 }
 
 struct Rng(u64);
@@ -79,6 +110,7 @@ fn events(total: usize, shape: Shape, prefix: &str) -> Vec<pb::UsageEvent> {
                 week - (out.len() as i64 * week / total as i64),
             ),
             Shape::Uniform => (1, (rng.next() % (90 * 24 * 3600)) as i64),
+            Shape::Generated => unreachable!("generated events come from the generator"),
         };
         for _ in 0..burst.min(total - out.len()) {
             let i = out.len();
@@ -106,25 +138,6 @@ fn events(total: usize, shape: Shape, prefix: &str) -> Vec<pb::UsageEvent> {
         }
     }
     out
-}
-
-async fn create_accounts(app: &mut TestStack) {
-    let accounts: Vec<pb::Account> = (0..ACCOUNTS)
-        .map(|i| pb::Account {
-            account_id: format!("acct-{i:05}"),
-            name: format!("Account {i}"),
-            segment: ["enterprise", "mid-market", "smb"][i % 3].to_owned(),
-            updated_at: Some(to_timestamp(Utc::now() - Duration::days(1))),
-            ..Default::default()
-        })
-        .collect();
-    app.ingestion
-        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
-            request_id: String::new(),
-            accounts,
-        })
-        .await
-        .expect("accounts");
 }
 
 async fn stream_all(
@@ -255,11 +268,19 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let mut app = TestStack::spawn().await;
-        create_accounts(&mut app).await;
+        let synthetic: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct-{i:05}")).collect();
+        app.plain_accounts(&synthetic).await;
         println!("events per run: {total}; gRPC: {streams} concurrent StreamEvents, chunks of {CHUNK}");
         println!("{:<10} {:>14} {:>14} {:>8}", "shape", "COPY ev/s", "gRPC ev/s", "ratio");
-        for (shape, prefix) in [(Shape::Sessions, "s"), (Shape::Uniform, "u")] {
-            let events = events(total, shape, prefix);
+        for (shape, prefix) in [(Shape::Sessions, "s"), (Shape::Uniform, "u"), (Shape::Generated, "g")] {
+            let events = match shape {
+                Shape::Generated => {
+                    let (events, accounts) = generated_events(total);
+                    app.plain_accounts(&accounts).await;
+                    events
+                }
+                shape => events(total, shape, prefix),
+            };
             let copy_rate = copy_table(&app.stack.database_url, &format!("bench.copy_{prefix}"), &events).await;
             let (accepted, grpc_time) = stream_all(&app, events, streams).await;
             assert_eq!(accepted, total, "every event accepted once");

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use tenure_platform::config::PeerConfig;
+use tenure_proto::ingestion::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tonic_types::StatusExt as _;
@@ -256,4 +257,20 @@ pub async fn base(
         summaries.push((kind, summary));
     }
     Ok(summaries)
+}
+
+/// The first `limit` usage events of an events file (CSV or JSON Lines),
+/// read as [`run`] reads them: for tools that send events themselves, such
+/// as the ingest benchmark.
+pub fn read_events(path: &Path, limit: usize) -> anyhow::Result<Vec<pb::UsageEvent>> {
+    let mut events = Vec::with_capacity(limit.min(1 << 20));
+    for row in Rows::open(path)?.take(limit) {
+        let row = row?;
+        match convert(Kind::Events, &row.fields) {
+            Ok(Item::Event(event)) => events.push(event),
+            Ok(_) => bail!("{}: line {} is not a usage event", path.display(), row.line),
+            Err(reason) => bail!("{}: line {}: {reason}", path.display(), row.line),
+        }
+    }
+    Ok(events)
 }
