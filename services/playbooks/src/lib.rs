@@ -4,6 +4,7 @@
 //! [`definition`] parses and validates playbook documents; [`store`] keeps
 //! their versions; [`grpc`] is the edge.
 
+pub mod dead_letters_api;
 pub mod definition;
 pub mod engine;
 pub mod erase;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod runs_api;
 pub mod signature;
 pub mod store;
+pub mod tasks_api;
 
 use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};

@@ -1,17 +1,18 @@
-//! The run, task, dead-letter and timeline APIs of playbooks.
+//! The run and timeline APIs of playbooks (tasks and dead letters have
+//! their own modules).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::engine::{DEAD, PENDING};
 use crate::grpc::PlaybooksApi;
 use crate::plan::{Action, Plan};
 
-const MAX_ID: usize = 128;
+pub(crate) const MAX_ID: usize = 128;
 const EVENT_KINDS: &[&str] = &[
     "sponsor_changed",
     "champion_changed",
@@ -50,9 +51,9 @@ impl RunRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct StepRow {
-    run_id: Uuid,
-    seq: i32,
+pub(crate) struct StepRow {
+    pub(crate) run_id: Uuid,
+    pub(crate) seq: i32,
     step_id: String,
     step_type: String,
     state: i16,
@@ -64,7 +65,7 @@ struct StepRow {
 }
 
 impl StepRow {
-    fn into_proto(self) -> pb::StepExecution {
+    pub(crate) fn into_proto(self) -> pb::StepExecution {
         pb::StepExecution {
             seq: self.seq,
             step_id: self.step_id,
@@ -79,49 +80,13 @@ impl StepRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct TaskRow {
-    task_id: Uuid,
-    run_id: Uuid,
-    account_id: String,
-    assignee: String,
-    title: String,
-    body: String,
-    priority: String,
-    due_on: NaiveDate,
-    status: i16,
-    outcome: String,
-    created_at: DateTime<Utc>,
-    completed_at: Option<DateTime<Utc>>,
-}
-
-impl TaskRow {
-    fn into_proto(self) -> pb::Task {
-        pb::Task {
-            task_id: self.task_id.to_string(),
-            run_id: self.run_id.to_string(),
-            account_id: self.account_id,
-            assignee: self.assignee,
-            title: self.title,
-            body: self.body,
-            priority: self.priority,
-            due_date: Some(time::to_date(self.due_on)),
-            status: i32::from(self.status),
-            outcome: self.outcome,
-            create_time: Some(time::to_timestamp(self.created_at)),
-            complete_time: self.completed_at.map(time::to_timestamp),
-        }
-    }
-}
-
 /// A timeline entry as read: when, kind, run, playbook, detail.
 type TimelineRow = (DateTime<Utc>, String, Option<Uuid>, String, String);
 
 const SELECT_RUN: &str = "SELECT run_id, playbook, version, account_id, state, trigger_kind, started_at, ended_at FROM playbooks.runs";
-const SELECT_STEP: &str = "SELECT run_id, seq, step_id, step_type, state, due_at, attempts, last_error, result, finished_at FROM playbooks.steps";
-const SELECT_TASK: &str = "SELECT task_id, run_id, account_id, assignee, title, body, priority, due_on, status, outcome, created_at, completed_at FROM playbooks.tasks";
+pub(crate) const SELECT_STEP: &str = "SELECT run_id, seq, step_id, step_type, state, due_at, attempts, last_error, result, finished_at FROM playbooks.steps";
 
-fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
+pub(crate) fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be an id this service issued"))
 }
 
@@ -176,7 +141,7 @@ impl PlaybooksApi {
             .collect())
     }
 
-    async fn run(&self, run_id: Uuid) -> ApiResult<pb::Run> {
+    pub(crate) async fn run(&self, run_id: Uuid) -> ApiResult<pb::Run> {
         let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RUN} WHERE run_id = $1"
         )))
@@ -370,17 +335,22 @@ impl PlaybooksApi {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
-        // Facts are read before the transaction: no remote call holds it open.
-        let mut accounts = Vec::with_capacity(request.account_ids.len());
-        for account_id in &request.account_ids {
-            let account = self
-                .engine
-                .peers()
-                .account_for(account_id, &plan.audience)
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "account"))?;
-            accounts.push((account_id.clone(), account));
-        }
+        // Facts are read before the transaction (no remote call holds it
+        // open), several accounts at once, in the order given.
+        const ACCOUNTS_IN_FLIGHT: usize = 16;
+        let peers = self.engine.peers();
+        let audience = &plan.audience;
+        let accounts: Vec<_> = futures::stream::iter(request.account_ids.clone())
+            .map(|id: String| async move {
+                let account = peers
+                    .account_for(&id, audience)
+                    .await
+                    .map_err(|s| ApiError::from_upstream(s, "account"))?;
+                Ok::<_, ApiError>((id, account))
+            })
+            .buffered(ACCOUNTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
             idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
@@ -487,189 +457,6 @@ impl PlaybooksApi {
         Ok(pb::ListRunsResponse {
             runs: self.runs_with_steps(rows).await?,
             next_page_token,
-        })
-    }
-
-    pub(crate) async fn list_dead_letters(
-        &self,
-        request: pb::ListDeadLettersRequest,
-    ) -> ApiResult<pb::ListDeadLettersResponse> {
-        let size = paging::page_size(request.page_size)?;
-        let after: Option<(Uuid, i32)> = paging::decode_token(&request.page_token)?;
-        let (after_run, after_seq) = after.unzip();
-        let mut rows: Vec<(StepRow, String, String)> =
-            sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(format!(
-                "{SELECT_STEP} WHERE state = $1 AND ($2::uuid IS NULL OR (run_id, seq) > ($2, $3)) \
-             ORDER BY run_id, seq LIMIT $4"
-            )))
-            .bind(DEAD)
-            .bind(after_run)
-            .bind(after_seq)
-            .bind(i64::from(size) + 1)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|s| (s, String::new(), String::new()))
-            .collect();
-        let next_page_token = paging::finish_page(&mut rows, size, |(s, _, _)| (s.run_id, s.seq));
-        let ids: Vec<Uuid> = rows.iter().map(|(s, _, _)| s.run_id).collect();
-        let runs: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT run_id, playbook, account_id FROM playbooks.runs WHERE run_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let runs: std::collections::HashMap<Uuid, (String, String)> =
-            runs.into_iter().map(|(id, p, a)| (id, (p, a))).collect();
-        Ok(pb::ListDeadLettersResponse {
-            dead_letters: rows
-                .into_iter()
-                .map(|(step, _, _)| {
-                    let (playbook, account_id) =
-                        runs.get(&step.run_id).cloned().unwrap_or_default();
-                    pb::DeadLetter {
-                        run_id: step.run_id.to_string(),
-                        playbook,
-                        account_id,
-                        step: Some(step.into_proto()),
-                    }
-                })
-                .collect(),
-            next_page_token,
-        })
-    }
-
-    pub(crate) async fn retry_step(
-        &self,
-        request: pb::RetryStepRequest,
-    ) -> ApiResult<pb::RetryStepResponse> {
-        let run_id = parse_uuid(&request.run_id, "run_id")?;
-        let mut tx = self.pool.begin().await?;
-        let retried = sqlx::query(
-            "UPDATE playbooks.steps SET state = $3, attempts = 0, due_at = now(), last_error = '', finished_at = NULL \
-             WHERE run_id = $1 AND seq = $2 AND state = $4",
-        )
-        .bind(run_id)
-        .bind(request.seq)
-        .bind(PENDING)
-        .bind(DEAD)
-        .execute(&mut *tx)
-        .await?;
-        if retried.rows_affected() == 0 {
-            return Err(ApiError::FailedPrecondition(format!(
-                "step {} of run {run_id} is not dead-lettered",
-                request.seq
-            )));
-        }
-        sqlx::query("UPDATE playbooks.runs SET state = 1 WHERE run_id = $1 AND state = 4")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.engine.wakeup.notify_waiters();
-        Ok(pb::RetryStepResponse {
-            run: Some(self.run(run_id).await?),
-        })
-    }
-
-    pub(crate) async fn list_tasks(
-        &self,
-        request: pb::ListTasksRequest,
-    ) -> ApiResult<pb::ListTasksResponse> {
-        let size = paging::page_size(request.page_size)?;
-        let after: Option<(NaiveDate, Uuid)> = paging::decode_token(&request.page_token)?;
-        let mut violations = Violations::default();
-        violations.limit_text(&request.assignee, "assignee", MAX_ID);
-        violations.limit_text(&request.account_id, "account_id", MAX_ID);
-        violations.check(
-            pb::TaskStatus::try_from(request.status).is_ok(),
-            "status",
-            "is not a known task status",
-        );
-        let due_before = request
-            .due_before
-            .as_ref()
-            .and_then(|d| time::date(Some(d), "due_before", &mut violations));
-        violations.into_result()?;
-        let (after_due, after_id) = after.unzip();
-        let mut rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_TASK} WHERE ($1 = '' OR assignee = $1) AND ($2 = 0 OR status = $2) \
-               AND ($3::date IS NULL OR due_on < $3) AND ($4 = '' OR account_id = $4) \
-               AND ($5::date IS NULL OR (due_on, task_id) > ($5, $6)) \
-             ORDER BY due_on, task_id LIMIT $7"
-        )))
-        .bind(&request.assignee)
-        .bind(request.status as i16)
-        .bind(due_before)
-        .bind(&request.account_id)
-        .bind(after_due)
-        .bind(after_id)
-        .bind(i64::from(size) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let next_page_token = paging::finish_page(&mut rows, size, |t| (t.due_on, t.task_id));
-        Ok(pb::ListTasksResponse {
-            tasks: rows.into_iter().map(TaskRow::into_proto).collect(),
-            next_page_token,
-        })
-    }
-
-    pub(crate) async fn complete_task(
-        &self,
-        request: pb::CompleteTaskRequest,
-    ) -> ApiResult<pb::CompleteTaskResponse> {
-        let task_id = parse_uuid(&request.task_id, "task_id")?;
-        let mut violations = Violations::default();
-        violations.check(
-            (1..=64).contains(&request.outcome.len()),
-            "outcome",
-            "must be 1-64 characters",
-        );
-        violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        let row: Option<TaskRow> = sqlx::query_as(
-            "WITH done AS (UPDATE playbooks.tasks SET status = 2, outcome = $2, completed_at = now() \
-               WHERE task_id = $1 AND status = 1 RETURNING *) \
-             SELECT task_id, run_id, account_id, assignee, title, body, priority, due_on, status, outcome, \
-               created_at, completed_at FROM done",
-        )
-        .bind(task_id)
-        .bind(&request.outcome)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = match row {
-            Some(row) => row,
-            None => {
-                let existing: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{SELECT_TASK} WHERE task_id = $1"
-                )))
-                .bind(task_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                return match existing {
-                    None => Err(ApiError::NotFound(format!("task {task_id}"))),
-                    // Completing again with the same outcome is a retry.
-                    Some(t) if t.outcome == request.outcome => Ok(pb::CompleteTaskResponse {
-                        task: Some(t.into_proto()),
-                    }),
-                    Some(_) => Err(ApiError::FailedPrecondition(format!(
-                        "task {task_id} is already completed with another outcome"
-                    ))),
-                };
-            }
-        };
-        // A run waiting on a condition looks again now.
-        sqlx::query(
-            "UPDATE playbooks.steps SET due_at = now() WHERE run_id = $1 AND state = 1 AND step_type = 'wait' \
-               AND deadline IS NOT NULL",
-        )
-        .bind(row.run_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.engine.wakeup.notify_waiters();
-        Ok(pb::CompleteTaskResponse {
-            task: Some(row.into_proto()),
         })
     }
 
