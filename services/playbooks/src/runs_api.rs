@@ -2,7 +2,6 @@
 //! their own modules).
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::playbooks::v1 as pb;
@@ -335,22 +334,17 @@ impl PlaybooksApi {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
-        // Facts are read before the transaction (no remote call holds it
-        // open), several accounts at once, in the order given.
-        const ACCOUNTS_IN_FLIGHT: usize = 16;
-        let peers = self.engine.peers();
-        let audience = &plan.audience;
-        let accounts: Vec<_> = futures::stream::iter(request.account_ids.clone())
-            .map(|id: String| async move {
-                let account = peers
-                    .account_for(&id, audience)
-                    .await
-                    .map_err(|s| ApiError::from_upstream(s, "account"))?;
-                Ok::<_, ApiError>((id, account))
-            })
-            .buffered(ACCOUNTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        // Facts are read before the transaction: no remote call holds it open.
+        let mut accounts = Vec::with_capacity(request.account_ids.len());
+        for account_id in &request.account_ids {
+            let account = self
+                .engine
+                .peers()
+                .account_for(account_id, &plan.audience)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account"))?;
+            accounts.push((account_id.clone(), account));
+        }
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
             idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
