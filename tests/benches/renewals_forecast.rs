@@ -42,19 +42,25 @@ fn main() {
         let count = warm.len() as i64;
         drop(warm);
 
-        let started = Instant::now();
-        let mut stream = app
-            .renewals
-            .stream_forecast(pb::StreamForecastRequest { window, chunk_size: 1000, ..Default::default() })
-            .await
-            .expect("stream")
-            .into_inner();
-        let mut streamed = 0_i64;
-        while let Some(message) = stream.message().await.expect("stream") {
-            streamed += message.rows.len() as i64;
+        // Twice: the first request after start-up reads the renewal history
+        // once (rates, calibration), later ones find it kept.
+        let mut times = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let mut stream = app
+                .renewals
+                .stream_forecast(pb::StreamForecastRequest { window, chunk_size: 1000, ..Default::default() })
+                .await
+                .expect("stream")
+                .into_inner();
+            let mut streamed = 0_i64;
+            while let Some(message) = stream.message().await.expect("stream") {
+                streamed += message.rows.len() as i64;
+            }
+            times.push(started.elapsed());
+            assert_eq!(streamed, count);
         }
-        let stream_time = started.elapsed();
-        assert_eq!(streamed, count);
+        let (first_time, stream_time) = (times[0], times[1]);
 
         let started = Instant::now();
         let mut rows = sqlx::query(PLAIN_QUERY).bind(today).bind(end).fetch(&db);
@@ -69,6 +75,7 @@ fn main() {
         let per = |d: Duration| count as f64 / d.as_secs_f64();
         println!("renewals:                 {count} (due in the year after the generated base of {size} accounts ends, {})", base.config.as_of);
         println!("plain query:              {:>8.2} s  ({:.0} rows/s)", plain_time.as_secs_f64(), per(plain_time));
+        println!("first streamed forecast:  {:>8.2} s  ({:.0} rows/s; reads the renewal history once)", first_time.as_secs_f64(), per(first_time));
         println!("streamed forecast:        {:>8.2} s  ({:.0} rows/s; probabilities, categories, expected ARR, over gRPC)", stream_time.as_secs_f64(), per(stream_time));
         println!("forecast stream / query:  {:.1} % of the plain query's rows/s", per(stream_time) / per(plain_time) * 100.0);
         app.stop().await;
