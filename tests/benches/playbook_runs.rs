@@ -14,6 +14,23 @@ use tenure_tests::receivers::WebhookReceiver;
 
 const CHUNK: usize = 1000;
 
+/// Waits until `runs` runs of `playbook` have completed.
+async fn completed(db: &sqlx::PgPool, playbook: &str, runs: usize) {
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM playbooks.runs WHERE playbook = $1 AND state = 2",
+        )
+        .bind(playbook)
+        .fetch_one(db)
+        .await
+        .expect("count");
+        if done as usize == runs {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn main() {
     let count: usize = tenure_tests::bench_size(10_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -56,16 +73,7 @@ fn main() {
             assert_eq!(response.runs.len(), chunk.len());
         }
         let start_calls = started.elapsed();
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM playbooks.runs WHERE state = 2")
-                .fetch_one(&db)
-                .await
-                .expect("count");
-            if done as usize == count {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        completed(&db, "bench", count).await;
         let all = started.elapsed();
         let (steps, span_s, p50, p99): (i64, f64, f64, f64) = sqlx::query_as(
             "SELECT count(*), extract(epoch FROM max(finished_at) - min(due_at))::float8, \
@@ -112,16 +120,7 @@ fn main() {
             assert_eq!(response.runs.len(), chunk.len());
         }
         let arrivals = paced_started.elapsed();
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM playbooks.runs WHERE playbook = 'paced' AND state = 2")
-                .fetch_one(&db)
-                .await
-                .expect("count");
-            if done as usize == paced.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        completed(&db, "paced", paced.len()).await;
         let (paced_steps, p50, p99): (i64, f64, f64) = sqlx::query_as(
             "SELECT count(*), \
                (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8, \

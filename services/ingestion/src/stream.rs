@@ -242,8 +242,12 @@ pub fn signals(
 /// The accounts of a signals stream, a batch at a time: the ids given, or
 /// every account in id order.
 enum Batches {
-    Every { after: Option<String> },
+    Every {
+        after: Option<String>,
+    },
     Given(std::vec::IntoIter<Vec<String>>),
+    /// Past the last account.
+    Done,
 }
 
 impl Batches {
@@ -265,6 +269,7 @@ impl Batches {
     async fn next(&mut self, pool: &PgPool) -> sqlx::Result<Vec<String>> {
         match self {
             Self::Given(chunks) => Ok(chunks.next().unwrap_or_default()),
+            Self::Done => Ok(Vec::new()),
             Self::Every { after } => {
                 let page: Vec<String> = sqlx::query_scalar(
                     "SELECT account_id FROM ingestion.accounts \
@@ -276,8 +281,7 @@ impl Batches {
                 .await?;
                 match page.last() {
                     Some(last) => *after = Some(last.clone()),
-                    // Past the last account: stay there.
-                    None => *self = Self::Given(Vec::new().into_iter()),
+                    None => *self = Self::Done,
                 }
                 Ok(page)
             }

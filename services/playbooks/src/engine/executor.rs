@@ -143,14 +143,7 @@ impl Engine {
         for ((due, span), prepared) in batch.iter().zip(spans).zip(prepared) {
             let done: anyhow::Result<()> = async {
                 let (plan, early) = prepared.map_err(anyhow::Error::msg)?;
-                let Some(step) = plan.step(&due.step_id) else {
-                    anyhow::bail!(
-                        "step {} is not in {} v{}",
-                        due.step_id,
-                        due.playbook,
-                        due.version
-                    );
-                };
+                let step = step_of(&plan, due).map_err(anyhow::Error::msg)?;
                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                 let outcome = match early {
                     Some(outcome) => outcome,
@@ -198,13 +191,12 @@ impl Engine {
                     continue;
                 }
             };
-            let Some(step) = plan.step(&due.step_id) else {
-                let error = format!(
-                    "step {} is not in {} v{}",
-                    due.step_id, due.playbook, due.version
-                );
-                counts.push(self.fail_step_uncounted(tx, due, &error).await?);
-                continue;
+            let step = match step_of(plan, due) {
+                Ok(step) => step,
+                Err(error) => {
+                    counts.push(self.fail_step_uncounted(tx, due, &error).await?);
+                    continue;
+                }
             };
             let outcome = match early.clone() {
                 Some(outcome) => outcome,
@@ -493,6 +485,17 @@ impl Engine {
             Ok(Some("retried"))
         }
     }
+}
+
+/// The step of `plan` that `due` names (a plan's versions never change, so
+/// a missing step is an error of the stored run).
+fn step_of<'p>(plan: &'p Plan, due: &Due) -> Result<&'p PlanStep, String> {
+    plan.step(&due.step_id).ok_or_else(|| {
+        format!(
+            "step {} is not in {} v{}",
+            due.step_id, due.playbook, due.version
+        )
+    })
 }
 
 /// What `prepare` settled of a step, its error as text (a batch recorded
