@@ -18,11 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed={}", root.display());
 
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("tenure_descriptor.bin"))
         // Deterministic encoding: request fingerprints for idempotency keys
         // must not depend on hash-map iteration order.
         .btree_map(".")
-        .compile_protos(&protos, &[root])?;
+        // Every message names itself (`prost::Name`), so the codec can find
+        // its descriptor when checking strings.
+        .codec_path("crate::codec::TenureCodec")
+        .compile_with_config(config, &protos, &[root])?;
     Ok(())
 }

@@ -10,6 +10,7 @@ mod events;
 mod fixtures;
 mod generated;
 mod health;
+mod hostile;
 mod import;
 mod ingestion;
 mod learning;

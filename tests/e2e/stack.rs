@@ -566,3 +566,49 @@ async fn health_rescores_an_account_in_the_trace_of_its_change() {
     assert_eq!(rescore.parent_span_id, marked.span_context.span_id());
     app.stop().await;
 }
+
+/// A peer that accepts connections and never answers: a service's unary
+/// call gives up at its deadline, while a result stream is the caller's to
+/// bound.
+#[tokio::test]
+async fn calls_to_a_silent_peer_end_at_their_deadline() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            connections.push(socket);
+        }
+    });
+    let deadline = std::time::Duration::from_millis(300);
+    let peers = tenure_platform::config::PeerConfig {
+        ingestion_url: url.clone(),
+        health_url: url.clone(),
+        renewals_url: url.clone(),
+        playbooks_url: url.clone(),
+        credentials: Default::default(),
+        call_timeout: Some(deadline),
+    };
+    let mut client = IngestionServiceClient::new(peers.channel(&url).unwrap());
+
+    let started = std::time::Instant::now();
+    let call = client.get_account(tenure_proto::ingestion::v1::GetAccountRequest {
+        account_id: "acme".into(),
+    });
+    let status = tokio::time::timeout(deadline * 20, call)
+        .await
+        .expect("the call ends by its deadline")
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < deadline * 10, "{:?}", started.elapsed());
+
+    // A stream of every account's signals may take long: no default deadline.
+    let stream = client.stream_account_signals(
+        tenure_proto::ingestion::v1::StreamAccountSignalsRequest::default(),
+    );
+    assert!(
+        tokio::time::timeout(deadline * 3, stream).await.is_err(),
+        "the stream was cut off by a deadline it never set"
+    );
+    held.abort();
+}

@@ -154,9 +154,51 @@ pub fn parse(
             return None;
         }
     };
+    // The document's strings reach Postgres: an escaped NUL (`\u0000`,
+    // YAML's `\0`) is refused like a raw one.
+    let document: Option<serde_json::Value> = match format {
+        Format::Json => serde_json::from_str(text).ok(),
+        Format::Yaml => yaml_serde::from_str(text).ok(),
+    };
+    let mut at = String::new();
+    if document.is_some_and(|d| nul_at(&d, &mut at)) {
+        violations.add(
+            field,
+            format!("must not contain the NUL character (U+0000) (at {at})"),
+        );
+        return None;
+    }
     let before = violations.len();
     validate(&definition, field, violations);
     (violations.len() == before).then_some(definition)
+}
+
+/// Whether a key or string of `document` holds NUL; `path` is left
+/// naming it (`steps[2].title`).
+fn nul_at(document: &serde_json::Value, path: &mut String) -> bool {
+    use serde_json::Value;
+    let mark = path.len();
+    let found = match document {
+        Value::String(text) => return text.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            path.truncate(mark);
+            path.push_str(&format!("[{i}]"));
+            nul_at(item, path)
+        }),
+        Value::Object(fields) => fields.iter().any(|(key, value)| {
+            path.truncate(mark);
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            key.contains('\0') || nul_at(value, path)
+        }),
+        _ => false,
+    };
+    if !found {
+        path.truncate(mark);
+    }
+    found
 }
 
 fn validate(definition: &Definition, field: &str, violations: &mut Violations) {
@@ -291,6 +333,20 @@ fn loop_without_wait(steps: &[Step], index: &HashMap<&str, usize>) -> Option<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_nul_is_refused_with_its_place() {
+        let text = GOOD.replace("Onboarding stalled", "Onboarding\\u0000stalled");
+        let mut violations = Violations::default();
+        assert!(parse_json(&text, "definition", &mut violations).is_none());
+        assert_eq!(
+            violations.iter().collect::<Vec<_>>(),
+            [(
+                "definition",
+                "must not contain the NUL character (U+0000) (at title)"
+            )]
+        );
+    }
 
     const GOOD: &str = r#"{
       "name": "onboarding-stalled", "title": "Onboarding stalled",

@@ -188,6 +188,7 @@ impl Stack {
             renewals_url: url(2)?,
             playbooks_url: url(3)?,
             credentials: Credentials::default(),
+            call_timeout: Some(tenure_platform::config::DEFAULT_CALL_TIMEOUT),
         };
 
         let mut stack = Self {
@@ -308,10 +309,12 @@ impl Stack {
         }
     }
 
-    /// Where the services are, with the operator's key: for clients.
+    /// Where the services are, with the operator's key: for clients, whose
+    /// calls have no deadline but the one each sets.
     pub fn operator_peers(&self) -> PeerConfig {
         PeerConfig {
             credentials: Credentials::key(self.operator_key.clone()),
+            call_timeout: None,
             ..self.peers.clone()
         }
     }

@@ -10,20 +10,109 @@ use tower_layer::Layer as _;
 use crate::auth::{Authorize, Credentials};
 use crate::trace::{ClientTrace, ClientTraceLayer};
 
-/// A channel whose every call gets an `rpc.client` span, a `traceparent`
-/// and, when the process has one, its API key.
-pub type TracedChannel = ClientTrace<Authorize<Channel>>;
+/// A channel whose every call gets an `rpc.client` span, a `traceparent`,
+/// when the process has one its API key, and when it was given one a
+/// default deadline for unary calls.
+pub type TracedChannel = ClientTrace<DefaultDeadline<Authorize<Channel>>>;
 
 /// A channel to `url` (e.g. `http://127.0.0.1:50051`) that connects on first
-/// use and reconnects after failures, calling with `credentials`.
+/// use and reconnects after failures, calling with `credentials`. Calls
+/// have no deadline but the one each sets: for operators' tools.
 pub fn channel(url: &str, credentials: &Credentials) -> anyhow::Result<TracedChannel> {
+    channel_with_deadline(url, credentials, None)
+}
+
+/// As [`channel`], with `deadline` for every unary call that sets none
+/// (calls from one service to another). Result streams (signals of every
+/// account) are left to their callers.
+pub fn channel_with_deadline(
+    url: &str,
+    credentials: &Credentials,
+    deadline: Option<Duration>,
+) -> anyhow::Result<TracedChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid service URL {url:?}"))?
         .connect_timeout(Duration::from_secs(5))
-        // No blanket per-call timeout: it would also cut off long result
-        // streams (signals of every account). Callers set deadlines per call;
-        // servers bound unary calls with GRPC_REQUEST_TIMEOUT.
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30));
-    Ok(ClientTraceLayer.layer(Authorize::new(endpoint.connect_lazy(), credentials)))
+    let authorized = Authorize::new(endpoint.connect_lazy(), credentials);
+    Ok(ClientTraceLayer.layer(DefaultDeadline {
+        inner: authorized,
+        deadline,
+    }))
 }
+
+/// Gives each unary call that sets no `grpc-timeout` the deadline it was
+/// made with: the header tells the server how long the caller waits, and
+/// the call ends with DEADLINE_EXCEEDED when no answer has come by then,
+/// connecting included.
+#[derive(Clone, Debug)]
+pub struct DefaultDeadline<S> {
+    inner: S,
+    deadline: Option<Duration>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for DefaultDeadline<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Response, tower::BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let deadline = self.deadline.filter(|_| {
+            !request.headers().contains_key(GRPC_TIMEOUT)
+                && !tenure_proto::is_streaming(request.uri().path())
+        });
+        if let Some(deadline) = deadline {
+            // At most eight digits, in milliseconds.
+            let millis = deadline.as_millis().min(99_999_999);
+            if let Ok(value) = http::HeaderValue::from_str(&format!("{millis}m")) {
+                request.headers_mut().insert(GRPC_TIMEOUT, value);
+            }
+        }
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let answer = match deadline {
+                None => call.await,
+                Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                    Ok(answer) => answer,
+                    Err(_) => return Err(deadline_exceeded()),
+                },
+            };
+            answer.map_err(|error| {
+                let error: tower::BoxError = error.into();
+                // tonic's transport ends a call past its `grpc-timeout` as
+                // CANCELLED; the caller's deadline passed.
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+                while let Some(current) = cause {
+                    if current.is::<tonic::TimeoutExpired>() {
+                        return deadline_exceeded();
+                    }
+                    cause = current.source();
+                }
+                error
+            })
+        })
+    }
+}
+
+fn deadline_exceeded() -> tower::BoxError {
+    Box::new(tonic::Status::deadline_exceeded(
+        "no answer before the call's deadline",
+    ))
+}
+
+const GRPC_TIMEOUT: &str = "grpc-timeout";

@@ -81,12 +81,20 @@ pub struct PeerConfig {
     /// The key this process calls them with.
     #[command(flatten)]
     pub credentials: Credentials,
+    /// Deadline of a unary call to another service that sets none (result
+    /// streams are bounded by their callers).
+    #[arg(long, env = "PEER_CALL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub call_timeout: Option<Duration>,
 }
 
+/// [`PeerConfig::call_timeout`]'s default.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl PeerConfig {
-    /// A channel to `url` carrying this process's key.
+    /// A channel to `url` carrying this process's key, its unary calls
+    /// bounded by `call_timeout`.
     pub fn channel(&self, url: &str) -> anyhow::Result<crate::client::TracedChannel> {
-        crate::client::channel(url, &self.credentials)
+        crate::client::channel_with_deadline(url, &self.credentials, self.call_timeout)
     }
 }
 

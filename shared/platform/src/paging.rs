@@ -52,6 +52,11 @@ pub fn decode_token<C: DeserializeOwned>(token: &str) -> ApiResult<Option<C>> {
     }
     let invalid = || ApiError::invalid("page_token", "is not a token this API returned");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    // A cursor is JSON; one written by hand could carry NUL, which Postgres
+    // cannot compare with.
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(br"\u0000")) {
+        return Err(invalid());
+    }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|_| invalid())
@@ -118,6 +123,8 @@ mod tests {
         assert_eq!(cursor, Some(("acme".to_owned(), 42)));
         assert!(decode_token::<(String, i64)>("not a token!").is_err());
         assert!(decode_token::<(String, i64)>("").unwrap().is_none());
+        let nul = URL_SAFE_NO_PAD.encode(br#"["a\u0000",1]"#);
+        assert!(decode_token::<(String, i64)>(&nul).is_err());
     }
 
     #[test]

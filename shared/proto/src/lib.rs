@@ -1,8 +1,56 @@
-//! Generated code for the Tenure APIs. Nothing here is written by hand except
-//! these re-exports.
+//! Generated code for the Tenure APIs, and the codec every service and
+//! client of them uses ([`codec`]).
+
+pub mod codec;
 
 /// Encoded `FileDescriptorSet` of every Tenure proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenure_descriptor");
+
+/// Whether the method at gRPC path `path`
+/// (`/tenure.ingestion.v1.IngestionService/StreamEvents`) streams its
+/// requests or its answers. Unknown paths do not.
+pub fn is_streaming(path: &str) -> bool {
+    use prost::Message as _;
+    static STREAMING: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    STREAMING
+        .get_or_init(|| {
+            let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
+                .expect("the compiled descriptor set decodes");
+            let mut streaming = std::collections::HashSet::new();
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        if method.client_streaming() || method.server_streaming() {
+                            streaming.insert(format!(
+                                "/{}.{}/{}",
+                                file.package(),
+                                service.name(),
+                                method.name()
+                            ));
+                        }
+                    }
+                }
+            }
+            streaming
+        })
+        .contains(path)
+}
+
+#[cfg(test)]
+#[test]
+fn tells_streams_from_unary_calls() {
+    assert!(is_streaming(
+        "/tenure.ingestion.v1.IngestionService/StreamEvents"
+    ));
+    assert!(is_streaming(
+        "/tenure.ingestion.v1.IngestionService/StreamAccountSignals"
+    ));
+    assert!(!is_streaming(
+        "/tenure.ingestion.v1.IngestionService/GetAccount"
+    ));
+    assert!(!is_streaming("/nothing/Here"));
+}
 
 pub mod common {
     pub mod v1 {
