@@ -7,6 +7,7 @@ mod database;
 mod demo;
 mod erasure;
 mod events;
+mod faults;
 mod fixtures;
 mod generated;
 mod health;

@@ -4,6 +4,7 @@
 pub use tenure::receivers;
 
 pub mod bases;
+pub mod processes;
 
 /// The first numeric command-line argument of a bench binary, or `default`.
 pub fn bench_size<T: std::str::FromStr>(default: T) -> T {

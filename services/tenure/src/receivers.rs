@@ -18,7 +18,7 @@ pub struct Delivery {
     pub timestamp: String,
     pub signature: String,
     pub body: Vec<u8>,
-    /// The status the receiver answered.
+    /// The status the receiver answered (0: none, the request was held).
     pub status: u16,
     /// When the request had been read whole.
     pub received_at: std::time::Instant,
@@ -35,6 +35,8 @@ struct WebhookState {
     /// 409 for a delivery accepted before.
     secret: Option<Vec<u8>>,
     accepted_ids: HashSet<String>,
+    /// Requests still to be read and never answered (recorded with status 0).
+    holds_left: u32,
 }
 
 /// An HTTP/1.1 receiver of webhooks.
@@ -48,6 +50,16 @@ impl WebhookReceiver {
     /// Answers 200 to everything.
     pub async fn start() -> Self {
         Self::failing(0).await
+    }
+
+    /// Reads the first request and never answers it (as a receiver that
+    /// hangs, or while its caller dies); answers 200 after that.
+    pub async fn holding_first() -> Self {
+        let receiver = Self::start().await;
+        if let Ok(mut state) = receiver.state.lock() {
+            state.holds_left = 1;
+        }
+        receiver
     }
 
     /// Fails the first `count` requests with 500, then answers 200.
@@ -161,7 +173,10 @@ async fn serve_http(
                 now,
             )
         });
-        let status = if state.redirect_to.is_some() {
+        let status = if state.holds_left > 0 {
+            state.holds_left -= 1;
+            0
+        } else if state.redirect_to.is_some() {
             302
         } else if matches!(verified, Some(Err(_))) {
             401
@@ -197,6 +212,10 @@ async fn serve_http(
         (status, location)
     };
     let (status, location) = status;
+    if status == 0 {
+        // Held open: the caller waits until it gives up or dies.
+        std::future::pending::<()>().await;
+    }
     let reason = match status {
         200 => "OK",
         302 => "Found",

@@ -86,7 +86,7 @@ pub const OPERATOR_SCOPES: [Scope; 6] = [
 
 /// Replaces the stack's own keys in `path` with new ones: one per service
 /// with the scopes its calls need, and the operator's, none rate-limited.
-fn stack_keys(
+pub fn stack_keys(
     path: &std::path::Path,
 ) -> anyhow::Result<(std::collections::BTreeMap<&'static str, Secret>, Secret)> {
     use tenure_platform::auth::keys;

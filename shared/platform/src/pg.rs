@@ -40,6 +40,7 @@ pub struct PgCluster {
     run_as: Option<String>,
     _temp: Option<tempfile::TempDir>,
     running: bool,
+    tuning: Tuning,
 }
 
 impl PgCluster {
@@ -74,6 +75,7 @@ impl PgCluster {
             run_as,
             _temp: temp,
             running: false,
+            tuning,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
@@ -118,6 +120,27 @@ impl PgCluster {
         if !matches!(status, Ok(s) if s.success()) {
             eprintln!("warning: pg_ctl stop failed for {data_dir}");
         }
+    }
+
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint,
+    /// clients cut off), waits `down`, and starts it again on the same port;
+    /// it recovers from its log. For tests of what survives.
+    pub fn crash_and_restart(&mut self, down: std::time::Duration) -> anyhow::Result<()> {
+        let data_dir = self.data_dir.display().to_string();
+        let status = self
+            .command(
+                "pg_ctl",
+                &["-D", &data_dir, "-m", "immediate", "-w", "stop"],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running pg_ctl stop")?;
+        if !status.success() {
+            bail!("pg_ctl stop -m immediate failed for {data_dir}");
+        }
+        std::thread::sleep(down);
+        self.pg_ctl_start(self.tuning)
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
