@@ -16,15 +16,6 @@ use tenure_proto::ingestion::v1 as pb;
 
 const BATCH: usize = 5_000;
 
-fn linear(signal: &str, worst: f64, best: f64) -> hpb::Measure {
-    hpb::Measure {
-        name: signal.into(),
-        signal: signal.into(),
-        weight: 1.0,
-        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule { worst, best })),
-    }
-}
-
 fn main() {
     let size: usize = tenure_tests::bench_size(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -39,24 +30,7 @@ fn main() {
             .expect("accounts");
         let count = ids.len();
         sqlx::query("DELETE FROM health.rescore_queue").execute(&db).await.expect("queue");
-        let measures = vec![
-            linear("license_utilization_pct", 20.0, 80.0),
-            linear("active_users_30d", 0.0, 20.0),
-            linear("open_tickets_p1", 3.0, 0.0),
-            linear("open_tickets_p2", 5.0, 0.0),
-            linear("days_to_renewal", 0.0, 180.0),
-            linear("latest_nps", 0.0, 10.0),
-        ];
-        let scorecard = hpb::Scorecard {
-            name: "default".into(),
-            groups: vec![hpb::MeasureGroup { name: "All".into(), measures }],
-            ..Default::default()
-        };
-        // The same scorecard each run (a later run finds it there).
-        let _ = app
-            .health
-            .create_scorecard(hpb::CreateScorecardRequest { request_id: String::new(), scorecard: Some(scorecard) })
-            .await;
+        tenure_tests::bases::create_bench_scorecard(&mut app).await;
 
         let started = Instant::now();
         let mut stream = app

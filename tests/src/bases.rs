@@ -152,3 +152,40 @@ impl Base {
         Ok(())
     }
 }
+
+/// Creates the scorecard the benches score a base with: six measures over
+/// usage, support, the renewal date and surveys, each rising linearly from
+/// its worst value to its best. The same name each run: a later run over a
+/// kept base finds it there already.
+pub async fn create_bench_scorecard(app: &mut TestStack) {
+    let request = tenure_proto::health::v1::CreateScorecardRequest {
+        request_id: String::new(),
+        scorecard: Some(bench_scorecard()),
+    };
+    let _ = app.health.create_scorecard(request).await;
+}
+
+fn bench_scorecard() -> tenure_proto::health::v1::Scorecard {
+    use tenure_proto::health::v1 as hpb;
+    let linear = |signal: &str, worst: f64, best: f64| hpb::Measure {
+        name: signal.into(),
+        signal: signal.into(),
+        weight: 1.0,
+        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule { worst, best })),
+    };
+    hpb::Scorecard {
+        name: "default".into(),
+        groups: vec![hpb::MeasureGroup {
+            name: "All".into(),
+            measures: vec![
+                linear("license_utilization_pct", 20.0, 80.0),
+                linear("active_users_30d", 0.0, 20.0),
+                linear("open_tickets_p1", 3.0, 0.0),
+                linear("open_tickets_p2", 5.0, 0.0),
+                linear("days_to_renewal", 0.0, 180.0),
+                linear("latest_nps", 0.0, 10.0),
+            ],
+        }],
+        ..Default::default()
+    }
+}
