@@ -130,3 +130,71 @@ pub(crate) fn event(
         properties: None,
     }
 }
+
+/// Creates, through ingestion, accounts of `segment` (last changed a day
+/// ago) and for each `(subscription, account, end)` a year's term ending on
+/// `end`, of no recurring revenue: a term that renewal outcomes can name
+/// without moving any revenue figure.
+pub(crate) async fn past_terms(
+    app: &mut tenure_tests::TestStack,
+    segment: &str,
+    terms: &[(String, String, NaiveDate)],
+) {
+    past_terms_in(app, Some(segment), "USD", terms).await;
+}
+
+/// As [`past_terms`], in `currency`; with no `segment` the accounts are
+/// left as they are (they exist already).
+pub(crate) async fn past_terms_in(
+    app: &mut tenure_tests::TestStack,
+    segment: Option<&str>,
+    currency: &str,
+    terms: &[(String, String, NaiveDate)],
+) {
+    if let Some(segment) = segment {
+        let mut accounts: Vec<&String> = terms.iter().map(|(_, account, _)| account).collect();
+        accounts.sort();
+        accounts.dedup();
+        let accounts = accounts
+            .into_iter()
+            .map(|id| pb::Account {
+                account_id: id.clone(),
+                name: id.clone(),
+                segment: segment.into(),
+                owner: "dana".into(),
+                updated_at: ts(days_ago(1)),
+                ..Default::default()
+            })
+            .collect();
+        app.ingestion
+            .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+                request_id: String::new(),
+                accounts,
+            })
+            .await
+            .expect("accounts");
+    }
+    let subscriptions = terms
+        .iter()
+        .map(|(id, account, end)| {
+            let start = *end - chrono::Days::new(365);
+            let at = start.and_hms_opt(12, 0, 0).map(|t| t.and_utc());
+            let at = at.filter(|at| *at < days_ago(1)).unwrap_or(days_ago(1));
+            let mut term = subscription(id, account, 1, 0, start, *end, at);
+            for money in std::iter::once(&mut term.arr)
+                .chain(term.line_items.iter_mut().map(|item| &mut item.arr))
+                .flatten()
+            {
+                money.currency_code = currency.into();
+            }
+            term
+        })
+        .collect();
+    app.ingestion
+        .batch_upsert_subscriptions(pb::BatchUpsertSubscriptionsRequest {
+            request_id: String::new(),
+            subscriptions,
+        })
+        .await
+        .expect("subscriptions");
+}

@@ -5,7 +5,7 @@ use tenure_tests::TestStack;
 
 #[tokio::test]
 async fn imports_files_and_writes_rejected_rows_with_reasons() {
-    let app = TestStack::spawn().await;
+    let mut app = TestStack::spawn().await;
     let peers = app.stack.operator_peers();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -95,6 +95,21 @@ async fn imports_files_and_writes_rejected_rows_with_reasons() {
 
     // Outcomes go to renewals, checked whole like any batch; a term that
     // already has an outcome is left as it is.
+    let day = |text: &str| text.parse::<chrono::NaiveDate>().unwrap();
+    let terms = [
+        ("acme-1".to_owned(), "acme".to_owned(), day("2025-06-01")),
+        (
+            "globex-1".to_owned(),
+            "globex".to_owned(),
+            day("2025-07-01"),
+        ),
+        (
+            "globex-2".to_owned(),
+            "globex".to_owned(),
+            day("2025-07-01"),
+        ),
+    ];
+    crate::fixtures::past_terms_in(&mut app, None, "USD", &terms).await;
     let outcomes = write(
         "outcomes.csv",
         "account_id,subscription_id,term_end_date,kind,previous_arr_minor,new_arr_minor,currency,churn_reason,decided_on\n\

@@ -68,6 +68,11 @@ async fn generate(app: &mut TestStack) {
         })
         .await
         .unwrap();
+    let terms: Vec<(String, String, chrono::NaiveDate)> = ids
+        .iter()
+        .map(|id| (format!("{id}-sub"), id.clone(), today_minus(10)))
+        .collect();
+    past_terms_in(app, None, "USD", &terms).await;
     for (i, id) in ids.iter().enumerate() {
         let churns = i % 2 == 0;
         let outcome = rpb::RenewalOutcome {
@@ -137,25 +142,23 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
     let mut app = TestStack::spawn().await;
     generate(&mut app).await;
     // An outcome of an account ingestion never knew, due the same day as
-    // the others: the signals of that day are read together, and the
-    // unknown account is left out without losing the rest.
-    app.renewals
-        .record_renewal_outcome(rpb::RecordRenewalOutcomeRequest {
-            request_id: String::new(),
-            outcome: Some(rpb::RenewalOutcome {
-                account_id: "ghost".into(),
-                subscription_id: "ghost-sub".into(),
-                term_end_date: Some(to_date(today_minus(10))),
-                kind: rpb::OutcomeKind::Churned as i32,
-                previous_arr: usd(10_000 * 100),
-                new_arr: usd(0),
-                churn_reason: rpb::ChurnReason::Support as i32,
-                decided_on: Some(to_date(today_minus(5))),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    // the others (recorded before outcomes were checked against ingestion's
+    // subscriptions, so written here behind the API): the signals of that
+    // day are read together, and the unknown account is left out without
+    // losing the rest.
+    let db = app.db().await;
+    sqlx::query(
+        "INSERT INTO renewals.outcomes (outcome_id, account_id, subscription_id, term_end_date, \
+           kind, currency, previous_arr_minor, new_arr_minor, churn_reason, churn_note, decided_on) \
+         VALUES (gen_random_uuid(), 'ghost', 'ghost-sub', $1, $2, 'USD', 1000000, 0, $3, '', $4)",
+    )
+    .bind(today_minus(10))
+    .bind(rpb::OutcomeKind::Churned as i16)
+    .bind(rpb::ChurnReason::Support as i16)
+    .bind(today_minus(5))
+    .execute(&db)
+    .await
+    .unwrap();
 
     let model = train(&mut app, 90).await;
     assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);

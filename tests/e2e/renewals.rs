@@ -8,6 +8,8 @@ use tenure_proto::renewals::v1::{
 };
 use tenure_tests::{TestStack, violated_fields};
 
+use crate::fixtures::past_terms;
+
 fn day(y: i32, m: u32, d: u32) -> Option<tenure_proto::common::v1::Date> {
     Some(to_date(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()))
 }
@@ -40,6 +42,22 @@ fn outcome(
     }
 }
 
+/// Terms for `outcome(subscription, …, month)` to name.
+async fn terms(app: &mut TestStack, named: &[(&str, u32)]) {
+    let terms: Vec<(String, String, chrono::NaiveDate)> = named
+        .iter()
+        .map(|(subscription, month)| {
+            let end = chrono::NaiveDate::from_ymd_opt(2026, *month, 28).unwrap();
+            (
+                (*subscription).to_owned(),
+                format!("acct-{subscription}"),
+                end,
+            )
+        })
+        .collect();
+    past_terms(app, "smb", &terms).await;
+}
+
 fn record(request_id: &str, outcome: RenewalOutcome) -> RecordRenewalOutcomeRequest {
     RecordRenewalOutcomeRequest {
         request_id: request_id.to_owned(),
@@ -50,6 +68,7 @@ fn record(request_id: &str, outcome: RenewalOutcome) -> RecordRenewalOutcomeRequ
 #[tokio::test]
 async fn outcomes_are_recorded_once_and_listed_by_decision_date() {
     let mut app = TestStack::spawn().await;
+    terms(&mut app, &[("s1", 3), ("c0", 5), ("c1", 7), ("c2", 9)]).await;
     let renewed = outcome(
         "s1",
         OutcomeKind::Renewed,
@@ -190,5 +209,65 @@ async fn inconsistent_outcomes_name_each_field() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["outcome"]);
+    app.stop().await;
+}
+
+/// An outcome names a term that was: its subscription, that subscription's
+/// account and the end of one of its terms, as ingestion knows them.
+#[tokio::test]
+async fn outcomes_name_terms_that_were() {
+    let mut app = TestStack::spawn().await;
+    terms(&mut app, &[("s1", 3)]).await;
+    let renewed = |subscription: &str, month| {
+        outcome(
+            subscription,
+            OutcomeKind::Renewed,
+            10_000,
+            10_000,
+            ChurnReason::Unspecified,
+            month,
+        )
+    };
+    let mut elsewhere = renewed("s1", 3);
+    elsewhere.account_id = "acct-other".into();
+    for (wrong, field) in [
+        (renewed("s404", 3), "outcome.subscription_id"),
+        (renewed("s1", 4), "outcome.term_end_date"),
+        (elsewhere, "outcome.account_id"),
+    ] {
+        let status = app
+            .renewals
+            .record_renewal_outcome(record("", wrong))
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&status), [field]);
+    }
+
+    let status = app
+        .renewals
+        .batch_record_renewal_outcomes(
+            tenure_proto::renewals::v1::BatchRecordRenewalOutcomesRequest {
+                request_id: String::new(),
+                outcomes: vec![renewed("s1", 3), renewed("s404", 3)],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["outcomes[1].subscription_id"]);
+    let listed = app
+        .renewals
+        .list_renewal_outcomes(ListRenewalOutcomesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.outcomes.is_empty(),
+        "nothing of the batch is written"
+    );
+
+    app.renewals
+        .record_renewal_outcome(record("", renewed("s1", 3)))
+        .await
+        .expect("the term that was");
     app.stop().await;
 }

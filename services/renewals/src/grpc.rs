@@ -76,6 +76,17 @@ impl RenewalsApi {
         let Some(outcome) = outcome else {
             return Err(anyhow::anyhow!("a validated outcome lacks a value").into());
         };
+        let mut violations = Violations::default();
+        let outcomes = std::slice::from_ref(&outcome);
+        crate::terms::check(
+            &self.pool,
+            &self.ingestion,
+            outcomes,
+            |_| "outcome".into(),
+            &mut violations,
+        )
+        .await?;
+        violations.into_result()?;
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =
             idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
@@ -119,6 +130,17 @@ impl RenewalsApi {
                 new_outcome_from_proto(Some(o), &format!("outcomes[{i}]"), &mut violations)
             })
             .collect();
+        violations.into_result()?;
+        let mut violations = Violations::default();
+        let field = |i| format!("outcomes[{i}]");
+        crate::terms::check(
+            &self.pool,
+            &self.ingestion,
+            &outcomes,
+            field,
+            &mut violations,
+        )
+        .await?;
         violations.into_result()?;
         let mut tx = self.pool.begin().await?;
         if let Some(previous) =

@@ -21,6 +21,7 @@ pub mod reports;
 pub mod retention;
 pub mod sweep;
 pub mod sync;
+pub mod terms;
 pub mod views;
 
 use tenure_platform::outbox::OUTBOX_CHANNEL;

@@ -10,14 +10,6 @@ async fn forecasts_stream_jobs_and_backtests() {
     // terms that ended 100 days ago. The base rate is 7/10 (Laplace); the
     // segment's leans on it as if with ten outcomes more: (6 + 7) / 18.
     let past_end = today - chrono::Days::new(100);
-    for i in 0..8 {
-        let mut request = outcome(i, i < 6, past_end);
-        if let Some(o) = request.outcome.as_mut() {
-            o.account_id = format!("past-{i}");
-            o.decided_on = date(today - chrono::Days::new(90));
-        }
-        app.renewals.record_renewal_outcome(request).await.unwrap();
-    }
     let mut ids: Vec<String> = (0..8).map(|i| format!("past-{i}")).collect();
     ids.extend((0..40).map(|i| format!("open-{i:02}")));
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -51,6 +43,14 @@ async fn forecasts_stream_jobs_and_backtests() {
         .collect();
     subscriptions(&mut app, past).await;
     subscriptions(&mut app, open).await;
+    for i in 0..8 {
+        let mut request = outcome(i, i < 6, past_end);
+        if let Some(o) = request.outcome.as_mut() {
+            o.account_id = format!("past-{i}");
+            o.decided_on = date(today - chrono::Days::new(90));
+        }
+        app.renewals.record_renewal_outcome(request).await.unwrap();
+    }
     synced(&app).await;
 
     let window = range(today, today + chrono::Days::new(90));
@@ -266,8 +266,12 @@ async fn forecasts_stream_jobs_and_backtests() {
     assert!((scenario.required_new_bookings - 0.7).abs() < 1e-12);
 
     // What forecasts learn from history is kept between requests until the
-    // history changes: two churns recorded now (accounts renewals does not
-    // know, so only the base rate moves: 7/12) show in the very next forecast.
+    // history changes: two churns recorded now (accounts of another segment,
+    // so only the base rate moves: 7/12) show in the very next forecast.
+    let gone: Vec<(String, String, NaiveDate)> = (8..10)
+        .map(|i| (format!("hist-{i}-sub"), format!("gone-{i}"), past_end))
+        .collect();
+    past_terms(&mut app, "enterprise", &gone).await;
     for i in 8..10 {
         let mut request = outcome(i, false, past_end);
         if let Some(o) = request.outcome.as_mut() {

@@ -15,7 +15,7 @@ use tenure_proto::ingestion::v1 as ipb;
 use tenure_proto::renewals::v1 as pb;
 use tenure_tests::{TestStack, eventually, violated_fields};
 
-use crate::fixtures::{date, subscription, ts, usd};
+use crate::fixtures::{date, past_terms, subscription, ts, usd};
 
 fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()

@@ -8,6 +8,7 @@ use super::*;
 #[tokio::test]
 async fn retention_metrics_reproduce_the_worked_figures() {
     let mut app = TestStack::spawn().await;
+    past_terms(&mut app, "history", &history_terms(100, day("2023-06-30"))).await;
     for i in 0..100 {
         let request = outcome(i, i < 90, day("2023-06-30"));
         app.renewals.record_renewal_outcome(request).await.unwrap();
@@ -209,6 +210,10 @@ async fn a_period_sums_its_months_and_rates_only_decided_contracts() {
         )],
     )
     .await;
+    let mut terms = history_terms(4, day("2025-06-30"));
+    let euro_term = terms.split_off(3);
+    past_terms(&mut app, "history", &terms).await;
+    crate::fixtures::past_terms_in(&mut app, Some("history"), "EUR", &euro_term).await;
     for i in 0..3 {
         let request = outcome(i, i < 2, day("2025-06-30"));
         app.renewals.record_renewal_outcome(request).await.unwrap();
@@ -293,4 +298,11 @@ async fn a_period_sums_its_months_and_rates_only_decided_contracts() {
     assert_eq!(sum(|a| a.new.clone()), minor(m.new.clone()));
     assert_eq!(sum(|a| a.churn.clone()), minor(m.churn.clone()));
     assert_eq!(sum(|a| a.expansion.clone()), minor(m.expansion.clone()));
+}
+
+/// The terms `outcome(i, …, end)` names for `i` below `count`.
+fn history_terms(count: usize, end: NaiveDate) -> Vec<(String, String, NaiveDate)> {
+    (0..count)
+        .map(|i| (format!("hist-{i}-sub"), format!("hist-{i}"), end))
+        .collect()
 }
