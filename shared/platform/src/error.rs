@@ -122,6 +122,19 @@ pub fn inbound_status(status: Status) -> Status {
 
 /// Field violations detailed in one answer; the rest are counted.
 pub const MAX_DETAILED: usize = 100;
+/// Bytes of field paths and descriptions detailed in one answer, well
+/// under the 16 KB of trailers common clients accept; the rest are counted.
+const MAX_DETAILED_BYTES: usize = 4 * 1024;
+const MAX_FIELD_CHARS: usize = 160;
+const MAX_DESCRIPTION_CHARS: usize = 300;
+
+fn shortened(mut text: String, max: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
 
 /// Field violations collected while validating a request, named by path
 /// (`accounts[3].name`).
@@ -131,8 +144,14 @@ pub struct Violations {
 }
 
 impl Violations {
+    /// Records a violation. A field path or description past a few hundred
+    /// characters (a path naming a caller's oversized map key, a value
+    /// quoted back) is cut short: the answer travels in a trailer.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.items.push((field.into(), description.into()));
+        self.items.push((
+            shortened(field.into(), MAX_FIELD_CHARS),
+            shortened(description.into(), MAX_DESCRIPTION_CHARS),
+        ));
     }
 
     /// Adds a violation unless `ok`.
@@ -184,16 +203,22 @@ impl Violations {
     /// clients cap at about 16 KB.
     fn into_field_violations(self) -> Vec<tonic_types::FieldViolation> {
         let total = self.items.len();
+        let mut bytes = 0;
         let mut details: Vec<tonic_types::FieldViolation> = self
             .items
             .into_iter()
             .take(MAX_DETAILED)
+            .take_while(|(field, description)| {
+                bytes += field.len() + description.len();
+                bytes <= MAX_DETAILED_BYTES
+            })
             .map(|(field, description)| tonic_types::FieldViolation::new(field, description))
             .collect();
-        if total > MAX_DETAILED {
+        let listed = details.len();
+        if total > listed {
             details.push(tonic_types::FieldViolation::new(
                 "",
-                format!("and {} more violations not listed", total - MAX_DETAILED),
+                format!("and {} more violations not listed", total - listed),
             ));
         }
         details
@@ -201,16 +226,26 @@ impl Violations {
 }
 
 impl std::fmt::Display for Violations {
+    /// The first few violations, in under a kilobyte or so: the message
+    /// travels in a trailer beside the details.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 5;
-        for (i, (field, description)) in self.items.iter().take(SHOWN).enumerate() {
-            if i > 0 {
+        const SHOWN_BYTES: usize = 512;
+        let mut written = 0;
+        let mut shown = 0;
+        for (field, description) in self.items.iter().take(SHOWN) {
+            if shown > 0 && written + field.len() + description.len() > SHOWN_BYTES {
+                break;
+            }
+            if shown > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{field}: {description}")?;
+            written += field.len() + description.len();
+            shown += 1;
         }
-        if self.items.len() > SHOWN {
-            write!(f, "; and {} more", self.items.len() - SHOWN)?;
+        if self.items.len() > shown {
+            write!(f, "; and {} more", self.items.len() - shown)?;
         }
         Ok(())
     }
@@ -263,6 +298,32 @@ mod tests {
             "{} bytes",
             status.details().len()
         );
+    }
+
+    #[test]
+    fn oversized_paths_and_descriptions_are_cut_to_fit() {
+        use tonic_types::StatusExt as _;
+        let mut violations = Violations::default();
+        let key = "w".repeat(5000);
+        for i in 0..50 {
+            violations.add(
+                format!("accounts[{i}].attributes.{key}"),
+                format!("{key} is too long"),
+            );
+        }
+        let status = Status::from(ApiError::InvalidArgument(violations));
+        let details = status.get_details_bad_request().unwrap().field_violations;
+        assert!(details[0].field.ends_with('…') && details[0].field.chars().count() == 161);
+        assert!(
+            details
+                .last()
+                .unwrap()
+                .description
+                .contains("more violations")
+        );
+        // The details travel base64-encoded.
+        let trailer = status.details().len() * 4 / 3 + status.message().len();
+        assert!(trailer < 12 * 1024, "{trailer} bytes");
     }
 
     use super::*;
