@@ -18,6 +18,7 @@ mod learning;
 mod outbox;
 mod pipeline;
 mod playbooks;
+mod properties;
 mod records;
 mod renewals;
 mod retention;
