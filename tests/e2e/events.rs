@@ -236,3 +236,39 @@ async fn events_too_old_or_for_no_account_create_no_storage() {
     assert!(has_partition(&db, months_ago).await);
     app.stop().await;
 }
+
+/// The partitions of this month and the next two exist before any event
+/// arrives, so live traffic never waits on DDL.
+#[tokio::test]
+async fn the_coming_months_partitions_are_made_ahead() {
+    use chrono::Datelike as _;
+    let app = TestStack::spawn().await;
+    let db = app.db().await;
+    let first = chrono::Utc::now().date_naive().with_day(1).unwrap();
+    let expected: Vec<String> = (0..3)
+        .map(|ahead| {
+            let month = first + chrono::Months::new(ahead);
+            format!("usage_events_{:04}_{:02}", month.year(), month.month())
+        })
+        .collect();
+    let found = tenure_tests::eventually(std::time::Duration::from_secs(10), || {
+        let db = db.clone();
+        let expected = expected.clone();
+        async move {
+            let made: Vec<String> = sqlx::query_scalar(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = 'ingestion.usage_events'::regclass",
+            )
+            .fetch_all(&db)
+            .await
+            .ok()?;
+            expected
+                .iter()
+                .all(|name| made.contains(name))
+                .then_some(made)
+        }
+    })
+    .await;
+    assert!(found.is_some(), "partitions {expected:?}");
+    app.stop().await;
+}

@@ -118,18 +118,7 @@ impl EventStore {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ingestion.usage_events', 0))")
-            .execute(&mut *tx)
-            .await?;
-        for &(year, month) in &missing {
-            sqlx::query("SELECT ingestion.ensure_usage_events_partition($1, $2)")
-                .bind(year)
-                .bind(month as i32)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        create_months(pool, &missing).await?;
         self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -183,6 +172,41 @@ impl EventStore {
         update_rollups(tx, &new_events).await?;
         Ok(accepted)
     }
+}
+
+/// Creates the monthly partitions of `months` that do not exist yet, under
+/// a lock that serialises partition changes, in a transaction of their own.
+async fn create_months(pool: &PgPool, months: &[(i32, u32)]) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ingestion.usage_events', 0))")
+        .execute(&mut *tx)
+        .await?;
+    for &(year, month) in months {
+        sqlx::query("SELECT ingestion.ensure_usage_events_partition($1, $2)")
+            .bind(year)
+            .bind(month as i32)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Months whose partitions are made ahead of their first event: this one
+/// and the next two, so that live traffic never waits on DDL.
+pub const MONTHS_AHEAD: u32 = 2;
+
+/// Makes the partitions of the month of `today` and the [`MONTHS_AHEAD`]
+/// after it (a background job runs it at start-up and every few hours).
+pub async fn prepare_months(pool: &PgPool, today: NaiveDate) -> sqlx::Result<()> {
+    let months: Vec<(i32, u32)> = (0..=MONTHS_AHEAD)
+        .filter_map(|ahead| {
+            today
+                .with_day(1)?
+                .checked_add_months(chrono::Months::new(ahead))
+        })
+        .map(|first| (first.year(), first.month()))
+        .collect();
+    create_months(pool, &months).await
 }
 
 /// Writes events with COPY, the fastest way into a (partitioned) table.

@@ -75,7 +75,11 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     start: |context| -> StartFuture { Box::pin(start(context)) },
 };
 
-/// Starts the gRPC server and the outbox dispatcher.
+/// How often the coming months' event partitions are checked.
+const PARTITIONS_AHEAD_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Starts the gRPC server, the outbox dispatcher, the retention job and the
+/// job that makes the coming months' event partitions.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
     let api = IngestionServiceServer::new(grpc::IngestionApi::new(
@@ -97,6 +101,24 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
             retention::setting(&context.settings, "EVENT_DEDUP_WINDOW", "30d", DAY)?,
         )],
     )?;
+    // The coming months' partitions exist before their first event.
+    let pool = context.pool.clone();
+    service.spawn(|stop| async move {
+        tenure_platform::service::poll(
+            &stop,
+            PARTITIONS_AHEAD_EVERY,
+            None,
+            "partitions ahead",
+            || {
+                let pool = pool.clone();
+                async move {
+                    events::prepare_months(&pool, chrono::Utc::now().date_naive()).await?;
+                    Ok(tenure_platform::service::Pace::Idle)
+                }
+            },
+        )
+        .await;
+    });
     let wakeups = Wakeups::new(SCHEMA, &[OUTBOX_CHANNEL], &context.settings)?;
     service.listen(&wakeups, context.pool.clone());
     let dispatcher = notify::dispatcher(context.pool, &context.peers, &context.settings, &wakeups)?;
