@@ -181,6 +181,40 @@ async fn ingestion_killed_mid_stream_stores_every_event_once() {
     assert_eq!(rolled, Some(total), "rollups count each event once");
 }
 
+/// Creates the playbook `call-out` (one webhook call to `receiver`, then
+/// the end) and starts it for `accounts`; returns the runs.
+pub(crate) async fn call_out(
+    playbooks: &mut PlaybooksServiceClient<TracedChannel>,
+    receiver: &str,
+    accounts: &[String],
+) -> Vec<ppb::Run> {
+    let definition = serde_json::json!({
+        "name": "call-out", "title": "Call out", "trigger": {"type": "manual"},
+        "steps": [
+            {"id": "call", "type": "webhook", "url": format!("{receiver}/hook"), "next": "done"},
+            {"id": "done", "type": "end"}
+        ]
+    });
+    playbooks
+        .create_playbook(ppb::CreatePlaybookRequest {
+            request_id: String::new(),
+            definition: definition.to_string(),
+            format: ppb::DefinitionFormat::Json as i32,
+        })
+        .await
+        .expect("playbook");
+    playbooks
+        .start_runs(ppb::StartRunsRequest {
+            request_id: String::new(),
+            playbook: "call-out".into(),
+            account_ids: accounts.to_vec(),
+        })
+        .await
+        .expect("runs")
+        .into_inner()
+        .runs
+}
+
 /// Playbooks killed while a webhook call is in flight: once it is back the
 /// call is made again with the same delivery id, the run completes, and no
 /// other call is made.
@@ -194,31 +228,8 @@ async fn playbooks_killed_mid_webhook_sends_it_again_under_the_same_id() {
     let receiver = WebhookReceiver::holding_first().await;
     let peers = procs.operator_peers();
     let mut playbooks = PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url).unwrap());
-    let definition = serde_json::json!({
-        "name": "one-call", "title": "One call", "trigger": {"type": "manual"},
-        "steps": [
-            {"id": "call", "type": "webhook", "url": format!("{}/hook", receiver.url), "next": "done"},
-            {"id": "done", "type": "end"}
-        ]
-    });
-    playbooks
-        .create_playbook(ppb::CreatePlaybookRequest {
-            request_id: String::new(),
-            definition: definition.to_string(),
-            format: ppb::DefinitionFormat::Json as i32,
-        })
+    let run = call_out(&mut playbooks, &receiver.url, &ids)
         .await
-        .unwrap();
-    let run = playbooks
-        .start_runs(ppb::StartRunsRequest {
-            request_id: String::new(),
-            playbook: "one-call".into(),
-            account_ids: ids,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .runs
         .remove(0);
 
     eventually(Duration::from_secs(20), || async {
@@ -371,26 +382,9 @@ async fn a_peer_down_for_a_while_gets_its_backlog() {
 /// same request id), and ingestion recovers without being restarted.
 #[tokio::test]
 async fn postgres_crashing_under_load_loses_no_acknowledged_write() {
-    // A cluster of the test's own: the shared one must not be stopped.
-    let tuning = tenure_platform::pg::Tuning {
-        max_connections: 50,
-        unsafe_fast: false,
-    };
-    let mut cluster = tokio::task::spawn_blocking(move || {
-        tenure_platform::pg::PgCluster::start(tenure_platform::pg::DataDir::Temporary, tuning)
-    })
-    .await
-    .unwrap()
-    .expect("a cluster of the test's own");
-    let mut admin = sqlx::PgConnection::connect(&cluster.admin_url())
+    let (mut cluster, url) = tenure_tests::processes::own_cluster()
         .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE tenure")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.ok();
-    let url = format!("postgres://postgres@127.0.0.1:{}/tenure", cluster.port());
+        .expect("a cluster of the test's own");
     let mut procs = Processes::new(SERVICE, url, &QUICK).unwrap();
     procs.start("ingestion").await.unwrap();
     let pid = procs.pid("ingestion");

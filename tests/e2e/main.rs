@@ -3,6 +3,7 @@
 //! one database per test.
 
 mod access;
+mod clusters;
 mod database;
 mod demo;
 mod erasure;

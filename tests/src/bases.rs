@@ -165,7 +165,8 @@ pub async fn create_bench_scorecard(app: &mut TestStack) {
     let _ = app.health.create_scorecard(request).await;
 }
 
-fn bench_scorecard() -> tenure_proto::health::v1::Scorecard {
+/// The scorecard [`create_bench_scorecard`] creates.
+pub fn bench_scorecard() -> tenure_proto::health::v1::Scorecard {
     use tenure_proto::health::v1 as hpb;
     let linear = |signal: &str, worst: f64, best: f64| hpb::Measure {
         name: signal.into(),

@@ -17,6 +17,8 @@ use tenure_platform::config::PeerConfig;
 pub struct Processes {
     binary: PathBuf,
     pub database_url: String,
+    /// Services whose schema lives elsewhere than `database_url`.
+    databases: BTreeMap<&'static str, String>,
     dir: tempfile::TempDir,
     service_keys: BTreeMap<&'static str, Secret>,
     pub operator_key: Secret,
@@ -45,6 +47,7 @@ impl Processes {
         Ok(Self {
             binary: PathBuf::from(binary),
             database_url,
+            databases: BTreeMap::new(),
             dir,
             service_keys,
             operator_key,
@@ -55,6 +58,18 @@ impl Processes {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         })
+    }
+
+    /// Gives service `name` a database of its own at `url` (a cluster of
+    /// its own, say) instead of the shared one.
+    pub fn with_database(mut self, name: &'static str, url: String) -> Self {
+        self.databases.insert(name, url);
+        self
+    }
+
+    /// The database service `name` uses.
+    pub fn database_of(&self, name: &str) -> &str {
+        self.databases.get(name).unwrap_or(&self.database_url)
     }
 
     /// Starts `name` and waits until it reports serving.
@@ -71,7 +86,7 @@ impl Processes {
         let mut command = Command::new(&self.binary);
         command
             .env("TENURE_SERVICE", name)
-            .env("DATABASE_URL", &self.database_url)
+            .env("DATABASE_URL", self.database_of(name))
             .env("DATABASE_MAX_CONNECTIONS", "8")
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env(
@@ -224,4 +239,26 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
+}
+
+/// A throwaway Postgres cluster of the caller's own (not the tests' shared
+/// one, which must never be stopped) with an empty database `tenure`, and
+/// that database's URL. Durable: fsync on, as in production.
+pub async fn own_cluster() -> anyhow::Result<(tenure_platform::pg::PgCluster, String)> {
+    use sqlx::Connection as _;
+    let tuning = tenure_platform::pg::Tuning {
+        max_connections: 60,
+        unsafe_fast: false,
+    };
+    let cluster = tokio::task::spawn_blocking(move || {
+        tenure_platform::pg::PgCluster::start(tenure_platform::pg::DataDir::Temporary, tuning)
+    })
+    .await??;
+    let mut admin = sqlx::PgConnection::connect(&cluster.admin_url()).await?;
+    sqlx::query("CREATE DATABASE tenure")
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let url = format!("postgres://postgres@127.0.0.1:{}/tenure", cluster.port());
+    Ok((cluster, url))
 }
