@@ -4,12 +4,16 @@
 //! and then under capacity (a fifth as many runs, started at half the rate
 //! the saturated phase finished them).
 //!
-//! `cargo bench -p tenure-tests --bench playbook_runs -- [RUNS]` (default 10,000).
+//! The runs are of the accounts of a generated base (the demo's shapes; see
+//! `tenure_tests::bases`), kept between bench runs; runs left by an
+//! earlier bench run are deleted first.
+//!
+//! `cargo bench -p tenure-tests --bench playbook_runs -- [RUNS [ACCOUNTS]]`
+//! (defaults 10,000 runs over a base of 100,000 accounts).
 
 use std::time::{Duration, Instant};
 
 use tenure_proto::playbooks::v1 as pb;
-use tenure_tests::TestStack;
 use tenure_tests::receivers::WebhookReceiver;
 
 const CHUNK: usize = 1000;
@@ -32,23 +36,43 @@ async fn completed(db: &sqlx::PgPool, playbook: &str, runs: usize) {
 }
 
 fn main() {
-    let count: usize = tenure_tests::bench_size(10_000);
+    let mut numbers = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let count = numbers.next().unwrap_or(10_000);
+    let accounts = numbers.next().unwrap_or(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let mut app = TestStack::spawn_with(|options| {
+        let base = tenure_tests::bases::generated(accounts, 1, |options| {
             options.max_connections = 12;
             // The receiver listens on loopback, which webhooks may not
             // reach unless allowed.
             let allow = ("PLAYBOOKS_WEBHOOK_ALLOW".to_owned(), "127.0.0.1/32".to_owned());
             options.settings.extend([allow]);
         })
-        .await;
+        .await
+        .expect("generated base");
+        base.settle().await.expect("quiet stack");
+        let mut app = base.app;
         let db = app.db().await;
+        for table in ["playbooks.steps", "playbooks.tasks", "playbooks.runs"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).execute(&db).await.expect("earlier runs");
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}"))).execute(&db).await.expect("vacuum");
+        }
         let receiver = WebhookReceiver::start().await;
-        let ids: Vec<String> = (0..count).map(|i| format!("acct-{i:06}")).collect();
-        app.plain_accounts(&ids).await;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT account_id FROM ingestion.accounts ORDER BY account_id LIMIT $1")
+            .bind(count as i64)
+            .fetch_all(&db)
+            .await
+            .expect("accounts");
+        assert_eq!(ids.len(), count, "the base has fewer accounts than runs");
+        // Names of this bench run's own: a kept base holds earlier ones.
+        let tag = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (bench, paced) = (format!("bench-{tag}"), format!("paced-{tag}"));
         let definition = serde_json::json!({
-            "name": "bench", "title": "Bench", "trigger": {"type": "manual"},
+            "name": bench, "title": "Bench", "trigger": {"type": "manual"},
             "steps": [
                 {"id": "task", "type": "task", "title": "Call {{account.name}}", "next": "hook"},
                 {"id": "hook", "type": "webhook", "url": receiver.url, "next": "done"},
@@ -64,7 +88,7 @@ fn main() {
                 .playbooks
                 .start_runs(pb::StartRunsRequest {
                     request_id: String::new(),
-                    playbook: "bench".into(),
+                    playbook: bench.clone(),
                     account_ids: chunk.to_vec(),
                 })
                 .await
@@ -73,14 +97,15 @@ fn main() {
             assert_eq!(response.runs.len(), chunk.len());
         }
         let start_calls = started.elapsed();
-        completed(&db, "bench", count).await;
+        completed(&db, &bench, count).await;
         let all = started.elapsed();
         let (steps, span_s, p50, p99): (i64, f64, f64, f64) = sqlx::query_as(
-            "SELECT count(*), extract(epoch FROM max(finished_at) - min(due_at))::float8, \
-               (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM picked_at - due_at)))::float8, \
-               (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM picked_at - due_at)))::float8 \
-             FROM playbooks.steps WHERE state = 2",
+            "SELECT count(*), extract(epoch FROM max(s.finished_at) - min(s.due_at))::float8, \
+               (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8, \
+               (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8 \
+             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) WHERE r.playbook = $1 AND s.state = 2",
         )
+        .bind(&bench)
         .fetch_one(&db)
         .await
         .expect("figures");
@@ -96,22 +121,22 @@ fn main() {
         // in small calls at half the rate the saturated phase finished
         // them, so the delay is the engine's own, not a backlog's.
         let paced_definition = serde_json::json!({
-            "name": "paced", "title": "Paced", "trigger": {"type": "manual"},
+            "name": paced, "title": "Paced", "trigger": {"type": "manual"},
             "steps": definition["steps"].clone()
         });
         app.playbook(&paced_definition).await;
-        let paced = &ids[..count / 5];
+        let paced_ids = &ids[..count / 5];
         let rate = (steps as f64 / span_s / 3.0 / 2.0).max(1.0);
         let per_tick = ((rate / 10.0).ceil() as usize).max(1);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / rate));
         let paced_started = Instant::now();
-        for chunk in paced.chunks(per_tick) {
+        for chunk in paced_ids.chunks(per_tick) {
             tick.tick().await;
             let response = app
                 .playbooks
                 .start_runs(pb::StartRunsRequest {
                     request_id: String::new(),
-                    playbook: "paced".into(),
+                    playbook: paced.clone(),
                     account_ids: chunk.to_vec(),
                 })
                 .await
@@ -120,18 +145,19 @@ fn main() {
             assert_eq!(response.runs.len(), chunk.len());
         }
         let arrivals = paced_started.elapsed();
-        completed(&db, "paced", paced.len()).await;
+        completed(&db, &paced, paced_ids.len()).await;
         let (paced_steps, p50, p99): (i64, f64, f64) = sqlx::query_as(
             "SELECT count(*), \
                (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8, \
                (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8 \
-             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) WHERE r.playbook = 'paced' AND s.state = 2",
+             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) WHERE r.playbook = $1 AND s.state = 2",
         )
+        .bind(&paced)
         .fetch_one(&db)
         .await
         .expect("figures");
-        assert_eq!(paced_steps as usize, paced.len() * 3);
-        println!("under capacity:           {} runs started at {rate:.0} runs/s ({per_tick} per call) over {:.2} s", paced.len(), arrivals.as_secs_f64());
+        assert_eq!(paced_steps as usize, paced_ids.len() * 3);
+        println!("under capacity:           {} runs started at {rate:.0} runs/s ({per_tick} per call) over {:.2} s", paced_ids.len(), arrivals.as_secs_f64());
         println!("due -> executed delay:    p50 {:.1} ms, p99 {:.1} ms", p50 * 1000.0, p99 * 1000.0);
         app.stop().await;
     });
