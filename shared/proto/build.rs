@@ -29,5 +29,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // its descriptor when checking strings.
         .codec_path("crate::codec::TenureCodec")
         .compile_with_config(config, &protos, &[root])?;
+    idempotent_requests(&out_dir)?;
+    Ok(())
+}
+
+/// Writes `idempotent.rs`: [`Idempotent`] for every top-level message with
+/// a string field `request_id` (the writes a retry must not apply twice).
+fn idempotent_requests(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use heck::ToUpperCamelCase as _;
+    use prost::Message as _;
+    let bytes = std::fs::read(out_dir.join("tenure_descriptor.bin"))?;
+    let set = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
+    let mut code = String::new();
+    for file in &set.file {
+        let Some(module) = file.package().strip_prefix("tenure.") else {
+            continue;
+        };
+        let module = module.replace('.', "::");
+        for message in &file.message_type {
+            let keyed = message.field.iter().any(|f| {
+                f.name() == "request_id"
+                    && f.r#type() == prost_types::field_descriptor_proto::Type::String
+            });
+            if keyed {
+                let name = message.name().to_upper_camel_case();
+                code.push_str(&format!(
+                    "impl crate::Idempotent for crate::{module}::{name} {{\n    \
+                     fn request_id(&self) -> &str {{\n        &self.request_id\n    }}\n}}\n"
+                ));
+            }
+        }
+    }
+    std::fs::write(out_dir.join("idempotent.rs"), code)?;
     Ok(())
 }

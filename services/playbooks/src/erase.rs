@@ -204,22 +204,17 @@ impl PlaybooksApi {
             }
         }
         violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let hashes: HashSet<String> = request
-            .identifier_sha256
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
-        let rows_changed = scrub(&mut tx, &request.account_id, &hashes, &request.pseudonym).await?;
-        let response = pb::NotifyContactErasedResponse { rows_changed };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let hashes: HashSet<String> = request
+                .identifier_sha256
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            let rows_changed =
+                scrub(&mut *tx, &request.account_id, &hashes, &request.pseudonym).await?;
+            Ok(pb::NotifyContactErasedResponse { rows_changed })
+        })
+        .await
     }
 }
 

@@ -44,29 +44,23 @@ impl PlaybooksApi {
             .check_webhooks(&plan)
             .map_err(ApiError::FailedPrecondition)?;
 
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let stored = store::insert_next_version(
-            &mut tx,
-            &NewVersion {
-                name: &parsed.name,
-                title: &parsed.title,
-                definition: &request.definition,
-                format: format as i16,
-                step_count: parsed.steps.len() as i32,
-            },
-        )
-        .await?;
-        let response = pb::CreatePlaybookResponse {
-            playbook: Some(playbook_to_proto(stored)),
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let stored = store::insert_next_version(
+                &mut *tx,
+                &NewVersion {
+                    name: &parsed.name,
+                    title: &parsed.title,
+                    definition: &request.definition,
+                    format: format as i16,
+                    step_count: parsed.steps.len() as i32,
+                },
+            )
+            .await?;
+            Ok(pb::CreatePlaybookResponse {
+                playbook: Some(playbook_to_proto(stored)),
+            })
+        })
+        .await
     }
 
     async fn list_playbooks(
@@ -144,14 +138,9 @@ impl PlaybooksApi {
             }
         }
         violations.into_result()?;
-        self.record_triggers(
-            METHOD,
-            &request.request_id,
-            &request,
-            "health",
-            &rows,
-            |n| pb::NotifyHealthChangedResponse { recorded_count: n },
-        )
+        self.record_triggers(METHOD, &request, "health", &rows, |n| {
+            pb::NotifyHealthChangedResponse { recorded_count: n }
+        })
         .await
     }
 
@@ -215,55 +204,48 @@ impl PlaybooksApi {
             }
         }
         violations.into_result()?;
-        self.record_triggers(
-            METHOD,
-            &request.request_id,
-            &request,
-            "renewals",
-            &rows,
-            |n| pb::NotifyRenewalApproachingResponse { recorded_count: n },
-        )
+        self.record_triggers(METHOD, &request, "renewals", &rows, |n| {
+            pb::NotifyRenewalApproachingResponse { recorded_count: n }
+        })
         .await
     }
 
     /// Records events from `source` once per request id and answers with
     /// how many were recorded.
-    pub(crate) async fn record_triggers<Req: prost::Message, Resp: prost::Message + Default>(
+    pub(crate) async fn record_triggers<Req, Resp>(
         &self,
         method: &str,
-        request_id: &str,
         request: &Req,
         source: &str,
         rows: &[TriggerRow],
         respond: impl FnOnce(i32) -> Resp,
-    ) -> ApiResult<Resp> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, method, request_id, request).await?
-        {
-            return Ok(previous);
-        }
-        let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
-            &tracing::Span::current(),
-        ))
-        .unwrap_or_default();
-        for (kind, account_id, payload, occurred_at) in rows {
-            sqlx::query(
-                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
-                   trace_context) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(source)
-            .bind(kind)
-            .bind(account_id)
-            .bind(payload)
-            .bind(occurred_at)
-            .bind(&trace_context)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let response = respond(rows.len() as i32);
-        idempotency::complete(&mut tx, SCHEMA, method, request_id, &response).await?;
-        tx.commit().await?;
+    ) -> ApiResult<Resp>
+    where
+        Req: prost::Message + tenure_proto::Idempotent,
+        Resp: prost::Message + Default,
+    {
+        let response = idempotency::once(&self.pool, SCHEMA, method, request, async |tx| {
+            let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
+                &tracing::Span::current(),
+            ))
+            .unwrap_or_default();
+            for (kind, account_id, payload, occurred_at) in rows {
+                sqlx::query(
+                    "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
+                       trace_context) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(source)
+                .bind(kind)
+                .bind(account_id)
+                .bind(payload)
+                .bind(occurred_at)
+                .bind(&trace_context)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(respond(rows.len() as i32))
+        })
+        .await?;
         Ok(response)
     }
 }
@@ -300,7 +282,6 @@ impl PlaybooksService for PlaybooksApi {
                 &self.pool,
                 crate::SCHEMA,
                 &request,
-                &request.request_id,
                 &request.account_id,
                 &[],
                 |rows_changed| pb::NotifyAccountErasedResponse { rows_changed },

@@ -198,14 +198,9 @@ impl PlaybooksApi {
             }
         }
         violations.into_result()?;
-        self.record_triggers(
-            METHOD,
-            &request.request_id,
-            &request,
-            "ingestion",
-            &rows,
-            |n| pb::NotifyAccountEventsResponse { recorded_count: n },
-        )
+        self.record_triggers(METHOD, &request, "ingestion", &rows, |n| {
+            pb::NotifyAccountEventsResponse { recorded_count: n }
+        })
         .await
     }
 
@@ -345,67 +340,62 @@ impl PlaybooksApi {
                 .map_err(|s| ApiError::from_upstream(s, "account"))?;
             accounts.push((account_id.clone(), account));
         }
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
-            &tracing::Span::current(),
-        ))
-        .unwrap_or_default();
-        let mut started = Vec::new();
-        let mut skipped = Vec::new();
-        for (account_id, account) in accounts {
-            let Some(account) = account else {
-                skipped.push(pb::DryRunAccount {
-                    account_id,
-                    reason: "ingestion does not know the account".to_owned(),
-                    ..Default::default()
-                });
-                continue;
-            };
-            if let Some(reason) = account.outside(&plan.audience) {
-                skipped.push(pb::DryRunAccount {
-                    account_id,
-                    reason,
-                    ..Default::default()
-                });
-                continue;
+        let response = idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
+                &tracing::Span::current(),
+            ))
+            .unwrap_or_default();
+            let mut started = Vec::new();
+            let mut skipped = Vec::new();
+            for (account_id, account) in accounts {
+                let Some(account) = account else {
+                    skipped.push(pb::DryRunAccount {
+                        account_id,
+                        reason: "ingestion does not know the account".to_owned(),
+                        ..Default::default()
+                    });
+                    continue;
+                };
+                if let Some(reason) = account.outside(&plan.audience) {
+                    skipped.push(pb::DryRunAccount {
+                        account_id,
+                        reason,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+                match self
+                    .engine
+                    .start_run(
+                        &mut *tx,
+                        &plan,
+                        stored.version,
+                        &account,
+                        "manual",
+                        None,
+                        &serde_json::json!({}),
+                        &trace_context,
+                    )
+                    .await?
+                {
+                    Ok(run_id) => started.push(run_id),
+                    Err(reason) => skipped.push(pb::DryRunAccount {
+                        account_id,
+                        reason,
+                        ..Default::default()
+                    }),
+                }
             }
-            match self
-                .engine
-                .start_run(
-                    &mut tx,
-                    &plan,
-                    stored.version,
-                    &account,
-                    "manual",
-                    None,
-                    &serde_json::json!({}),
-                    &trace_context,
-                )
-                .await?
-            {
-                Ok(run_id) => started.push(run_id),
-                Err(reason) => skipped.push(pb::DryRunAccount {
-                    account_id,
-                    reason,
-                    ..Default::default()
-                }),
-            }
-        }
-        let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_RUN} WHERE run_id = ANY($1) ORDER BY run_id"
-        )))
-        .bind(&started)
-        .fetch_all(&mut *tx)
+            let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT_RUN} WHERE run_id = ANY($1) ORDER BY run_id"
+            )))
+            .bind(&started)
+            .fetch_all(&mut *tx)
+            .await?;
+            let runs = rows.into_iter().map(|r| r.into_proto(Vec::new())).collect();
+            Ok(pb::StartRunsResponse { runs, skipped })
+        })
         .await?;
-        let runs = rows.into_iter().map(|r| r.into_proto(Vec::new())).collect();
-        let response = pb::StartRunsResponse { runs, skipped };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
         self.engine.wakeup.notify_waiters();
         Ok(response)
     }

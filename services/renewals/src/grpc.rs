@@ -87,28 +87,22 @@ impl RenewalsApi {
         )
         .await?;
         violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let row = match outcomes::insert(&mut tx, &outcome).await {
-            Ok(row) => row,
-            Err(e) if sqlstate(&e).as_deref() == Some(codes::UNIQUE_VIOLATION) => {
-                return Err(ApiError::AlreadyExists(format!(
-                    "an outcome is already recorded for subscription {} ending {}",
-                    outcome.subscription_id, outcome.term_end_date
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let response = pb::RecordRenewalOutcomeResponse {
-            outcome: Some(outcome_to_proto(row)),
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let row = match outcomes::insert(&mut *tx, &outcome).await {
+                Ok(row) => row,
+                Err(e) if sqlstate(&e).as_deref() == Some(codes::UNIQUE_VIOLATION) => {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "an outcome is already recorded for subscription {} ending {}",
+                        outcome.subscription_id, outcome.term_end_date
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok(pb::RecordRenewalOutcomeResponse {
+                outcome: Some(outcome_to_proto(row)),
+            })
+        })
+        .await
     }
 
     async fn batch_record_renewal_outcomes(
@@ -142,20 +136,14 @@ impl RenewalsApi {
         )
         .await?;
         violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let recorded = outcomes::insert_new(&mut tx, &outcomes).await?;
-        let response = pb::BatchRecordRenewalOutcomesResponse {
-            recorded_count: recorded as i32,
-            unchanged_count: (outcomes.len() as u64 - recorded) as i32,
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let recorded = outcomes::insert_new(&mut *tx, &outcomes).await?;
+            Ok(pb::BatchRecordRenewalOutcomesResponse {
+                recorded_count: recorded as i32,
+                unchanged_count: (outcomes.len() as u64 - recorded) as i32,
+            })
+        })
+        .await
     }
 
     async fn list_renewal_outcomes(
@@ -209,19 +197,13 @@ impl RenewalsApi {
             violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
         }
         violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let marked = crate::queue::mark(&mut tx, &request.subscription_ids).await?;
-        let response = pb::NotifySubscriptionsChangedResponse {
-            marked_count: marked as i32,
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let marked = crate::queue::mark(&mut *tx, &request.subscription_ids).await?;
+            Ok(pb::NotifySubscriptionsChangedResponse {
+                marked_count: marked as i32,
+            })
+        })
+        .await
     }
 }
 
@@ -317,7 +299,6 @@ impl RenewalsService for RenewalsApi {
                 &self.pool,
                 crate::SCHEMA,
                 &request,
-                &request.request_id,
                 &request.account_id,
                 &[
                     "DELETE FROM renewals.subscription_queue WHERE subscription_id IN (SELECT subscription_id FROM renewals.subscription_versions WHERE account_id = $1)",

@@ -66,28 +66,20 @@ pub async fn notify_account_erased<Req, Resp>(
     pool: &sqlx::PgPool,
     schema: &str,
     request: &Req,
-    request_id: &str,
     account_id: &str,
     first: &[&str],
     respond: impl FnOnce(i64) -> Resp,
 ) -> crate::ApiResult<Resp>
 where
-    Req: prost::Message,
+    Req: prost::Message + tenure_proto::Idempotent,
     Resp: prost::Message + Default,
 {
     const METHOD: &str = "NotifyAccountErased";
     let mut violations = crate::Violations::default();
     violations.require_text(account_id, "account_id", 128);
     violations.into_result()?;
-    let mut tx = pool.begin().await?;
-    if let Some(previous) =
-        crate::idempotency::claim(&mut tx, schema, METHOD, request_id, request).await?
-    {
-        return Ok(previous);
-    }
-    let rows = account(&mut tx, schema, account_id, first).await?;
-    let response = respond(rows);
-    crate::idempotency::complete(&mut tx, schema, METHOD, request_id, &response).await?;
-    tx.commit().await?;
-    Ok(response)
+    crate::idempotency::once(pool, schema, METHOD, request, async |tx| {
+        Ok(respond(account(tx, schema, account_id, first).await?))
+    })
+    .await
 }

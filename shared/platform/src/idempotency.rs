@@ -8,12 +8,39 @@
 
 use prost::Message;
 use sha2::Digest as _;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::error::{ApiError, ApiResult};
 
 /// Longest accepted `request_id`.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Applies a write once per its `request_id`: opens its transaction, claims
+/// the key (a retry gets the first answer back and `apply` does not run),
+/// runs `apply` in the transaction, stores its answer with the key and
+/// commits. An empty `request_id` opts out of the key, not of the
+/// transaction.
+pub async fn once<Req, Resp>(
+    pool: &PgPool,
+    schema: &str,
+    method: &str,
+    request: &Req,
+    apply: impl AsyncFnOnce(&mut PgConnection) -> ApiResult<Resp>,
+) -> ApiResult<Resp>
+where
+    Req: Message + tenure_proto::Idempotent,
+    Resp: Message + Default,
+{
+    let request_id = request.request_id();
+    let mut tx = pool.begin().await?;
+    if let Some(previous) = claim(&mut tx, schema, method, request_id, request).await? {
+        return Ok(previous);
+    }
+    let response = apply(&mut tx).await?;
+    complete(&mut tx, schema, method, request_id, &response).await?;
+    tx.commit().await?;
+    Ok(response)
+}
 
 /// Claims `request_id` for `method`. Returns the stored response when this
 /// request was already applied; `None` when the caller should apply it (and

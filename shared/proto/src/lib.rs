@@ -3,6 +3,14 @@
 
 pub mod codec;
 
+/// A write that carries a `request_id`: retried with the same id, it is
+/// applied once (see `tenure_platform::idempotency`).
+pub trait Idempotent {
+    fn request_id(&self) -> &str;
+}
+
+include!(concat!(env!("OUT_DIR"), "/idempotent.rs"));
+
 /// Encoded `FileDescriptorSet` of every Tenure proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenure_descriptor");
 

@@ -64,7 +64,6 @@ impl HealthService for HealthApi {
                 &self.pool,
                 crate::SCHEMA,
                 &request,
-                &request.request_id,
                 &request.account_id,
                 &[],
                 |rows_changed| pb::NotifyAccountErasedResponse { rows_changed },

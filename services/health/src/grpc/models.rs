@@ -30,17 +30,19 @@ impl HealthApi {
             request.horizon_days
         };
         let l2 = if request.l2 == 0.0 { 0.01 } else { request.l2 };
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let model = self.trainer.start(horizon, l2, as_of).await?;
-        let response = pb::TrainChurnModelResponse { model: Some(model) };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(
+            &self.pool,
+            SCHEMA,
+            METHOD,
+            &request,
+            // The model row is the trainer's to write; the key's
+            // transaction only keeps a retry from starting a second run.
+            async |_tx| {
+                let model = self.trainer.start(horizon, l2, as_of).await?;
+                Ok(pb::TrainChurnModelResponse { model: Some(model) })
+            },
+        )
+        .await
     }
 
     pub(super) async fn get_churn_model(

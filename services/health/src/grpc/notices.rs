@@ -28,19 +28,13 @@ impl HealthApi {
         };
         violations.into_result()?;
 
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let marked = queue::mark(&mut tx, &request.account_ids, earliest).await?;
-        let response = pb::NotifyAccountsChangedResponse {
-            marked_count: marked as i32,
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let marked = queue::mark(&mut *tx, &request.account_ids, earliest).await?;
+            Ok(pb::NotifyAccountsChangedResponse {
+                marked_count: marked as i32,
+            })
+        })
+        .await
     }
 
     pub(super) async fn get_account_health(

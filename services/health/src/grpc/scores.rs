@@ -9,19 +9,13 @@ impl HealthApi {
     ) -> ApiResult<pb::CreateScorecardResponse> {
         const METHOD: &str = "CreateScorecard";
         let (name, def) = cards::from_proto(request.scorecard.as_ref())?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let stored = store::insert_scorecard(&mut tx, &name, &def).await?;
-        let response = pb::CreateScorecardResponse {
-            scorecard: Some(cards::to_proto(&stored)),
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let stored = store::insert_scorecard(&mut *tx, &name, &def).await?;
+            Ok(pb::CreateScorecardResponse {
+                scorecard: Some(cards::to_proto(&stored)),
+            })
+        })
+        .await
     }
 
     pub(super) async fn get_scorecard(
@@ -125,29 +119,23 @@ impl HealthApi {
         }
         violations.into_result()?;
         let expires_on = expires_on.ok_or_else(|| anyhow::anyhow!("validated date missing"))?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let id = store::insert_assessment(
-            &mut tx,
-            &request.account_id,
-            request.score,
-            &request.note,
-            &request.assessed_by,
-            expires_on,
-        )
-        .await?;
-        // The scorer picks the account up and rescores it with the assessment.
-        queue::mark(&mut tx, std::slice::from_ref(&request.account_id), None).await?;
-        let response = pb::RecordAssessmentResponse {
-            assessment_id: id.to_string(),
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+        idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let id = store::insert_assessment(
+                &mut *tx,
+                &request.account_id,
+                request.score,
+                &request.note,
+                &request.assessed_by,
+                expires_on,
+            )
+            .await?;
+            // The scorer picks the account up and rescores it with the assessment.
+            queue::mark(&mut *tx, std::slice::from_ref(&request.account_id), None).await?;
+            Ok(pb::RecordAssessmentResponse {
+                assessment_id: id.to_string(),
+            })
+        })
+        .await
     }
 
     pub(super) async fn get_health(

@@ -174,12 +174,7 @@ impl IngestionApi {
         request: pb::EraseContactRequest,
     ) -> ApiResult<pb::EraseContactResponse> {
         let erased = self
-            .erase(
-                Erasure::Contact,
-                &request,
-                &request.request_id,
-                &request.contact_id,
-            )
+            .erase(Erasure::Contact, &request, &request.contact_id)
             .await?;
         Ok(pb::EraseContactResponse {
             pseudonym: erased.pseudonym,
@@ -192,12 +187,7 @@ impl IngestionApi {
         request: pb::EraseAccountRequest,
     ) -> ApiResult<pb::EraseAccountResponse> {
         let erased = self
-            .erase(
-                Erasure::Account,
-                &request,
-                &request.request_id,
-                &request.account_id,
-            )
+            .erase(Erasure::Account, &request, &request.account_id)
             .await?;
         Ok(pb::EraseAccountResponse {
             rows_changed: erased.rows_changed,
@@ -206,11 +196,10 @@ impl IngestionApi {
 
     /// Erases a contact or an account once per `request_id` (a retry gets
     /// the first answer back).
-    async fn erase<Req: prost::Message>(
+    async fn erase<Req: prost::Message + tenure_proto::Idempotent>(
         &self,
         what: Erasure,
         request: &Req,
-        request_id: &str,
         id: &str,
     ) -> ApiResult<crate::erase::Erased> {
         let (method, field, noun) = match what {
@@ -220,37 +209,31 @@ impl IngestionApi {
         let mut violations = Violations::default();
         violations.require_text(id, field, MAX_ID);
         violations.into_result()?;
-        let mut tx = self.pool.begin().await?;
-        let previous: Option<pb::EraseContactResponse> = tenure_platform::idempotency::claim(
-            &mut tx,
-            crate::SCHEMA,
-            method,
-            request_id,
-            request,
-        )
-        .await?;
-        if let Some(previous) = previous {
-            return Ok(crate::erase::Erased {
-                pseudonym: previous.pseudonym,
-                rows_changed: previous.rows_changed,
-            });
-        }
-        let erased = match what {
-            Erasure::Contact => crate::erase::contact(&mut tx, id).await?,
-            Erasure::Account => crate::erase::account(&mut tx, id).await?,
-        }
-        .ok_or_else(|| ApiError::NotFound(format!("{noun} {id}")))?;
         // Both answers are stored in the contact's shape: an account's has
         // no pseudonym.
-        let stored = pb::EraseContactResponse {
-            pseudonym: erased.pseudonym.clone(),
-            rows_changed: erased.rows_changed,
-        };
-        tenure_platform::idempotency::complete(&mut tx, crate::SCHEMA, method, request_id, &stored)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(rows = erased.rows_changed, "{noun} erased");
-        Ok(erased)
+        let stored = tenure_platform::idempotency::once(
+            &self.pool,
+            crate::SCHEMA,
+            method,
+            request,
+            async |tx| {
+                let erased = match what {
+                    Erasure::Contact => crate::erase::contact(tx, id).await?,
+                    Erasure::Account => crate::erase::account(tx, id).await?,
+                }
+                .ok_or_else(|| ApiError::NotFound(format!("{noun} {id}")))?;
+                tracing::info!(rows = erased.rows_changed, "{noun} erased");
+                Ok(pb::EraseContactResponse {
+                    pseudonym: erased.pseudonym,
+                    rows_changed: erased.rows_changed,
+                })
+            },
+        )
+        .await?;
+        Ok(crate::erase::Erased {
+            pseudonym: stored.pseudonym,
+            rows_changed: stored.rows_changed,
+        })
     }
 }
 

@@ -13,25 +13,20 @@ impl RenewalsApi {
             return Err(ApiError::invalid("forecast", "is required"));
         };
         forecast_scope(forecast, "forecast.")?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) =
-            idempotency::claim(&mut tx, SCHEMA, METHOD, &request.request_id, &request).await?
-        {
-            return Ok(previous);
-        }
-        let row: JobRow = sqlx::query_as(
-            "INSERT INTO renewals.forecast_jobs (job_id, request, state) VALUES ($1, $2, 1) \
-             RETURNING job_id, state, total_rows, done_rows, error, created_at, finished_at",
-        )
-        .bind(Uuid::now_v7())
-        .bind(forecast.encode_to_vec())
-        .fetch_one(&mut *tx)
+        let response = idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
+            let row: JobRow = sqlx::query_as(
+                "INSERT INTO renewals.forecast_jobs (job_id, request, state) VALUES ($1, $2, 1) \
+                 RETURNING job_id, state, total_rows, done_rows, error, created_at, finished_at",
+            )
+            .bind(Uuid::now_v7())
+            .bind(forecast.encode_to_vec())
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(pb::StartForecastJobResponse {
+                job: Some(row.into_proto()),
+            })
+        })
         .await?;
-        let response = pb::StartForecastJobResponse {
-            job: Some(row.into_proto()),
-        };
-        idempotency::complete(&mut tx, SCHEMA, METHOD, &request.request_id, &response).await?;
-        tx.commit().await?;
         self.jobs_wakeup.notify_one();
         Ok(response)
     }
