@@ -21,9 +21,11 @@ impl Default for DropRule {
 }
 
 impl DropRule {
-    pub fn from_env() -> anyhow::Result<Self> {
+    /// The service's `HEALTH_DROP_POINTS` and `HEALTH_DROP_WINDOW_DAYS`,
+    /// read once at start-up.
+    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
         let mut rule = Self::default();
-        if let Ok(value) = std::env::var("HEALTH_DROP_POINTS") {
+        if let Some(value) = settings.get("HEALTH_DROP_POINTS") {
             rule.points = value
                 .parse()
                 .ok()
@@ -32,7 +34,7 @@ impl DropRule {
                     anyhow::anyhow!("HEALTH_DROP_POINTS={value:?} is not a positive number")
                 })?;
         }
-        if let Ok(value) = std::env::var("HEALTH_DROP_WINDOW_DAYS") {
+        if let Some(value) = settings.get("HEALTH_DROP_WINDOW_DAYS") {
             rule.window_days = value.parse().ok().filter(|d: &i64| *d > 0).ok_or_else(|| {
                 anyhow::anyhow!("HEALTH_DROP_WINDOW_DAYS={value:?} is not a positive count")
             })?;
@@ -90,6 +92,32 @@ pub fn band_name(band: Band) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drop_rule_comes_from_the_services_settings() {
+        let settings = |pairs: &[(&str, &str)]| tenure_platform::service::Settings {
+            overrides: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let rule = DropRule::from_settings(&settings(&[
+            ("HEALTH_DROP_POINTS", "5"),
+            ("HEALTH_DROP_WINDOW_DAYS", "7"),
+        ]))
+        .unwrap();
+        assert_eq!((rule.points, rule.window_days), (5.0, 7));
+        assert!(DropRule::from_settings(&settings(&[("HEALTH_DROP_POINTS", "NaN")])).is_err());
+        assert_eq!(
+            crate::store::Rollup::from_settings(&settings(&[("HEALTH_PARENT_ROLLUP", "worst")]))
+                .unwrap(),
+            crate::store::Rollup::Worst
+        );
+        assert!(
+            crate::store::Rollup::from_settings(&settings(&[("HEALTH_PARENT_ROLLUP", "best")]))
+                .is_err()
+        );
+    }
 
     #[test]
     fn reports_each_change_once() {

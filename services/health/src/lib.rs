@@ -79,7 +79,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let renewals = RenewalsServiceClient::new(context.peers.channel(&context.peers.renewals_url)?);
     let trainer = training::Trainer::new(context.pool.clone(), ingestion.clone(), renewals);
     trainer.fail_interrupted().await?;
-    let rollup = store::Rollup::from_env()?;
+    let rollup = store::Rollup::from_settings(&context.settings)?;
     let wakeups = Wakeups::new(
         SCHEMA,
         &[
@@ -92,7 +92,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let scorer = scoring::Scorer::new(
         context.pool.clone(),
         ingestion.clone(),
-        changes::DropRule::from_env()?,
+        changes::DropRule::from_settings(&context.settings)?,
         wakeups.clone(),
     );
     let api = HealthServiceServer::new(grpc::HealthApi::new(

@@ -412,11 +412,12 @@ pub enum Rollup {
 }
 
 impl Rollup {
-    pub fn from_env() -> anyhow::Result<Self> {
-        match std::env::var("HEALTH_PARENT_ROLLUP").as_deref() {
-            Err(_) | Ok("arr_weighted") => Ok(Self::ArrWeighted),
-            Ok("worst") => Ok(Self::Worst),
-            Ok(other) => {
+    /// The service's `HEALTH_PARENT_ROLLUP`, read once at start-up.
+    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
+        match settings.get("HEALTH_PARENT_ROLLUP").as_deref() {
+            None | Some("arr_weighted") => Ok(Self::ArrWeighted),
+            Some("worst") => Ok(Self::Worst),
+            Some(other) => {
                 anyhow::bail!("HEALTH_PARENT_ROLLUP={other:?} is neither arr_weighted nor worst")
             }
         }

@@ -80,7 +80,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 /// job runner and the outbox dispatcher.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
-    let thresholds = sweep::thresholds_from_env()?;
+    let thresholds = sweep::thresholds_from_settings(&context.settings)?;
     let wakeups = Wakeups::new(
         SCHEMA,
         &[

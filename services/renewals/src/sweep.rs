@@ -18,11 +18,14 @@ use crate::notify::TOPIC_RENEWAL_APPROACHING;
 /// Default thresholds, days before the term end (`RENEWALS_REMINDER_DAYS`).
 pub const DEFAULT_THRESHOLDS: [u32; 4] = [120, 90, 60, 30];
 
-/// Parses `RENEWALS_REMINDER_DAYS` ("120,90,60,30").
-pub fn thresholds_from_env() -> anyhow::Result<Vec<u32>> {
-    match std::env::var("RENEWALS_REMINDER_DAYS") {
-        Ok(text) => parse_thresholds(&text),
-        Err(_) => {
+/// The service's `RENEWALS_REMINDER_DAYS` ("120,90,60,30"), read once at
+/// start-up.
+pub fn thresholds_from_settings(
+    settings: &tenure_platform::service::Settings,
+) -> anyhow::Result<Vec<u32>> {
+    match settings.get("RENEWALS_REMINDER_DAYS") {
+        Some(text) => parse_thresholds(&text),
+        None => {
             let mut days = DEFAULT_THRESHOLDS.to_vec();
             days.sort_unstable();
             Ok(days)
@@ -136,6 +139,14 @@ pub async fn run(pool: &PgPool, today: NaiveDate, thresholds: &[u32]) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thresholds_come_from_the_services_settings() {
+        let settings = tenure_platform::service::Settings {
+            overrides: [("RENEWALS_REMINDER_DAYS".to_owned(), "14,7".to_owned())].into(),
+        };
+        assert_eq!(thresholds_from_settings(&settings).unwrap(), [7, 14]);
+    }
 
     #[test]
     fn thresholds_parse_sorted() {
