@@ -271,7 +271,7 @@ fn main() {
         let synthetic: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct-{i:05}")).collect();
         app.plain_accounts(&synthetic).await;
         println!("events per run: {total}; gRPC: {streams} concurrent StreamEvents, chunks of {CHUNK}");
-        println!("{:<10} {:>14} {:>14} {:>8}", "shape", "COPY ev/s", "gRPC ev/s", "ratio");
+        println!("{:<10} {:>14} {:>14} {:>8} {:>22}", "shape", "COPY ev/s", "gRPC ev/s", "ratio", "RSS while streaming");
         for (shape, prefix) in [(Shape::Sessions, "s"), (Shape::Uniform, "u"), (Shape::Generated, "g")] {
             let events = match shape {
                 Shape::Generated => {
@@ -282,15 +282,23 @@ fn main() {
                 shape => events(total, shape, prefix),
             };
             let copy_rate = copy_table(&app.stack.database_url, &format!("bench.copy_{prefix}"), &events).await;
+            // The services run in this process: the peak while streaming,
+            // over what was resident before (the events already built).
+            let pid = std::process::id();
+            let resident = tenure_tests::processes::memory_kib(pid, "VmRSS:").unwrap_or(0);
+            tenure_tests::processes::reset_peak_rss();
             let (accepted, grpc_time) = stream_all(&app, events, streams).await;
+            let peak = tenure_tests::processes::memory_kib(pid, "VmHWM:").unwrap_or(0);
             assert_eq!(accepted, total, "every event accepted once");
             let grpc_rate = total as f64 / grpc_time.as_secs_f64();
             println!(
-                "{:<10} {:>14.0} {:>14.0} {:>7.1}%",
+                "{:<10} {:>14.0} {:>14.0} {:>7.1}% {:>9.0} MiB peak +{:.0}",
                 format!("{shape:?}").to_lowercase(),
                 copy_rate,
                 grpc_rate,
-                grpc_rate / copy_rate * 100.0
+                grpc_rate / copy_rate * 100.0,
+                peak as f64 / 1024.0,
+                peak.saturating_sub(resident) as f64 / 1024.0
             );
         }
         println!("(gRPC path: validation, account check, message-id dedup, monthly partitions, daily rollups, outbox; COPY: the same rows into an identical table)");

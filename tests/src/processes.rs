@@ -175,11 +175,7 @@ impl Processes {
     }
 
     fn memory_kib(&self, name: &str, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)?)).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        memory_kib(self.pid(name)?, field)
     }
 
     /// The last `lines` lines `name` logged, for failure messages.
@@ -239,6 +235,22 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
+}
+
+/// A memory figure of process `pid` in KiB: `VmRSS:` (resident now) or
+/// `VmHWM:` (the peak since start, or since [`reset_peak_rss`]).
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Starts this process's peak resident memory (`VmHWM`) again from what is
+/// resident now.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A throwaway Postgres cluster of the caller's own (not the tests' shared
