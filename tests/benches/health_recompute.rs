@@ -110,6 +110,13 @@ fn main() {
         println!("fetch signals alone:    {:>8.2} s  ({:.0} accounts/s, {:.1} x the baseline's time)", fetch.as_secs_f64(), per(fetch), fetch.as_secs_f64() / baseline.as_secs_f64());
         println!("recompute health:       {:>8.2} s  ({:.0} accounts/s; fetch + score + store + snapshot + change log)", recompute.as_secs_f64(), per(recompute));
         println!("train churn model:      {:>8.2} s  ({} outcomes, {:.0} outcomes/s: signals at the horizon, fit, cross-validation)", training.as_secs_f64(), model.example_count, model.example_count as f64 / training.as_secs_f64());
+        let run = model.gather_seconds + model.fit_seconds;
+        println!(
+            "  of which signals:      {:>8.2} s  ({:.1} % of the run: the outcomes and each one's signals at the horizon)",
+            model.gather_seconds,
+            model.gather_seconds / run * 100.0
+        );
+        println!("  and the fit:           {:>8.2} s  (L-BFGS and five-fold cross-validation)", model.fit_seconds);
         let added = recompute.saturating_sub(fetch);
         println!("scoring adds:           {:>8.2} s  = {:.1} % of the fetch", added.as_secs_f64(), added.as_secs_f64() / fetch.as_secs_f64() * 100.0);
         app.stop().await;

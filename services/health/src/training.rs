@@ -259,7 +259,9 @@ impl Trainer {
         l2: f64,
         as_of: Option<NaiveDate>,
     ) -> anyhow::Result<(Model, pb::ChurnModel)> {
+        let started = std::time::Instant::now();
         let gathered = self.examples(horizon_days, as_of).await?;
+        let gather_seconds = started.elapsed().as_secs_f64();
         let first = gathered.iter().map(|(_, d, _)| *d).min();
         let last = gathered.iter().map(|(_, d, _)| *d).max();
         let window = first
@@ -280,6 +282,7 @@ impl Trainer {
             ..FitOptions::default()
         };
         let fitting = examples.clone();
+        let started = std::time::Instant::now();
         let ((model, convergence), predictions) = tokio::task::spawn_blocking(move || {
             (
                 Model::fit_reporting(&fitting, options),
@@ -287,6 +290,7 @@ impl Trainer {
             )
         })
         .await?;
+        let fit_seconds = started.elapsed().as_secs_f64();
         let churned: Vec<bool> = examples.iter().map(|e| e.churned).collect();
         let lift = model::univariate_lift(&model, &examples);
         let names = model.encoding.feature_names();
@@ -323,6 +327,8 @@ impl Trainer {
             iterations: i32::try_from(convergence.iterations).unwrap_or(i32::MAX),
             tolerance: options.tolerance,
             as_of: as_of.map(time::to_date),
+            gather_seconds,
+            fit_seconds,
             ..Default::default()
         };
         Ok((model, report))
