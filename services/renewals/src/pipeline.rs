@@ -312,7 +312,20 @@ pub async fn opportunities(
     after: Option<&(NaiveDate, String)>,
     limit: i64,
 ) -> sqlx::Result<Vec<OpportunityRow>> {
-    let (after_end, after_id) = after.map(|(d, s)| (*d, s.as_str())).unzip();
+    // Plain range conditions on the index's columns (no `$n IS NULL OR`
+    // guard), so that a page is an index range read with the joins done
+    // per row; a guarded condition made every page sort the whole window
+    // and hash every outcome again.
+    let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or_default();
+    let from = filter.term_end_from.unwrap_or(first).max(first);
+    let before = filter
+        .term_end_before
+        .unwrap_or_else(|| NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or_default());
+    let (after_end, after_id) = match after {
+        Some((day, id)) => (*day, id.as_str()),
+        // Before every row of the window.
+        None => (from.pred_opt().unwrap_or(from), ""),
+    };
     sqlx::query_as(
         "SELECT o.subscription_id, o.term_start, o.term_end, o.account_id, o.currency::text AS currency, o.arr_minor, \
            o.state, o.next_arr_minor, a.name AS account_name, a.segment, a.owner, a.health_score, \
@@ -322,14 +335,14 @@ pub async fn opportunities(
          LEFT JOIN renewals.accounts a USING (account_id) \
          LEFT JOIN renewals.outcomes x \
            ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
-         WHERE ($1::date IS NULL OR o.term_end >= $1) AND ($2::date IS NULL OR o.term_end < $2) \
+         WHERE o.term_end >= $1 AND o.term_end < $2 \
+           AND (o.term_end, o.subscription_id) > ($6, $7) \
            AND ($3::text IS NULL OR a.segment = $3) AND ($4::text IS NULL OR a.owner = $4) \
            AND ($5::text IS NULL OR o.currency = $5) \
-           AND ($6::date IS NULL OR (o.term_end, o.subscription_id) > ($6, $7)) \
          ORDER BY o.term_end, o.subscription_id LIMIT $8",
     )
-    .bind(filter.term_end_from)
-    .bind(filter.term_end_before)
+    .bind(from)
+    .bind(before)
     .bind(filter.segment.as_deref())
     .bind(filter.owner.as_deref())
     .bind(filter.currency.as_deref())
@@ -346,12 +359,17 @@ pub struct Pages<'a> {
     pool: &'a PgPool,
     filter: &'a OpportunityFilter,
     after: Option<(NaiveDate, String)>,
+    size: i64,
     done: bool,
 }
 
 impl<'a> Pages<'a> {
-    /// Rows read per query.
+    /// Rows read per query, unless [`Pages::sized`] says otherwise.
     pub const SIZE: i64 = 5000;
+    /// Rows per query for readers of whole windows (streams, totals): a
+    /// page costs a read of the rest of the window whatever its size, so
+    /// fewer, larger pages cost less in all.
+    pub const WHOLE_WINDOW: i64 = 50_000;
 
     pub fn new(pool: &'a PgPool, filter: &'a OpportunityFilter) -> Self {
         Self::after(pool, filter, None)
@@ -367,8 +385,15 @@ impl<'a> Pages<'a> {
             pool,
             filter,
             after,
+            size: Self::SIZE,
             done: false,
         }
+    }
+
+    /// Reading `size` rows per query.
+    pub fn sized(mut self, size: i64) -> Self {
+        self.size = size.max(1);
+        self
     }
 
     /// The next page, `None` once all were read.
@@ -376,8 +401,8 @@ impl<'a> Pages<'a> {
         if self.done {
             return Ok(None);
         }
-        let rows = opportunities(self.pool, self.filter, self.after.as_ref(), Self::SIZE).await?;
-        self.done = (rows.len() as i64) < Self::SIZE;
+        let rows = opportunities(self.pool, self.filter, self.after.as_ref(), self.size).await?;
+        self.done = (rows.len() as i64) < self.size;
         self.after = rows.last().map(|r| (r.term_end, r.subscription_id.clone()));
         Ok(Some(rows))
     }

@@ -139,7 +139,7 @@ pub async fn resolved_rows(
     context: &Context,
 ) -> ApiResult<Vec<(OpportunityRow, views::Resolved)>> {
     let mut out = Vec::new();
-    let mut pages = Pages::new(pool, filter);
+    let mut pages = Pages::new(pool, filter).sized(Pages::WHOLE_WINDOW);
     while let Some(rows) = pages.next().await? {
         for row in rows {
             let resolved = views::resolve(context, &row);
@@ -236,7 +236,7 @@ where
     F: FnMut(Vec<pb::RenewalOpportunity>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut pages = Pages::new(pool, &scope.filter);
+    let mut pages = Pages::new(pool, &scope.filter).sized(Pages::WHOLE_WINDOW);
     while let Some(rows) = pages.next().await? {
         let mut chunk = Vec::with_capacity(scope.chunk);
         for row in &rows {
