@@ -152,7 +152,9 @@ fn histogram(health: &figures::Health) -> String {
     }
     if let Some(high) = health.advocates.iter().map(|a| a.1).reduce(f64::min) {
         plot.line(&[(high, 0.0), (high, top * 1.1)], GREEN, true);
-        plot.text(high, top * 1.1, "advocates", "start");
+        // Left of its line when the line is near the right edge.
+        let anchor = if high > 80.0 { "end" } else { "start" };
+        plot.text(high, top * 1.1, "advocates", anchor);
     }
     plot.finish(
         "health distribution",
