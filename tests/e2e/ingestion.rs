@@ -263,3 +263,35 @@ async fn a_page_of_large_accounts_fits_what_clients_accept() {
     assert!(pages >= 2, "the page was cut by bytes");
     app.stop().await;
 }
+
+/// Many accounts in one read: the known ones in id order (a repeated id
+/// once), the unknown ones named; bad requests are refused with the field.
+#[tokio::test]
+async fn accounts_are_read_many_at_once() {
+    let mut app = TestStack::spawn().await;
+    app.plain_accounts(&["b".into(), "a".into()]).await;
+    let answer = app
+        .ingestion
+        .batch_get_accounts(tenure_proto::ingestion::v1::BatchGetAccountsRequest {
+            account_ids: vec!["b".into(), "ghost".into(), "a".into(), "b".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = answer
+        .accounts
+        .iter()
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(answer.missing_account_ids, ["ghost"]);
+    let refused = app
+        .ingestion
+        .batch_get_accounts(tenure_proto::ingestion::v1::BatchGetAccountsRequest {
+            account_ids: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["account_ids"]);
+    app.stop().await;
+}

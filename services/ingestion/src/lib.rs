@@ -54,6 +54,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("IngestEvents", Scope::Ingest),
     ("StreamEvents", Scope::Ingest),
     ("GetAccount", Scope::Read),
+    ("BatchGetAccounts", Scope::Read),
     ("ListAccounts", Scope::Read),
     ("ListAccountTimeline", Scope::Read),
     ("GetAccountSignals", Scope::Read),

@@ -118,11 +118,25 @@ fn band_name(code: i32) -> Option<String> {
     }
 }
 
+fn account_from_proto(account: ipb::Account) -> Account {
+    Account {
+        id: account.account_id,
+        name: account.name,
+        owner: account.owner,
+        segment: account.segment,
+        lifecycle_stage: lifecycle_name(account.lifecycle_stage),
+        arr_minor: None,
+    }
+}
+
+/// Account ids per batch read (ingestion's limit).
+const ACCOUNTS_PER_CALL: usize = 1000;
+
 impl Peers {
     /// The account, with its ARR from its signals; `None` when ingestion
     /// does not know it.
     pub async fn account(&self, account_id: &str) -> Result<Option<Account>, tonic::Status> {
-        let account = match self
+        match self
             .ingestion
             .clone()
             .get_account(ipb::GetAccountRequest {
@@ -130,18 +144,52 @@ impl Peers {
             })
             .await
         {
-            Ok(response) => response.into_inner().account.unwrap_or_default(),
-            Err(status) if status.code() == Code::NotFound => return Ok(None),
-            Err(status) => return Err(status),
-        };
-        Ok(Some(Account {
-            id: account.account_id,
-            name: account.name,
-            owner: account.owner,
-            segment: account.segment,
-            lifecycle_stage: lifecycle_name(account.lifecycle_stage),
-            arr_minor: None,
-        }))
+            Ok(response) => Ok(Some(account_from_proto(
+                response.into_inner().account.unwrap_or_default(),
+            ))),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// For each of `account_ids`, the account with what `audience` needs
+    /// to judge it, or `None` when ingestion does not know it: the
+    /// accounts read a thousand at a time, the ARR (only for an audience
+    /// with an ARR range) one account at a time.
+    pub async fn accounts_for(
+        &self,
+        account_ids: &[String],
+        audience: &Audience,
+    ) -> Result<Vec<(String, Option<Account>)>, tonic::Status> {
+        let mut known: HashMap<String, Account> = HashMap::new();
+        for chunk in account_ids.chunks(ACCOUNTS_PER_CALL) {
+            let answer = self
+                .ingestion
+                .clone()
+                .batch_get_accounts(ipb::BatchGetAccountsRequest {
+                    account_ids: chunk.to_vec(),
+                })
+                .await?
+                .into_inner();
+            for account in answer.accounts {
+                known.insert(account.account_id.clone(), account_from_proto(account));
+            }
+        }
+        let mut out = Vec::with_capacity(account_ids.len());
+        for id in account_ids {
+            let mut account = known.get(id).cloned();
+            if let Some(account) = account.as_mut()
+                && (audience.arr_min_minor.is_some() || audience.arr_max_minor.is_some())
+            {
+                account.arr_minor = self
+                    .signals(id)
+                    .await?
+                    .and_then(|s| s.arr)
+                    .map(|m| m.amount_minor);
+            }
+            out.push((id.clone(), account));
+        }
+        Ok(out)
     }
 
     /// The account with what `audience` needs to judge it (its ARR, when
@@ -151,17 +199,27 @@ impl Peers {
         account_id: &str,
         audience: &Audience,
     ) -> Result<Option<Account>, tonic::Status> {
-        let Some(mut account) = self.account(account_id).await? else {
-            return Ok(None);
-        };
+        match self.account(account_id).await? {
+            Some(account) => Ok(Some(self.judged(account, audience).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `account` with its ARR from its signals when `audience` has an ARR
+    /// range to judge it by.
+    async fn judged(
+        &self,
+        mut account: Account,
+        audience: &Audience,
+    ) -> Result<Account, tonic::Status> {
         if audience.arr_min_minor.is_some() || audience.arr_max_minor.is_some() {
             account.arr_minor = self
-                .signals(account_id)
+                .signals(&account.id)
                 .await?
                 .and_then(|s| s.arr)
                 .map(|m| m.amount_minor);
         }
-        Ok(Some(account))
+        Ok(account)
     }
 
     pub async fn signals(

@@ -330,16 +330,12 @@ impl PlaybooksApi {
             .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
         // Facts are read before the transaction: no remote call holds it open.
-        let mut accounts = Vec::with_capacity(request.account_ids.len());
-        for account_id in &request.account_ids {
-            let account = self
-                .engine
-                .peers()
-                .account_for(account_id, &plan.audience)
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "account"))?;
-            accounts.push((account_id.clone(), account));
-        }
+        let accounts = self
+            .engine
+            .peers()
+            .accounts_for(&request.account_ids, &plan.audience)
+            .await
+            .map_err(|s| ApiError::from_upstream(s, "accounts"))?;
         let response = idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
             let trace_context = serde_json::to_value(tenure_platform::trace::capture_context(
                 &tracing::Span::current(),

@@ -290,6 +290,13 @@ impl IngestionService for IngestionApi {
         respond(self.get_account(request.into_inner()).await)
     }
 
+    async fn batch_get_accounts(
+        &self,
+        request: Request<pb::BatchGetAccountsRequest>,
+    ) -> Result<Response<pb::BatchGetAccountsResponse>, Status> {
+        respond(self.batch_get_accounts(request.into_inner()).await)
+    }
+
     async fn list_contacts(
         &self,
         request: Request<pb::ListContactsRequest>,

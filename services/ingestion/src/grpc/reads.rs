@@ -18,6 +18,38 @@ impl IngestionApi {
         })
     }
 
+    pub(super) async fn batch_get_accounts(
+        &self,
+        request: pb::BatchGetAccountsRequest,
+    ) -> ApiResult<pb::BatchGetAccountsResponse> {
+        const MAX_IDS: usize = 1000;
+        let mut violations = Violations::default();
+        violations.check(
+            (1..=MAX_IDS).contains(&request.account_ids.len()),
+            "account_ids",
+            "must hold between 1 and 1000 ids",
+        );
+        for (i, id) in request.account_ids.iter().enumerate() {
+            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+        }
+        violations.into_result()?;
+        let mut ids = request.account_ids;
+        ids.sort();
+        ids.dedup();
+        let records = accounts::get_many(&self.pool, &ids).await?;
+        let known: std::collections::HashSet<&str> =
+            records.iter().map(|r| r.account_id.as_str()).collect();
+        let missing_account_ids = ids
+            .iter()
+            .filter(|id| !known.contains(id.as_str()))
+            .cloned()
+            .collect();
+        Ok(pb::BatchGetAccountsResponse {
+            accounts: records.into_iter().map(account_to_proto).collect(),
+            missing_account_ids,
+        })
+    }
+
     pub(super) async fn list_contacts(
         &self,
         request: pb::ListContactsRequest,
