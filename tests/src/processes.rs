@@ -5,7 +5,7 @@
 //! its ports and its keys file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -220,11 +220,6 @@ impl Processes {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The directory of the keys file and the logs.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

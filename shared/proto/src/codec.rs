@@ -140,10 +140,8 @@ impl Index {
     fn get() -> &'static Index {
         static INDEX: OnceLock<Index> = OnceLock::new();
         INDEX.get_or_init(|| {
-            let set = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET)
-                .expect("the compiled descriptor set decodes");
             let mut found = Vec::new();
-            for file in &set.file {
+            for file in &crate::descriptors().file {
                 let package = file.package();
                 for message in &file.message_type {
                     collect(package, message, &mut found);

@@ -14,19 +14,26 @@ include!(concat!(env!("OUT_DIR"), "/idempotent.rs"));
 /// Encoded `FileDescriptorSet` of every Tenure proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenure_descriptor");
 
+/// [`FILE_DESCRIPTOR_SET`] decoded, once per process.
+pub fn descriptors() -> &'static prost_types::FileDescriptorSet {
+    use prost::Message as _;
+    static SET: std::sync::OnceLock<prost_types::FileDescriptorSet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
+            .expect("the compiled descriptor set decodes")
+    })
+}
+
 /// Whether the method at gRPC path `path`
 /// (`/tenure.ingestion.v1.IngestionService/StreamEvents`) streams its
 /// requests or its answers. Unknown paths do not.
 pub fn is_streaming(path: &str) -> bool {
-    use prost::Message as _;
     static STREAMING: std::sync::OnceLock<std::collections::HashSet<String>> =
         std::sync::OnceLock::new();
     STREAMING
         .get_or_init(|| {
-            let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
-                .expect("the compiled descriptor set decodes");
             let mut streaming = std::collections::HashSet::new();
-            for file in &set.file {
+            for file in &descriptors().file {
                 for service in &file.service {
                     for method in &service.method {
                         if method.client_streaming() || method.server_streaming() {
