@@ -272,3 +272,64 @@ async fn the_coming_months_partitions_are_made_ahead() {
     assert!(found.is_some(), "partitions {expected:?}");
     app.stop().await;
 }
+
+/// Chunks that each need monthly partitions not made yet, sent on several
+/// streams at once to an ingestion whose pool holds two connections: a
+/// chunk makes its months and stores its events on one connection, so no
+/// chunk waits for a connection that another chunk holds while it waits too.
+#[tokio::test]
+async fn concurrent_chunks_needing_new_months_share_a_small_pool() {
+    let mut app = TestStack::spawn_with(|options| options.max_connections = 2).await;
+    app.ingestion
+        .batch_upsert_accounts(pb::BatchUpsertAccountsRequest {
+            request_id: String::new(),
+            accounts: vec![account("acme", "acme", 400)],
+        })
+        .await
+        .expect("accounts");
+    const STREAMS: usize = 6;
+    const CHUNKS: usize = 2;
+    let mut streams = tokio::task::JoinSet::new();
+    for s in 0..STREAMS {
+        let mut client = app.ingestion.clone();
+        let chunks: Vec<pb::StreamEventsRequest> = (0..CHUNKS)
+            .map(|c| {
+                // Each chunk in months of its own, past those made ahead.
+                let months_ago = 4 + (s * CHUNKS + c) as i64 * 2;
+                let events = (0..2)
+                    .map(|i| {
+                        let id = format!("m-{s}-{c}-{i}");
+                        let when = days_ago(30 * (months_ago + i) + 10);
+                        event(&id, "acme", "u1", "reports", when)
+                    })
+                    .collect();
+                pb::StreamEventsRequest {
+                    chunk_id: c as i64,
+                    events,
+                }
+            })
+            .collect();
+        streams.spawn(async move {
+            let mut acks = client
+                .stream_events(tokio_stream::iter(chunks))
+                .await?
+                .into_inner();
+            let mut accepted = 0;
+            while let Some(ack) = acks.message().await? {
+                accepted += ack.accepted_count;
+            }
+            Ok::<i32, tonic::Status>(accepted)
+        });
+    }
+    let mut accepted = 0;
+    while let Some(joined) = streams.join_next().await {
+        accepted += joined.expect("stream task").expect("every chunk is stored");
+    }
+    let expected = (STREAMS * CHUNKS * 2) as i32;
+    assert_eq!(accepted, expected);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.usage_events")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(stored, i64::from(expected));
+}

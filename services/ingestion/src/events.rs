@@ -101,10 +101,13 @@ pub struct EventStore {
 
 impl EventStore {
     /// Creates the monthly partitions `events` need, each once per process.
-    /// Runs in its own transaction so that ingest transactions take no DDL locks.
+    /// Runs in its own transaction on `conn`, before the caller opens its
+    /// ingest transaction there: ingest transactions take no DDL locks, and
+    /// a chunk holds one pooled connection, never two (two per chunk let
+    /// concurrent chunks drain the pool while each waited for its second).
     pub async fn ensure_partitions(
         &self,
-        pool: &PgPool,
+        conn: &mut PgConnection,
         events: &[EventRecord],
     ) -> sqlx::Result<()> {
         let months: BTreeSet<(i32, u32)> = events
@@ -118,7 +121,7 @@ impl EventStore {
         if missing.is_empty() {
             return Ok(());
         }
-        create_months(pool, &missing).await?;
+        create_months(conn, &missing).await?;
         self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -176,8 +179,8 @@ impl EventStore {
 
 /// Creates the monthly partitions of `months` that do not exist yet, under
 /// a lock that serialises partition changes, in a transaction of their own.
-async fn create_months(pool: &PgPool, months: &[(i32, u32)]) -> sqlx::Result<()> {
-    let mut tx = pool.begin().await?;
+async fn create_months(conn: &mut PgConnection, months: &[(i32, u32)]) -> sqlx::Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ingestion.usage_events', 0))")
         .execute(&mut *tx)
         .await?;
@@ -206,7 +209,7 @@ pub async fn prepare_months(pool: &PgPool, today: NaiveDate) -> sqlx::Result<()>
         })
         .map(|first| (first.year(), first.month()))
         .collect();
-    create_months(pool, &months).await
+    create_months(&mut *pool.acquire().await?, &months).await
 }
 
 /// Writes events with COPY, the fastest way into a (partitioned) table.

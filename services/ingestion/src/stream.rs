@@ -102,7 +102,7 @@ impl IngestionApi {
                 None => results.push(rejected(i, violations.to_string())),
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
         let accounts: Vec<String> = valid
             .iter()
             .map(|(_, e)| e.account_id.as_str())
@@ -110,7 +110,7 @@ impl IngestionApi {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let unknown = self.accounts.unknown(&mut tx, &accounts).await?;
+        let unknown = self.accounts.unknown(&mut conn, &accounts).await?;
         let mut known: Vec<usize> = Vec::with_capacity(valid.len());
         let mut records: Vec<EventRecord> = Vec::with_capacity(valid.len());
         for (i, event) in valid {
@@ -128,7 +128,8 @@ impl IngestionApi {
             }
         }
         // Months are created only for events of known accounts.
-        self.events.ensure_partitions(&self.pool, &records).await?;
+        self.events.ensure_partitions(&mut conn, &records).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let accepted = self.events.ingest(&mut tx, &records).await?;
         let mut changes = Changes::default();
         for ((i, event), new) in known.iter().zip(&records).zip(&accepted) {

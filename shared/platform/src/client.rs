@@ -116,3 +116,64 @@ fn deadline_exceeded() -> tower::BoxError {
 }
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Calls `call` until it answers with anything but UNAVAILABLE (the server
+/// or its database is down for now, nothing was done), waiting a little
+/// longer each time, for up to about a minute in all. Only for calls that
+/// are safe to repeat: idempotent writes and reads.
+pub async fn retry_unavailable<T, F, Fut>(call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    use backon::Retryable as _;
+    call.retry(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(10)
+            .with_jitter(),
+    )
+    .when(|status: &tonic::Status| status.code() == tonic::Code::Unavailable)
+    .notify(|status: &tonic::Status, after: Duration| {
+        tracing::warn!(
+            message = status.message(),
+            ?after,
+            "unavailable, calling again"
+        );
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn answers(codes: &[tonic::Code]) -> (AtomicU32, Vec<tonic::Code>) {
+        (AtomicU32::new(0), codes.to_vec())
+    }
+
+    async fn call(state: &(AtomicU32, Vec<tonic::Code>)) -> Result<u32, tonic::Status> {
+        let attempt = state.0.fetch_add(1, Ordering::SeqCst);
+        match state.1.get(attempt as usize) {
+            Some(&code) => Err(tonic::Status::new(code, "no")),
+            None => Ok(attempt + 1),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_is_called_again_and_other_errors_are_not() {
+        let down = answers(&[tonic::Code::Unavailable, tonic::Code::Unavailable]);
+        assert_eq!(retry_unavailable(|| call(&down)).await.unwrap(), 3);
+        let refused = answers(&[tonic::Code::InvalidArgument]);
+        let error = retry_unavailable(|| call(&refused)).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert_eq!(refused.0.load(Ordering::SeqCst), 1);
+        let gone = answers(&[tonic::Code::Unavailable; 20]);
+        let error = retry_unavailable(|| call(&gone)).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::Unavailable);
+        assert_eq!(gone.0.load(Ordering::SeqCst), 11);
+    }
+}

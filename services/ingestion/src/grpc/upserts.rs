@@ -137,16 +137,17 @@ impl IngestionApi {
             "events",
             crate::events::event,
         )?;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
         require_accounts(
             &self.accounts,
-            &mut tx,
+            &mut conn,
             "events",
             events.iter().map(|e| Some(e.account_id.as_str())),
         )
         .await?;
         // Months are created only once every account is known.
-        self.events.ensure_partitions(&self.pool, &events).await?;
+        self.events.ensure_partitions(&mut conn, &events).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let accepted = self.events.ingest(&mut tx, &events).await?;
         let mut changed = Changes::default();
         for (event, _) in events.iter().zip(&accepted).filter(|(_, new)| **new) {

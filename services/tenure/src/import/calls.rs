@@ -1,6 +1,6 @@
 //! The API calls that load one batch of converted rows.
 
-use tenure_platform::client::TracedChannel;
+use tenure_platform::client::{TracedChannel, retry_unavailable};
 use tenure_proto::ingestion::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1 as rpb;
@@ -11,6 +11,7 @@ use super::rows::Row;
 use super::{Rejects, Summary};
 
 /// The services an import writes to.
+#[derive(Clone)]
 pub(super) struct Clients {
     pub(super) ingestion: IngestionServiceClient<TracedChannel>,
     pub(super) renewals: RenewalsServiceClient<TracedChannel>,
@@ -185,7 +186,10 @@ impl EventSender {
             .unzip();
         let client = self.client.clone();
         self.inflight.spawn(async move {
-            let results = stream_events(client, events).await?;
+            // A chunk is stored whole or not at all, and its events keep
+            // their message ids: sent again, none is stored twice.
+            let results =
+                retry_unavailable(|| stream_events(client.clone(), events.clone())).await?;
             Ok((rows, results))
         });
         Ok(())

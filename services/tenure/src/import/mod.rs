@@ -175,7 +175,15 @@ async fn send(
     let mut pending = batch;
     loop {
         let items: Vec<&Item> = pending.iter().map(|(_, item)| item).collect();
-        match upsert(client, &items).await {
+        // Upserts keep the newest version of each item: sending a batch
+        // again changes nothing it already changed.
+        let answer = tenure_platform::client::retry_unavailable(|| {
+            let mut clients = client.clone();
+            let items = items.clone();
+            async move { upsert(&mut clients, &items).await }
+        })
+        .await;
+        match answer {
             Ok(result) => {
                 summary.accepted += result.applied_count as u64;
                 summary.unchanged += result.stale_count as u64;
