@@ -121,6 +121,20 @@ impl Scorer {
 
     /// Scores `account_ids` from their current signals and stores the results.
     pub async fn recompute(&self, account_ids: Vec<String>) -> ApiResult<Vec<pb::AccountHealth>> {
+        let mut tx = self.pool.begin().await?;
+        let healths = self.recompute_on(&mut tx, account_ids).await?;
+        tx.commit().await?;
+        Ok(healths)
+    }
+
+    /// [`Scorer::recompute`] inside the caller's transaction, on its
+    /// connection alone: a scorer holding a connection never waits for a
+    /// second one from the pool.
+    async fn recompute_on(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        account_ids: Vec<String>,
+    ) -> ApiResult<Vec<pb::AccountHealth>> {
         let request = StreamAccountSignalsRequest {
             account_ids,
             as_of: None,
@@ -134,7 +148,6 @@ impl Scorer {
             .into_inner();
         let mut cards: HashMap<String, Option<StoredScorecard>> = HashMap::new();
         let mut scored = Recomputed::default();
-        let mut tx = self.pool.begin().await?;
         let mut chunk = Vec::with_capacity(CHUNK);
         loop {
             let message = stream
@@ -145,8 +158,7 @@ impl Scorer {
             chunk.extend(message.and_then(|m| m.signals));
             if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
                 let batch = std::mem::take(&mut chunk);
-                self.score_chunk(&mut tx, batch, &mut cards, &mut scored)
-                    .await?;
+                self.score_chunk(tx, batch, &mut cards, &mut scored).await?;
             }
             if done {
                 break;
@@ -157,10 +169,9 @@ impl Scorer {
                 request_id: String::new(),
                 changes: scored.events,
             };
-            tenure_platform::outbox::enqueue(&mut tx, crate::SCHEMA, TOPIC_HEALTH_CHANGED, &notice)
+            tenure_platform::outbox::enqueue(tx, crate::SCHEMA, TOPIC_HEALTH_CHANGED, &notice)
                 .await?;
         }
-        tx.commit().await?;
         Ok(scored.healths)
     }
 
@@ -185,14 +196,14 @@ impl Scorer {
         let Some(as_of) = chunk.first().map(day_of) else {
             return Ok(());
         };
-        let assessments = store::assessments(&self.pool, &ids, as_of).await?;
+        let assessments = store::assessments(&mut *tx, &ids, as_of).await?;
         let befores = store::before_many(tx, &ids, as_of, self.drop_rule.window_days).await?;
         let mut saves = Vec::with_capacity(chunk.len());
         for signals in chunk {
             let card = match cards.get(&signals.segment) {
                 Some(card) => card.clone(),
                 None => {
-                    let card = store::scorecard_for_segment(&self.pool, &signals.segment).await?;
+                    let card = store::scorecard_for_segment(&mut *tx, &signals.segment).await?;
                     cards.insert(signals.segment.clone(), card.clone());
                     card
                 }
@@ -330,7 +341,7 @@ impl Scorer {
             .filter_map(|(id, earliest)| Some((id.clone(), earliest.as_ref()?.date_naive())))
             .filter(|(_, day)| *day < today)
             .collect();
-        self.recompute_history(&late)
+        self.recompute_history(&mut tx, &late)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
@@ -339,11 +350,18 @@ impl Scorer {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        let scored = match self.recompute(ids.clone()).await {
-            Ok(scored) => scored.len(),
+        let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+        let scored = match self.recompute_on(&mut attempt, ids.clone()).await {
+            Ok(scored) => {
+                attempt.commit().await?;
+                scored.len()
+            }
             // One account that cannot be scored must not hold up the rest:
             // score them one by one and set aside those that fail so.
-            Err(ApiError::NotFound(_)) => self.recompute_each(&mut tx, &ids).await?,
+            Err(ApiError::NotFound(_)) => {
+                attempt.rollback().await?;
+                self.recompute_each(&mut tx, &ids).await?
+            }
             Err(error) => return Err(anyhow::anyhow!("{error}")),
         };
         tx.commit().await?;
@@ -360,10 +378,15 @@ impl Scorer {
         let mut scored = 0;
         let mut set_aside = Vec::new();
         for id in ids {
-            match self.recompute(vec![id.clone()]).await {
-                Ok(healths) => scored += healths.len(),
+            let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+            match self.recompute_on(&mut attempt, vec![id.clone()]).await {
+                Ok(healths) => {
+                    attempt.commit().await?;
+                    scored += healths.len();
+                }
                 Err(ApiError::NotFound(what)) => {
-                    set_aside.push((id.clone(), format!("{what} not found")))
+                    attempt.rollback().await?;
+                    set_aside.push((id.clone(), format!("{what} not found")));
                 }
                 Err(error) => return Err(anyhow::anyhow!("{error}")),
             }
@@ -386,8 +409,13 @@ impl Scorer {
 
     /// Late data: for accounts whose changes happened on a past day, the
     /// snapshots from that day on are recomputed from the signals as of
-    /// each day, so history follows event time, not arrival time.
-    pub async fn recompute_history(&self, late: &[(String, NaiveDate)]) -> ApiResult<usize> {
+    /// each day, so history follows event time, not arrival time. Runs in
+    /// the caller's transaction, on its connection alone.
+    pub async fn recompute_history(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        late: &[(String, NaiveDate)],
+    ) -> ApiResult<usize> {
         const MAX_DAYS_BACK: i64 = 400;
         let mut by_day: std::collections::BTreeMap<NaiveDate, Vec<String>> =
             std::collections::BTreeMap::new();
@@ -398,7 +426,7 @@ impl Scorer {
             )
             .bind(account_id)
             .bind((*earliest).max(floor))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
             for day in days {
                 by_day.entry(day).or_default().push(account_id.clone());
@@ -406,7 +434,7 @@ impl Scorer {
         }
         let mut recomputed = 0;
         for (day, account_ids) in by_day {
-            let assessments = store::assessments(&self.pool, &account_ids, day).await?;
+            let assessments = store::assessments(&mut *tx, &account_ids, day).await?;
             let request = StreamAccountSignalsRequest {
                 account_ids,
                 as_of: Some(time::to_date(day)),
@@ -418,7 +446,6 @@ impl Scorer {
                 .await
                 .map_err(|s| ApiError::from_upstream(s, "account signals"))?
                 .into_inner();
-            let mut tx = self.pool.begin().await?;
             while let Some(message) = stream
                 .message()
                 .await
@@ -427,7 +454,7 @@ impl Scorer {
                 let Some(signals) = message.signals else {
                     continue;
                 };
-                let Some(card) = store::scorecard_for_segment(&self.pool, &signals.segment).await?
+                let Some(card) = store::scorecard_for_segment(&mut *tx, &signals.segment).await?
                 else {
                     continue;
                 };
@@ -439,7 +466,7 @@ impl Scorer {
                     continue;
                 };
                 store::save_snapshot(
-                    &mut tx,
+                    tx,
                     &signals.account_id,
                     day,
                     scored.score,
@@ -449,7 +476,6 @@ impl Scorer {
                 .await?;
                 recomputed += 1;
             }
-            tx.commit().await?;
         }
         Ok(recomputed)
     }

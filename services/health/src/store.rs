@@ -73,7 +73,7 @@ pub async fn list_latest(
 /// The scorecard for `segment`: the latest version of the most recently
 /// changed scorecard of that segment, else of the default (empty) segment.
 pub async fn scorecard_for_segment(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     segment: &str,
 ) -> sqlx::Result<Option<StoredScorecard>> {
     sqlx::query_as(
@@ -82,7 +82,7 @@ pub async fn scorecard_for_segment(
          ORDER BY (segment = $1) DESC, create_time DESC, version DESC LIMIT 1",
     )
     .bind(segment)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
@@ -459,7 +459,7 @@ pub async fn rollup(
 /// The latest assessment of each of `account_ids` made by `as_of` and not
 /// expired then.
 pub async fn assessments(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     account_ids: &[String],
     as_of: NaiveDate,
 ) -> sqlx::Result<std::collections::HashMap<String, f64>> {
@@ -470,7 +470,7 @@ pub async fn assessments(
     )
     .bind(account_ids)
     .bind(as_of)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows.into_iter().collect())
 }

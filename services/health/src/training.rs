@@ -63,10 +63,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Records a RUNNING model and trains it in the background, on every
-    /// outcome or on those decided by `as_of`.
+    /// Records a RUNNING model in the caller's transaction and trains it in
+    /// the background, on every outcome or on those decided by `as_of`,
+    /// once that transaction has committed the model (never, if it rolls
+    /// back).
     pub async fn start(
         &self,
+        tx: &mut sqlx::PgConnection,
         horizon_days: i32,
         l2: f64,
         as_of: Option<NaiveDate>,
@@ -81,11 +84,15 @@ impl Trainer {
         .bind(horizon_days)
         .bind(l2)
         .bind(as_of)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let trainer = self.clone();
         tokio::spawn(
             async move {
+                if !trainer.committed(model_id).await {
+                    tracing::warn!(%model_id, "the model was not recorded; not trained");
+                    return;
+                }
                 let outcome = trainer.train(model_id, horizon_days, l2, as_of).await;
                 if let Err(error) = trainer.finish(model_id, outcome).await {
                     tracing::error!(%model_id, error = %error, "storing a trained model failed");
@@ -102,6 +109,23 @@ impl Trainer {
             as_of: as_of.map(time::to_date),
             ..Default::default()
         })
+    }
+
+    /// Whether the model's row has become visible: its transaction
+    /// committed. Gives up after half a minute (rolled back, or gone).
+    async fn committed(&self, model_id: Uuid) -> bool {
+        for _ in 0..600 {
+            let found: Result<Option<i32>, _> =
+                sqlx::query_scalar("SELECT 1 FROM health.churn_models WHERE model_id = $1")
+                    .bind(model_id)
+                    .fetch_optional(&self.pool)
+                    .await;
+            if matches!(found, Ok(Some(_))) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// Past outcomes with the account's signals at the horizon: (account,

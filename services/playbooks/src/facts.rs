@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
@@ -293,12 +292,12 @@ impl Peers {
         }
     }
 
-    /// What `conditions` need to be judged for the account (and run).
+    /// What `conditions` need to be judged for the account, from health
+    /// and ingestion; a run's task outcomes are the caller's to add (see
+    /// [`task_outcomes`]).
     pub async fn current(
         &self,
-        pool: &PgPool,
         account_id: &str,
-        run_id: Option<Uuid>,
         conditions: &[&Condition],
     ) -> anyhow::Result<Current> {
         let mut current = Current::default();
@@ -315,17 +314,26 @@ impl Peers {
                 .and_then(|s| s.days_to_renewal)
                 .map(i64::from);
         }
-        if let Some(run_id) = run_id {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT s.step_id, t.outcome FROM playbooks.tasks t \
-                 JOIN playbooks.steps s ON s.run_id = t.run_id AND s.seq = t.seq \
-                 WHERE t.run_id = $1 AND t.status = 2",
-            )
-            .bind(run_id)
-            .fetch_all(pool)
-            .await?;
-            current.task_outcomes = rows.into_iter().collect();
-        }
         Ok(current)
     }
+}
+
+/// The outcome of each completed task of each of `run_ids`, by step id.
+pub async fn task_outcomes(
+    db: impl sqlx::PgExecutor<'_>,
+    run_ids: &[Uuid],
+) -> sqlx::Result<HashMap<Uuid, HashMap<String, String>>> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT t.run_id, s.step_id, t.outcome FROM playbooks.tasks t \
+         JOIN playbooks.steps s ON s.run_id = t.run_id AND s.seq = t.seq \
+         WHERE t.run_id = ANY($1) AND t.status = 2",
+    )
+    .bind(run_ids)
+    .fetch_all(db)
+    .await?;
+    let mut outcomes: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
+    for (run_id, step_id, outcome) in rows {
+        outcomes.entry(run_id).or_default().insert(step_id, outcome);
+    }
+    Ok(outcomes)
 }

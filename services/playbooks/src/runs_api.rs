@@ -299,9 +299,7 @@ impl PlaybooksApi {
                 accounts.push(entry);
                 continue;
             }
-            let current = peers
-                .current(&self.pool, &account_id, None, &conditions)
-                .await?;
+            let current = peers.current(&account_id, &conditions).await?;
             entry.would_enter = true;
             entry.path = dry_path(&plan, &current);
             accounts.push(entry);

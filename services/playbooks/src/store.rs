@@ -67,14 +67,14 @@ pub async fn list_latest(
 
 /// One stored version.
 pub async fn get_version(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     name: &str,
     version: i32,
 ) -> sqlx::Result<Option<PlaybookVersion>> {
     sqlx::query_as("SELECT * FROM playbooks.playbook_versions WHERE name = $1 AND version = $2")
         .bind(name)
         .bind(version)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
 }
 
@@ -89,10 +89,10 @@ pub async fn latest(pool: &PgPool, name: &str) -> sqlx::Result<Option<PlaybookVe
 }
 
 /// Name and latest version number of every playbook.
-pub async fn latest_versions(pool: &PgPool) -> sqlx::Result<Vec<(String, i32)>> {
+pub async fn latest_versions(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<(String, i32)>> {
     sqlx::query_as(
         "SELECT name, max(version) FROM playbooks.playbook_versions GROUP BY name ORDER BY name",
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }

@@ -35,10 +35,10 @@ impl HealthApi {
             SCHEMA,
             METHOD,
             &request,
-            // The model row is the trainer's to write; the key's
-            // transaction only keeps a retry from starting a second run.
-            async |_tx| {
-                let model = self.trainer.start(horizon, l2, as_of).await?;
+            // The model row commits with the key: a retry finds the run
+            // it started, never starts a second one.
+            async |tx| {
+                let model = self.trainer.start(tx, horizon, l2, as_of).await?;
                 Ok(pb::TrainChurnModelResponse { model: Some(model) })
             },
         )

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::Engine;
 use super::steps::{COMPLETED, Changes, DEAD, DONE, EXITED, STALLED, finish_step, rearm};
-use crate::plan::{Action, Plan, PlanStep, Wait};
+use crate::plan::{Action, Condition, Plan, PlanStep, Wait};
 
 /// What a step's execution came to.
 #[derive(Clone)]
@@ -94,19 +94,35 @@ impl Engine {
             metrics::histogram!("playbook_step_delay_seconds", "step_type" => due.step_type.clone())
                 .record(late);
         }
-        // First, for the whole batch at once: exit criteria, and every
+        // What the batch reads from its own database is read here, on the
+        // transaction's connection: an executor holding a connection never
+        // waits for a second one from the pool.
+        let run_ids: Vec<Uuid> = batch.iter().map(|due| due.run_id).collect();
+        let outcomes = crate::facts::task_outcomes(&mut *tx, &run_ids).await?;
+        let mut plans: HashMap<(String, i32), Result<Arc<Plan>, String>> = HashMap::new();
+        for due in &batch {
+            let key = (due.playbook.clone(), due.version);
+            if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(key) {
+                let plan = self
+                    .plan_on(&mut tx, &due.playbook, due.version)
+                    .await
+                    .map_err(|error| format!("{error:#}"));
+                slot.insert(plan);
+            }
+        }
+        // Then, for the whole batch at once: exit criteria, and every
         // webhook called, so one slow endpoint does not hold up the others.
         let spans: Vec<tracing::Span> = batch.iter().map(step_span).collect();
-        let prepared: Vec<Prepared> = futures::future::join_all(
-            batch
-                .iter()
-                .zip(&spans)
-                .map(|(due, span)| self.prepare(due).instrument(span.clone())),
-        )
-        .await
-        .into_iter()
-        .map(|p| p.map_err(|error| format!("{error:#}")))
-        .collect();
+        let prepared: Vec<Prepared> =
+            futures::future::join_all(batch.iter().zip(&spans).map(|(due, span)| {
+                let plan = plans[&(due.playbook.clone(), due.version)].clone();
+                self.prepare(due, plan, outcomes.get(&due.run_id))
+                    .instrument(span.clone())
+            }))
+            .await
+            .into_iter()
+            .map(|p| p.map_err(|error| format!("{error:#}")))
+            .collect();
         // Then the outcomes are recorded inside the transaction that holds
         // the steps. Fast: the whole batch at once, one statement per kind
         // of change. Should any statement fail, that attempt is rolled back
@@ -217,12 +233,17 @@ impl Engine {
 
     /// What can be settled before the transaction's statements: the exit
     /// criteria and a webhook's call. `None`: execute in the transaction.
-    async fn prepare(&self, due: &Due) -> anyhow::Result<(Arc<Plan>, Option<Outcome>)> {
-        let plan = self.plan(&due.playbook, due.version).await?;
+    async fn prepare(
+        &self,
+        due: &Due,
+        plan: Result<Arc<Plan>, String>,
+        outcomes: Option<&HashMap<String, String>>,
+    ) -> anyhow::Result<(Arc<Plan>, Option<Outcome>)> {
+        let plan = plan.map_err(anyhow::Error::msg)?;
         let Some(step) = plan.step(&due.step_id) else {
             return Ok((plan, None));
         };
-        let early = match self.exit_criteria_met(&plan, step, due).await {
+        let early = match self.exit_criteria_met(&plan, step, due, outcomes).await {
             Ok(true) => Some(Outcome::Exit("exit criteria met".to_owned())),
             Err(error) => Some(Outcome::Fail(format!("{error:#}"))),
             Ok(false) => match &step.action {
@@ -243,6 +264,7 @@ impl Engine {
         plan: &Plan,
         step: &PlanStep,
         due: &Due,
+        outcomes: Option<&HashMap<String, String>>,
     ) -> anyhow::Result<bool> {
         let Some(exit) = &plan.exit_when else {
             return Ok(false);
@@ -250,10 +272,8 @@ impl Engine {
         if matches!(step.action, Action::End) {
             return Ok(false);
         }
-        let current = self
-            .peers
-            .current(&self.pool, &due.account_id, Some(due.run_id), &[exit])
-            .await?;
+        let mut current = self.peers.current(&due.account_id, &[exit]).await?;
+        current.task_outcomes = outcomes.cloned().unwrap_or_default();
         Ok(current.holds(exit))
     }
 
@@ -302,23 +322,42 @@ impl Engine {
                 .call_webhook(plan, step, due, url)
                 .await
                 .map(|status| Outcome::Next(step.next.clone(), status)),
-            Action::Wait(wait) => self.wait(step, due, wait).await,
-            Action::Branch(condition) => self
-                .peers
-                .current(&self.pool, &due.account_id, Some(due.run_id), &[condition])
-                .await
-                .map(|current| {
-                    if current.holds(condition) {
-                        Outcome::Next(step.then.clone(), "then".to_owned())
-                    } else {
-                        Outcome::Next(step.otherwise.clone(), "else".to_owned())
-                    }
-                }),
+            Action::Wait(wait) => self.wait(tx, step, due, wait).await,
+            Action::Branch(condition) => self.run_facts(tx, due, condition).await.map(|current| {
+                if current.holds(condition) {
+                    Outcome::Next(step.then.clone(), "then".to_owned())
+                } else {
+                    Outcome::Next(step.otherwise.clone(), "else".to_owned())
+                }
+            }),
         };
         result.unwrap_or_else(|error| Outcome::Fail(format!("{error:#}")))
     }
 
-    async fn wait(&self, step: &PlanStep, due: &Due, wait: &Wait) -> anyhow::Result<Outcome> {
+    /// What `condition` needs to be judged for the run of `due`: its
+    /// account's facts from the peers and the run's task outcomes, read on
+    /// the transaction's connection.
+    async fn run_facts(
+        &self,
+        tx: &mut PgConnection,
+        due: &Due,
+        condition: &Condition,
+    ) -> anyhow::Result<crate::facts::Current> {
+        let mut current = self.peers.current(&due.account_id, &[condition]).await?;
+        current.task_outcomes = crate::facts::task_outcomes(&mut *tx, &[due.run_id])
+            .await?
+            .remove(&due.run_id)
+            .unwrap_or_default();
+        Ok(current)
+    }
+
+    async fn wait(
+        &self,
+        tx: &mut PgConnection,
+        step: &PlanStep,
+        due: &Due,
+        wait: &Wait,
+    ) -> anyhow::Result<Outcome> {
         let now = Utc::now();
         Ok(match wait {
             Wait::For(duration) if !due.armed => Outcome::Rearm {
@@ -333,10 +372,7 @@ impl Engine {
             },
             Wait::For(_) | Wait::Until(_) => Outcome::Next(step.next.clone(), "waited".to_owned()),
             Wait::Condition { condition, timeout } => {
-                let current = self
-                    .peers
-                    .current(&self.pool, &due.account_id, Some(due.run_id), &[condition])
-                    .await?;
+                let current = self.run_facts(tx, due, condition).await?;
                 let deadline = match due.deadline {
                     Some(deadline) => deadline,
                     None => now + chrono::Duration::from_std(*timeout)?,

@@ -83,7 +83,7 @@ impl Engine {
         if events.is_empty() {
             return Ok(0);
         }
-        let plans = self.latest_plans().await?;
+        let plans = self.latest_plans_on(&mut tx).await?;
         for (id, kind, account_id, payload, trace_context) in &events {
             let matching: Vec<&(i32, Arc<Plan>)> = plans
                 .iter()

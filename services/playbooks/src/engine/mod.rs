@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tenure_platform::service::{Pace, poll};
 use tenure_platform::wake::Wakeups;
 use tokio::sync::Notify;
@@ -228,15 +228,32 @@ impl Engine {
 
     /// The compiled plan of a stored version (cached).
     pub async fn plan(&self, name: &str, version: i32) -> anyhow::Result<Arc<Plan>> {
-        if let Some(plan) = self
-            .plans
+        if let Some(plan) = self.cached_plan(name, version) {
+            return Ok(plan);
+        }
+        self.plan_on(&mut *self.pool.acquire().await?, name, version)
+            .await
+    }
+
+    fn cached_plan(&self, name: &str, version: i32) -> Option<Arc<Plan>> {
+        self.plans
             .lock()
             .ok()
             .and_then(|p| p.get(&(name.to_owned(), version)).cloned())
-        {
+    }
+
+    /// [`Engine::plan`], read on `db` when not cached: for callers that
+    /// hold a connection already and must not wait for a second one.
+    pub async fn plan_on(
+        &self,
+        db: &mut PgConnection,
+        name: &str,
+        version: i32,
+    ) -> anyhow::Result<Arc<Plan>> {
+        if let Some(plan) = self.cached_plan(name, version) {
             return Ok(plan);
         }
-        let stored = store::get_version(&self.pool, name, version)
+        let stored = store::get_version(db, name, version)
             .await?
             .ok_or_else(|| anyhow::anyhow!("playbook {name} v{version} is not stored"))?;
         let mut violations = tenure_platform::Violations::default();
@@ -256,9 +273,17 @@ impl Engine {
 
     /// The latest version of every playbook, compiled.
     pub async fn latest_plans(&self) -> anyhow::Result<Vec<(i32, Arc<Plan>)>> {
+        self.latest_plans_on(&mut *self.pool.acquire().await?).await
+    }
+
+    /// [`Engine::latest_plans`] read on `db`.
+    pub async fn latest_plans_on(
+        &self,
+        db: &mut PgConnection,
+    ) -> anyhow::Result<Vec<(i32, Arc<Plan>)>> {
         let mut plans = Vec::new();
-        for (name, version) in store::latest_versions(&self.pool).await? {
-            plans.push((version, self.plan(&name, version).await?));
+        for (name, version) in store::latest_versions(&mut *db).await? {
+            plans.push((version, self.plan_on(db, &name, version).await?));
         }
         Ok(plans)
     }
