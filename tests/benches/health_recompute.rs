@@ -20,7 +20,7 @@ fn main() {
     let size: usize = tenure_tests::bench_size(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let base = tenure_tests::bases::generated(size, 1, |_| {}).await.expect("generated base");
+        let base = tenure_tests::bases::generated(size, 1, |options| options.statement_statistics = true).await.expect("generated base");
         base.settle().await.expect("quiet stack");
         let mut app = base.app;
         let db = app.db().await;
@@ -31,7 +31,10 @@ fn main() {
         let count = ids.len();
         sqlx::query("DELETE FROM health.rescore_queue").execute(&db).await.expect("queue");
         tenure_tests::bases::create_bench_scorecard(&mut app).await;
+        let statements = tenure_tests::profile::Statements::new(&db).await;
 
+        statements.reset().await;
+        let cpu = tenure_tests::profile::process_cpu();
         let started = Instant::now();
         let mut stream = app
             .ingestion
@@ -45,6 +48,8 @@ fn main() {
         }
         let fetch = started.elapsed();
         assert_eq!(fetched, count);
+        let fetch_cpu = tenure_tests::profile::process_cpu() - cpu;
+        let fetch_profile = statements.snapshot().await;
 
         // Baseline: the database's own speed at reading the same inputs,
         // every record's state as of now for every account in one query.
@@ -66,6 +71,8 @@ fn main() {
         .expect("baseline");
         let baseline = started.elapsed();
 
+        statements.reset().await;
+        let cpu = tenure_tests::profile::process_cpu();
         let started = Instant::now();
         let mut scored = 0;
         for chunk in ids.chunks(BATCH) {
@@ -74,10 +81,14 @@ fn main() {
         }
         let recompute = started.elapsed();
         assert_eq!(scored, count);
+        let recompute_cpu = tenure_tests::profile::process_cpu() - cpu;
+        let recompute_profile = statements.snapshot().await;
 
         // Training the churn model on every past renewal of the base: the
         // signals of each account as of 90 days before its term end, then
         // the fit and its cross-validation.
+        statements.reset().await;
+        let cpu = tenure_tests::profile::process_cpu();
         let started = Instant::now();
         let model = app
             .health
@@ -103,6 +114,8 @@ fn main() {
         };
         let training = started.elapsed();
         assert_eq!(model.status(), hpb::ModelStatus::Ready, "{}", model.error);
+        let training_cpu = tenure_tests::profile::process_cpu() - cpu;
+        let training_profile = statements.snapshot().await;
 
         let per = |d: Duration| count as f64 / d.as_secs_f64();
         println!("accounts:               {count} (generated base of {size}, seed 1, as of {})", base.config.as_of);
@@ -119,6 +132,10 @@ fn main() {
         println!("  and the fit:           {:>8.2} s  (L-BFGS and five-fold cross-validation)", model.fit_seconds);
         let added = recompute.saturating_sub(fetch);
         println!("scoring adds:           {:>8.2} s  = {:.1} % of the fetch", added.as_secs_f64(), added.as_secs_f64() / fetch.as_secs_f64() * 100.0);
+        println!("where the database's time goes (pg_stat_statements; the rest of the wall time is the services' own work and waits):");
+        fetch_profile.print("fetch signals", fetch, fetch_cpu, 6);
+        recompute_profile.print("recompute health", recompute, recompute_cpu, 6);
+        training_profile.print("train churn model", training, training_cpu, 6);
         app.stop().await;
     });
 }

@@ -5,6 +5,7 @@ pub use tenure::receivers;
 
 pub mod bases;
 pub mod processes;
+pub mod profile;
 
 /// The first numeric command-line argument of a bench binary, or `default`.
 pub fn bench_size<T: std::str::FromStr>(default: T) -> T {

@@ -256,6 +256,7 @@ pub async fn own_cluster() -> anyhow::Result<(tenure_platform::pg::PgCluster, St
     let tuning = tenure_platform::pg::Tuning {
         max_connections: 60,
         unsafe_fast: false,
+        statement_statistics: false,
     };
     let cluster = tokio::task::spawn_blocking(move || {
         tenure_platform::pg::PgCluster::start(tenure_platform::pg::DataDir::Temporary, tuning)

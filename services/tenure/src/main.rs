@@ -449,6 +449,7 @@ async fn start(mut up: UpArgs, settings: &[(&str, &str)]) -> anyhow::Result<Stac
         max_connections: 10,
         keys_file: Some(up.data_dir.with_file_name("api-keys.jsonl")),
         data_dir: Some(up.data_dir),
+        statement_statistics: false,
     };
     let stack = Stack::start(options).await?;
     println!("Tenure is up (database {}):", redact(&stack.database_url));

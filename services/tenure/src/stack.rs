@@ -37,6 +37,9 @@ pub struct StackOptions {
     pub settings: std::collections::BTreeMap<String, String>,
     /// The keys file, when `server.auth` names none; `None` for a temporary one.
     pub keys_file: Option<PathBuf>,
+    /// Load `pg_stat_statements` in the stack's own cluster (benchmarks'
+    /// profiles); an existing database is used as it is.
+    pub statement_statistics: bool,
 }
 
 impl StackOptions {
@@ -51,6 +54,7 @@ impl StackOptions {
             max_connections: 5,
             settings: Default::default(),
             keys_file: None,
+            statement_statistics: false,
         }
     }
 }
@@ -152,6 +156,7 @@ impl Stack {
                 let tuning = Tuning {
                     max_connections: 200,
                     unsafe_fast: false,
+                    statement_statistics: options.statement_statistics,
                 };
                 let cluster =
                     tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;

@@ -30,6 +30,9 @@ pub struct Tuning {
     pub max_connections: u32,
     /// Skip fsync: for tests, whose data is thrown away anyway.
     pub unsafe_fast: bool,
+    /// Load `pg_stat_statements`, so that a benchmark can show where the
+    /// database's time goes.
+    pub statement_statistics: bool,
 }
 
 /// A running cluster; stopped when dropped.
@@ -181,6 +184,9 @@ impl PgCluster {
         if tuning.unsafe_fast {
             server_options
                 .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if tuning.statement_statistics {
+            server_options.push_str(" -c shared_preload_libraries=pg_stat_statements");
         }
         let output = self
             .command(
@@ -416,6 +422,7 @@ pub mod testing {
                 let tuning = Tuning {
                     max_connections: 400,
                     unsafe_fast: true,
+                    statement_statistics: false,
                 };
                 PgCluster::start(DataDir::Temporary, tuning)
                     .map(|cluster| {
