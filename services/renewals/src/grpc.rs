@@ -486,4 +486,40 @@ impl RenewalsService for RenewalsApi {
             self.stream_forecast(request.into_inner()).await?,
         ))
     }
+
+    async fn put_coverage_model(
+        &self,
+        request: Request<pb::PutCoverageModelRequest>,
+    ) -> Result<Response<pb::PutCoverageModelResponse>, Status> {
+        Ok(Response::new(
+            self.put_coverage_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_coverage_model(
+        &self,
+        request: Request<pb::GetCoverageModelRequest>,
+    ) -> Result<Response<pb::GetCoverageModelResponse>, Status> {
+        Ok(Response::new(
+            self.get_coverage_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_coverage_report(
+        &self,
+        request: Request<pb::GetCoverageReportRequest>,
+    ) -> Result<Response<pb::GetCoverageReportResponse>, Status> {
+        Ok(Response::new(
+            self.get_coverage_report(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_account_tiers(
+        &self,
+        request: Request<pb::ListAccountTiersRequest>,
+    ) -> Result<Response<pb::ListAccountTiersResponse>, Status> {
+        Ok(Response::new(
+            self.list_account_tiers(request.into_inner()).await?,
+        ))
+    }
 }

@@ -9,6 +9,7 @@
 //! approaching renewals; [`grpc`], [`forecasts`] and [`reports`] are the edge.
 
 pub mod contracts;
+pub mod coverage;
 pub mod forecast;
 pub mod forecasts;
 pub mod grpc;
@@ -63,6 +64,10 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("FitRetentionModel", Scope::Analytics),
     ("GetLifetimeValue", Scope::Analytics),
     ("ProjectScenario", Scope::Analytics),
+    ("PutCoverageModel", Scope::Analytics),
+    ("GetCoverageModel", Scope::Read),
+    ("GetCoverageReport", Scope::Analytics),
+    ("ListAccountTiers", Scope::Analytics),
 ];
 
 pub static SPEC: ServiceSpec = ServiceSpec {

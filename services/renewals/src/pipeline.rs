@@ -245,6 +245,19 @@ pub async fn versions_in(
     Ok(readable(rows))
 }
 
+/// Every subscription version recorded by the end of `as_of`.
+pub async fn versions_recorded_by(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Vec<Version>> {
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT subscription_id, updated_at, account_id, status, term_start, term_end, \
+           currency::text AS currency, arr_minor \
+         FROM renewals.subscription_versions WHERE updated_at < $1",
+    )
+    .bind(end_of_day(as_of))
+    .fetch_all(pool)
+    .await?;
+    Ok(readable(rows))
+}
+
 /// The versions recorded by the end of `as_of` (in `currency`) of every
 /// subscription that by then had a term ending in `[from, before)`: what
 /// the pipeline of that window could be built from on that day.

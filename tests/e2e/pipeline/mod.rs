@@ -2,6 +2,7 @@
 //! real subscription changes through ingestion.
 
 mod cohorts;
+mod coverage;
 mod forecasts;
 mod lapsed;
 mod retention;

@@ -1,0 +1,7 @@
+//! Service tiers and coverage: the coverage model's versions, each
+//! customer's tier on a day, and each CSM's book against their capacity.
+//! [`model`] is the pure core, [`store`] its storage, [`api`] the gRPC edge.
+
+mod api;
+pub mod model;
+mod store;
