@@ -64,6 +64,10 @@ pub async fn contact(tx: &mut PgConnection, contact_id: &str) -> sqlx::Result<Op
         &uuid::Uuid::new_v4().simple().to_string()[..16]
     );
     let mut rows: i64 = 0;
+    sqlx::query("DELETE FROM ingestion.record_moves WHERE kind = 'contact' AND record_id = $1")
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
     for table in ["record_versions", "record_heads"] {
         rows += sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM ingestion.{table} WHERE kind = 'contact' AND record_id = $1"

@@ -76,7 +76,7 @@ async fn upsert_round<R: Record>(
            SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
              AS t(record_id, account_id, updated_at, data) \
          ), old AS ( \
-           SELECT h.record_id, h.data FROM ingestion.record_heads h \
+           SELECT h.record_id, h.account_id, h.data FROM ingestion.record_heads h \
            JOIN input i ON h.kind = $1 AND h.record_id = i.record_id \
          ), upserted AS ( \
            INSERT INTO ingestion.record_heads AS h (kind, record_id, account_id, updated_at, data) \
@@ -88,6 +88,11 @@ async fn upsert_round<R: Record>(
          ), versions AS ( \
            INSERT INTO ingestion.record_versions (kind, record_id, account_id, valid_from, data) \
            SELECT $1, record_id, account_id, updated_at, data FROM upserted \
+           ON CONFLICT DO NOTHING \
+         ), moves AS ( \
+           INSERT INTO ingestion.record_moves (account_id, kind, record_id) \
+           SELECT o.account_id, $1, o.record_id FROM upserted u JOIN old o USING (record_id) \
+           WHERE o.account_id IS NOT NULL AND o.account_id IS DISTINCT FROM u.account_id \
            ON CONFLICT DO NOTHING \
          ) \
          SELECT u.data, o.data FROM upserted u LEFT JOIN old o USING (record_id) ORDER BY u.record_id",
@@ -212,21 +217,26 @@ pub async fn needed_as_of_many<R: Record>(
     // than running the query. A record belongs to the account its chosen
     // state names. Heads that name one of the accounts and are older than
     // the cutoff are chosen as they are; every other record that ever named
-    // one of the accounts (changed since the cutoff, or moved between
-    // accounts) is chosen from its versions by two index probes: the latest
-    // before the cutoff, or failing that the earliest.
+    // one of the accounts (a head changed since the cutoff, or a record that
+    // moved away from one, as `record_moves` keeps) is chosen from its
+    // versions by two index probes: the latest before the cutoff, or failing
+    // that the earliest. No version is read unless it may be chosen.
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH p AS (SELECT $3::timestamptz AS cutoff, $4::date AS day, $5::timestamptz AS since), \
          batch AS MATERIALIZED (SELECT unnest($1::text[]) AS account_id), \
-         settled AS MATERIALIZED ( \
-           SELECT h.record_id, h.account_id, h.data \
+         heads AS MATERIALIZED ( \
+           SELECT h.record_id, h.account_id, h.data, h.updated_at < p.cutoff AS settled \
            FROM batch b JOIN ingestion.record_heads h ON h.account_id = b.account_id, p \
-           WHERE h.kind = $2 AND h.updated_at < p.cutoff \
+           WHERE h.kind = $2 \
+         ), settled AS ( \
+           SELECT record_id, account_id, data FROM heads WHERE settled \
          ), unsettled AS ( \
-           SELECT DISTINCT v.record_id \
-           FROM batch b JOIN ingestion.record_versions v ON v.account_id = b.account_id \
-           WHERE v.kind = $2 \
-             AND NOT EXISTS (SELECT FROM settled s WHERE s.record_id = v.record_id) \
+           SELECT record_id FROM heads WHERE NOT settled \
+           UNION \
+           SELECT m.record_id \
+           FROM batch b JOIN ingestion.record_moves m ON m.account_id = b.account_id \
+           WHERE m.kind = $2 \
+             AND NOT EXISTS (SELECT FROM settled s WHERE s.record_id = m.record_id) \
          ), rechosen AS MATERIALIZED ( \
            SELECT c.account_id, c.data FROM unsettled u, p, LATERAL ( \
              (SELECT v.account_id, v.data FROM ingestion.record_versions v \
