@@ -80,6 +80,17 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
     }
     assert_eq!(report.forecasts.len(), 2);
     assert!(report.model.example_count > 0, "{text}");
+    // Every paying customer in one tier; the generated enterprise accounts
+    // (USD 100,000 and up) make the top tier.
+    let coverage = &report.coverage;
+    let tiers: Vec<&str> = coverage.tiers.iter().map(|t| t.tier_id.as_str()).collect();
+    assert_eq!(tiers, ["top", "leveraged", "scalable"]);
+    let tiered: i64 = coverage.tiers.iter().map(|t| t.account_count).sum();
+    assert_eq!(tiered, coverage.account_count);
+    assert!(
+        coverage.account_count > 0 && coverage.tiers[0].account_count > 0,
+        "{text}"
+    );
     for heading in [
         "HEALTH BY BAND",
         "AT RISK",
@@ -88,6 +99,7 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         "RETENTION",
         "FORECAST",
         "COHORTS",
+        "SERVICE TIERS",
         "PLAYBOOKS",
     ] {
         assert!(text.contains(heading), "{heading} missing from:\n{text}");

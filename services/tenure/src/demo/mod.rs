@@ -83,6 +83,8 @@ pub struct Report {
     pub retention: Vec<Retention>,
     pub forecasts: Vec<Forecast>,
     pub cohorts: Vec<rpb::Cohort>,
+    /// Service tiers and each CSM's book, as of the base's last day.
+    pub coverage: rpb::GetCoverageReportResponse,
     /// (playbook, runs started).
     pub playbook_runs: Vec<(String, usize)>,
     pub tasks_opened: usize,
@@ -218,11 +220,24 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         })
         .await?;
 
-    steps.say("reading health, retention, forecasts and cohorts");
+    steps.say("reading health, retention, forecasts, cohorts and service tiers");
     report.health = figures::health(&mut clients, 5).await?;
     report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
     report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;
     report.cohorts = figures::cohorts(&mut clients, as_of).await?;
+    clients
+        .renewals
+        .put_coverage_model(setup::coverage(format!("demo-coverage-{}", options.seed)))
+        .await
+        .context("putting the coverage model")?;
+    report.coverage = clients
+        .renewals
+        .get_coverage_report(rpb::GetCoverageReportRequest {
+            as_of: Some(to_date(as_of)),
+            model_version: 0,
+        })
+        .await?
+        .into_inner();
 
     steps.say("letting the playbooks run");
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -218,6 +218,42 @@ impl fmt::Display for Report {
             );
         }
 
+        let c = &self.coverage;
+        let _ = writeln!(
+            out,
+            "\nSERVICE TIERS ({} paying customers, ARR {}; {:.1} CSMs needed)",
+            c.account_count,
+            money(&c.arr),
+            c.csms_needed
+        );
+        for tier in &c.tiers {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>6} accounts ({:>5.1} %)   ARR {:<16} ({:>5.1} %)   {:>6.1} CSMs",
+                tier.display_name,
+                tier.account_count,
+                tier.account_percent,
+                money(&tier.arr),
+                tier.arr_percent,
+                tier.csms_needed
+            );
+        }
+        let over = c.owners.iter().filter(|o| o.accounts_over_capacity > 0);
+        for owner in over {
+            let who = if owner.owner.is_empty() {
+                "no owner"
+            } else {
+                &owner.owner
+            };
+            let _ = writeln!(
+                out,
+                "  over capacity: {who:<12} {} accounts, ARR {} ({:.0} % of a CSM's hours)",
+                owner.accounts_over_capacity,
+                money(&owner.arr_over_capacity),
+                owner.utilization_percent
+            );
+        }
+
         let _ = writeln!(out, "\nPLAYBOOKS");
         for (name, runs) in &self.playbook_runs {
             let _ = writeln!(out, "  {name:<16} {runs:>5} runs");

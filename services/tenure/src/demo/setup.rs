@@ -1,7 +1,8 @@
 //! What a customer-success team configures before its first morning: a
-//! health scorecard and a few playbooks.
+//! health scorecard, a few playbooks and its service tiers.
 
 use tenure_proto::health::v1 as hpb;
+use tenure_proto::renewals::v1 as rpb;
 
 /// The default scorecard: adoption, engagement, support, sentiment,
 /// relationships, billing and outcomes, each measure a signal mapped to
@@ -94,6 +95,32 @@ pub(super) fn scorecard() -> hpb::Scorecard {
             ),
         ],
         ..Default::default()
+    }
+}
+
+/// The coverage model: top accounts (USD 100,000 and up) get ten CSM hours
+/// a month, leveraged ones (USD 12,000 and up) two, the rest pooled
+/// coverage; a CSM has 120 hours a month for their accounts.
+pub(super) fn coverage(request_id: String) -> rpb::PutCoverageModelRequest {
+    let tier = |id: &str, name: &str, min_usd: i64, hours: f64| rpb::ServiceTier {
+        tier_id: id.into(),
+        display_name: name.into(),
+        min_arr: (min_usd > 0).then(|| tenure_proto::common::v1::Money {
+            currency_code: "USD".into(),
+            amount_minor: min_usd * 100,
+        }),
+        segments: Vec::new(),
+        hours_per_account_month: hours,
+    };
+    rpb::PutCoverageModelRequest {
+        request_id,
+        currency_code: "USD".into(),
+        tiers: vec![
+            tier("top", "Top", 100_000, 10.0),
+            tier("leveraged", "Leveraged", 12_000, 2.0),
+            tier("scalable", "Scalable", 0, 0.0),
+        ],
+        csm_hours_per_month: 120.0,
     }
 }
 

@@ -20,9 +20,10 @@ use crate::demo::{Clients, next_quarters};
 use svg::{BLUE, GREEN, GREY, PALETTE, Plot, RED, YELLOW, escape, legend, short, ticks};
 
 /// The charts' names, in the order the page shows them.
-pub const CHARTS: [&str; 7] = [
+pub const CHARTS: [&str; 8] = [
     "health-distribution",
     "arr-by-band",
+    "service-tiers",
     "mrr-movements",
     "cohort-retention",
     "forecast",
@@ -56,6 +57,16 @@ pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String
         })
         .await?
         .into_inner();
+    // No coverage model yet: the chart says so.
+    let coverage = clients
+        .renewals
+        .get_coverage_report(rpb::GetCoverageReportRequest {
+            as_of: Some(to_date(as_of)),
+            model_version: 0,
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner());
     let model = clients
         .health
         .get_churn_model(hpb::GetChurnModelRequest::default())
@@ -66,6 +77,10 @@ pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String
     let charts = [
         ("Health distribution", histogram(&health)),
         ("Recurring revenue by band (USD)", arr_by_band(&health)),
+        (
+            "Service tiers: share of customers (light) and of recurring revenue (dark)",
+            tiers(coverage.as_ref()),
+        ),
         (
             "Movements of recurring revenue per month (USD)",
             waterfall(&movements),
@@ -120,6 +135,56 @@ for (const figure of document.querySelectorAll("figure.chart")) {{
 </script></body></html>
 "#
     ))
+}
+
+fn tiers(coverage: Option<&rpb::GetCoverageReportResponse>) -> String {
+    let Some(coverage) = coverage else {
+        return Plot::new((0.0, 1.0), (0.0, 100.0)).finish(
+            "no coverage model",
+            &[],
+            &ticks(0.0, 100.0, 4, short),
+        );
+    };
+    let mut plot = Plot::new((0.0, coverage.tiers.len() as f64), (0.0, 110.0));
+    for (i, tier) in coverage.tiers.iter().enumerate() {
+        let x = i as f64;
+        let name = &tier.display_name;
+        plot.rect(
+            x + 0.15,
+            x + 0.5,
+            0.0,
+            tier.account_percent,
+            "#9bb7e0",
+            &format!(
+                "{name}: {} accounts, {:.1} %",
+                tier.account_count, tier.account_percent
+            ),
+        );
+        plot.rect(
+            x + 0.5,
+            x + 0.85,
+            0.0,
+            tier.arr_percent,
+            BLUE,
+            &format!(
+                "{name}: {:.1} % of ARR, {:.1} CSMs",
+                tier.arr_percent, tier.csms_needed
+            ),
+        );
+        plot.text(
+            x + 0.5,
+            tier.account_percent.max(tier.arr_percent),
+            &format!("{:.1} CSMs", tier.csms_needed),
+            "middle",
+        );
+    }
+    let labels: Vec<(f64, String)> = coverage
+        .tiers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as f64 + 0.5, t.display_name.clone()))
+        .collect();
+    plot.finish("% of the book", &labels, &ticks(0.0, 100.0, 4, short))
 }
 
 fn band_color(lower: f64) -> &'static str {
