@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "tenure/common/v1/money.proto",
         "tenure/common/v1/date.proto",
+        "tenure/ingestion/v1/benchmarks.proto",
         "tenure/ingestion/v1/ingestion.proto",
         "tenure/health/v1/health.proto",
         "tenure/renewals/v1/coverage.proto",

@@ -3,6 +3,7 @@
 //! one database per test.
 
 mod access;
+mod benchmarks;
 mod clusters;
 mod database;
 mod demo;

@@ -8,6 +8,7 @@
 //! validates protos into domain values); [`notify`] delivers the outbox.
 
 pub mod accounts;
+pub mod benchmarks;
 pub mod changes;
 pub mod convert;
 pub mod erase;
@@ -59,6 +60,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("ListAccountTimeline", Scope::Read),
     ("GetAccountSignals", Scope::Read),
     ("StreamAccountSignals", Scope::Read),
+    ("GetPeerBenchmarks", Scope::Read),
     ("GetSubscriptionHistory", Scope::Read),
     ("ListContacts", Scope::Contacts),
     ("EraseContact", Scope::Erase),

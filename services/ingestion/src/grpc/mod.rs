@@ -6,7 +6,8 @@
 mod reads;
 mod upserts;
 
-use reads::{as_of_date, non_empty};
+pub(crate) use reads::as_of_date;
+use reads::non_empty;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -344,6 +345,13 @@ impl IngestionService for IngestionApi {
         request: Request<pb::GetAccountSignalsRequest>,
     ) -> Result<Response<pb::GetAccountSignalsResponse>, Status> {
         respond(self.get_account_signals(request.into_inner()).await)
+    }
+
+    async fn get_peer_benchmarks(
+        &self,
+        request: Request<pb::GetPeerBenchmarksRequest>,
+    ) -> Result<Response<pb::GetPeerBenchmarksResponse>, Status> {
+        respond(self.get_peer_benchmarks(request.into_inner()).await)
     }
 
     async fn stream_account_signals(

@@ -244,7 +244,7 @@ impl IngestionApi {
 }
 
 /// The `as_of` of a signals request: today when unset, never in the future.
-pub(super) fn as_of_date(
+pub(crate) fn as_of_date(
     value: Option<&tenure_proto::common::v1::Date>,
     violations: &mut Violations,
 ) -> NaiveDate {
