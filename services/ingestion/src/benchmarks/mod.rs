@@ -13,7 +13,7 @@ use tenure_platform::{ApiError, ApiResult, Violations, time};
 use tenure_proto::ingestion::v1 as pb;
 
 use crate::convert::MAX_ID;
-use crate::grpc::{IngestionApi, as_of_date};
+use crate::grpc::{IngestionApi, as_of_date, inputs_of};
 use crate::signals;
 
 /// The most peers a caller may name.
@@ -47,11 +47,7 @@ impl IngestionApi {
         );
         violations.into_result()?;
 
-        let inputs = signals::load(&self.pool, &request.account_id, as_of)
-            .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("account {} as of {as_of}", request.account_id))
-            })?;
+        let inputs = inputs_of(&self.pool, &request.account_id, as_of).await?;
         let (segment, peer_ids) = if !request.peer_account_ids.is_empty() {
             let mut seen = HashSet::new();
             let ids: Vec<String> = request

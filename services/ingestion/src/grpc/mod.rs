@@ -6,8 +6,8 @@
 mod reads;
 mod upserts;
 
-pub(crate) use reads::as_of_date;
 use reads::non_empty;
+pub(crate) use reads::{as_of_date, inputs_of};
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -232,15 +232,22 @@ impl IngestionApi {
         violations.require_text(&request.account_id, "account_id", MAX_ID);
         let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
         violations.into_result()?;
-        let inputs = signals::load(&self.pool, &request.account_id, as_of)
-            .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("account {} as of {as_of}", request.account_id))
-            })?;
+        let inputs = inputs_of(&self.pool, &request.account_id, as_of).await?;
         Ok(pb::GetAccountSignalsResponse {
             signals: Some(signals::compute(&inputs, as_of)),
         })
     }
+}
+
+/// The signals' inputs of an account as of a day, or NOT_FOUND.
+pub(crate) async fn inputs_of(
+    pool: &sqlx::PgPool,
+    account_id: &str,
+    as_of: NaiveDate,
+) -> ApiResult<signals::Inputs> {
+    signals::load(pool, account_id, as_of)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {account_id} as of {as_of}")))
 }
 
 /// The `as_of` of a signals request: today when unset, never in the future.
