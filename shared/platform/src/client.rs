@@ -126,11 +126,25 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
+    retry_unavailable_after(Duration::from_millis(100), call).await
+}
+
+/// [`retry_unavailable`] waiting `first` (with jitter) before the first
+/// call again, twice as long before each next one, at most a hundred
+/// times `first`, and calling at most ten times again.
+pub async fn retry_unavailable_after<T, F, Fut>(
+    first: Duration,
+    call: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
     use backon::Retryable as _;
     call.retry(
         backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(10))
+            .with_min_delay(first)
+            .with_max_delay(first * 100)
             .with_max_times(10)
             .with_jitter(),
     )
@@ -163,16 +177,26 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn unavailable_is_called_again_and_other_errors_are_not() {
+        let quick = Duration::from_millis(1);
         let down = answers(&[tonic::Code::Unavailable, tonic::Code::Unavailable]);
-        assert_eq!(retry_unavailable(|| call(&down)).await.unwrap(), 3);
+        assert_eq!(
+            retry_unavailable_after(quick, || call(&down))
+                .await
+                .unwrap(),
+            3
+        );
         let refused = answers(&[tonic::Code::InvalidArgument]);
-        let error = retry_unavailable(|| call(&refused)).await.unwrap_err();
+        let error = retry_unavailable_after(quick, || call(&refused))
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
         assert_eq!(refused.0.load(Ordering::SeqCst), 1);
         let gone = answers(&[tonic::Code::Unavailable; 20]);
-        let error = retry_unavailable(|| call(&gone)).await.unwrap_err();
+        let error = retry_unavailable_after(quick, || call(&gone))
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), tonic::Code::Unavailable);
         assert_eq!(gone.0.load(Ordering::SeqCst), 11);
     }
