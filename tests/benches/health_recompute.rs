@@ -38,7 +38,7 @@ fn main() {
         let started = Instant::now();
         let mut stream = app
             .ingestion
-            .stream_account_signals(pb::StreamAccountSignalsRequest { account_ids: vec![], as_of: None })
+            .stream_account_signals(pb::StreamAccountSignalsRequest::default())
             .await
             .expect("signals")
             .into_inner();

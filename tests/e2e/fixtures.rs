@@ -198,3 +198,24 @@ pub(crate) async fn past_terms_in(
         .await
         .expect("subscriptions");
 }
+
+/// Every account's signals a stream answers, in order; more than `most`
+/// means the stream started over.
+pub(crate) async fn streamed_signals(
+    app: &mut tenure_tests::TestStack,
+    request: pb::StreamAccountSignalsRequest,
+    most: usize,
+) -> Vec<pb::AccountSignals> {
+    let mut stream = app
+        .ingestion
+        .stream_account_signals(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        streamed.push(message.signals.unwrap());
+        assert!(streamed.len() <= most, "the stream starts over");
+    }
+    streamed
+}

@@ -144,6 +144,7 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
         .stream_account_signals(pb::StreamAccountSignalsRequest {
             account_ids: vec![],
             as_of: date(today_minus(30)),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -158,6 +159,7 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
         .stream_account_signals(pb::StreamAccountSignalsRequest {
             account_ids: vec!["acme".to_owned(); 1000],
             as_of: date(today_minus(30)),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -167,5 +169,42 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
         answers += 1;
     }
     assert_eq!(answers, 1);
+
+    // An account at days of its own: each pair once, in the order given,
+    // each at its day.
+    let pair = |days: u64| pb::AccountDay {
+        account_id: "acme".into(),
+        as_of: date(today_minus(days)),
+    };
+    let request = pb::StreamAccountSignalsRequest {
+        at: vec![pair(30), pair(0), pair(30)],
+        ..Default::default()
+    };
+    let answers = streamed_signals(&mut app, request, 3).await;
+    assert_eq!(answers, [before.clone(), now.clone()]);
+
+    // Pairs do not mix with a list and a day, and no pair is in the future.
+    let mut tomorrow = pair(0);
+    tomorrow.as_of = date(chrono::Utc::now().date_naive() + chrono::Days::new(1));
+    let refused = app
+        .ingestion
+        .stream_account_signals(pb::StreamAccountSignalsRequest {
+            account_ids: vec!["acme".into()],
+            as_of: date(today_minus(1)),
+            at: vec![pair(1), tomorrow, pb::AccountDay::default()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        tenure_tests::violated_fields(&refused),
+        [
+            "account_ids",
+            "as_of",
+            "at[1].as_of",
+            "at[2].account_id",
+            "at[2].as_of"
+        ]
+    );
     app.stop().await;
 }

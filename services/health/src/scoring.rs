@@ -138,6 +138,7 @@ impl Scorer {
         let request = StreamAccountSignalsRequest {
             account_ids,
             as_of: None,
+            ..Default::default()
         };
         let mut stream = self
             .ingestion
@@ -189,7 +190,7 @@ impl Scorer {
             signals
                 .as_of
                 .as_ref()
-                .and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+                .and_then(tenure_platform::time::from_date)
                 .unwrap_or_else(|| Utc::now().date_naive())
         };
         let ids: Vec<String> = chunk.iter().map(|s| s.account_id.clone()).collect();
@@ -438,6 +439,7 @@ impl Scorer {
             let request = StreamAccountSignalsRequest {
                 account_ids,
                 as_of: Some(time::to_date(day)),
+                ..Default::default()
             };
             let mut stream = self
                 .ingestion

@@ -5,10 +5,9 @@
 //! term end: ingestion answers as of that day, so nothing from after it can
 //! leak into training.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{Days, NaiveDate, Utc};
-use futures::StreamExt as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -17,7 +16,7 @@ use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::ingestion::v1::{
-    AccountSignals, GetAccountSignalsRequest, StreamAccountSignalsRequest,
+    AccountDay, AccountSignals, GetAccountSignalsRequest, StreamAccountSignalsRequest,
 };
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
@@ -158,13 +157,8 @@ impl Trainer {
                 .into_inner();
             let mut wanted = Vec::with_capacity(page.outcomes.len());
             for outcome in page.outcomes {
-                let Some(term_end) = outcome.term_end_date.as_ref().and_then(|d| {
-                    chrono::NaiveDate::from_ymd_opt(
-                        d.year,
-                        u32::try_from(d.month).ok()?,
-                        u32::try_from(d.day).ok()?,
-                    )
-                }) else {
+                let Some(term_end) = outcome.term_end_date.as_ref().and_then(time::from_date)
+                else {
                     continue;
                 };
                 let Some(as_of) = term_end
@@ -202,40 +196,24 @@ impl Trainer {
         }
     }
 
-    /// The signals of each (account, day) wanted, fetched a day at a time
-    /// (the accounts of one day in one stream, a few days at once); an
-    /// account unknown on its day is left out.
+    /// The signals of each (account, day) wanted, in one stream of pairs
+    /// (ingestion reads them in batches whatever their days); when one of
+    /// the accounts is unknown (the stream ends with NOT_FOUND), one call
+    /// each, leaving the unknown out.
     async fn signals_by_day(
         &self,
         wanted: impl Iterator<Item = (String, NaiveDate)>,
     ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {
-        const DAYS_IN_FLIGHT: usize = 4;
-        let mut by_day: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
-        for (account_id, day) in wanted {
-            by_day.entry(day).or_default().push(account_id);
-        }
-        let fetches = by_day
-            .into_iter()
-            .map(|(day, account_ids)| self.signals_on(day, account_ids));
-        let mut days = futures::stream::iter(fetches).buffer_unordered(DAYS_IN_FLIGHT);
-        let mut fetched = HashMap::new();
-        while let Some(day) = days.next().await {
-            fetched.extend(day?);
-        }
-        Ok(fetched)
-    }
-
-    /// The signals of `account_ids` as of `day`, in one stream; when one of
-    /// them is unknown (the stream ends with NOT_FOUND), one call each,
-    /// leaving the unknown out.
-    async fn signals_on(
-        &self,
-        day: NaiveDate,
-        account_ids: Vec<String>,
-    ) -> anyhow::Result<Vec<((String, NaiveDate), AccountSignals)>> {
+        let pairs: Vec<(String, NaiveDate)> = wanted.collect();
         let request = StreamAccountSignalsRequest {
-            account_ids: account_ids.clone(),
-            as_of: Some(time::to_date(day)),
+            at: pairs
+                .iter()
+                .map(|(account_id, day)| AccountDay {
+                    account_id: account_id.clone(),
+                    as_of: Some(time::to_date(*day)),
+                })
+                .collect(),
+            ..Default::default()
         };
         let streamed: Result<Vec<AccountSignals>, tonic::Status> = async {
             let mut stream = self
@@ -244,7 +222,7 @@ impl Trainer {
                 .stream_account_signals(request)
                 .await?
                 .into_inner();
-            let mut streamed = Vec::with_capacity(account_ids.len());
+            let mut streamed = Vec::with_capacity(pairs.len());
             while let Some(message) = stream.message().await? {
                 streamed.extend(message.signals);
             }
@@ -254,8 +232,8 @@ impl Trainer {
         let signals = match streamed {
             Ok(signals) => signals,
             Err(status) if status.code() == tonic::Code::NotFound => {
-                let mut signals = Vec::with_capacity(account_ids.len());
-                for account_id in account_ids {
+                let mut signals = Vec::with_capacity(pairs.len());
+                for (account_id, day) in pairs {
                     let request = GetAccountSignalsRequest {
                         account_id,
                         as_of: Some(time::to_date(day)),
@@ -272,7 +250,10 @@ impl Trainer {
         };
         Ok(signals
             .into_iter()
-            .map(|s| ((s.account_id.clone(), day), s))
+            .filter_map(|s| {
+                let day = s.as_of.as_ref().and_then(time::from_date)?;
+                Some(((s.account_id.clone(), day), s))
+            })
             .collect())
     }
 

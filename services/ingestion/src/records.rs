@@ -159,7 +159,7 @@ pub async fn as_of<R: Record>(
     account_id: &str,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
-    versions_as_of(pool, Some(account_id), cutoff).await
+    versions_as_of(pool, account_id, cutoff).await
 }
 
 /// The records of each of `account_ids` as they stood at `cutoff`, by the
@@ -190,55 +190,81 @@ pub async fn as_of_many<R: Record>(
     Ok(by_account(rows))
 }
 
-/// What a reader of records as of a cutoff needs of them: a condition over
-/// the state chosen (`d.data`, the stored JSON) that may use the reader's
-/// cutoff `p.cutoff`, a day `p.day` and the start of a window `p.since`.
-/// It must keep every record the reader can use; it may keep more.
-#[derive(Debug, Clone, Copy)]
-pub struct Needed {
-    pub condition: &'static str,
-    pub day: chrono::NaiveDate,
-    pub since: DateTime<Utc>,
+/// Accounts each read as of a point of its own (one account may appear at
+/// several points): the slots of a batch read by [`needed_as_of_many`].
+/// Each slot has its cutoff, a day `day` and the start of a window `since`,
+/// which a reader's condition may use as `p.cutoff`, `p.day` and `p.since`.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    pub account_ids: Vec<String>,
+    pub cutoffs: Vec<DateTime<Utc>>,
+    pub days: Vec<chrono::NaiveDate>,
+    pub since: Vec<DateTime<Utc>>,
 }
 
-/// The records of each of `account_ids` as they stood at `cutoff`, by the
-/// rule of [`as_of`], keeping only those `needed` names. Records that have
-/// not changed since the cutoff (most, when it is recent) are read from
-/// their heads, one row each; only the others look up their versions; and
-/// what the reader cannot use never leaves the database.
+impl Slots {
+    /// Adds a slot; its index is the number of slots before it.
+    pub fn push(
+        &mut self,
+        account_id: &str,
+        cutoff: DateTime<Utc>,
+        day: chrono::NaiveDate,
+        since: DateTime<Utc>,
+    ) {
+        self.account_ids.push(account_id.to_owned());
+        self.cutoffs.push(cutoff);
+        self.days.push(day);
+        self.since.push(since);
+    }
+
+    pub fn len(&self) -> usize {
+        self.account_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.account_ids.is_empty()
+    }
+}
+
+/// The records of each slot's account as they stood at the slot's cutoff,
+/// by the rule of [`as_of`], keeping only those `condition` names: a
+/// condition over the state chosen (`d.data`, the stored JSON) and the
+/// slot (`p`), which must keep every record the reader can use and may
+/// keep more. Records that have not changed since the cutoff (most, when
+/// it is recent) are read from their heads, one row each; only the others
+/// look up their versions; and what the reader cannot use never leaves the
+/// database. The result has one list per slot, each in record id order.
 pub async fn needed_as_of_many<R: Record>(
     db: impl sqlx::PgExecutor<'_>,
-    account_ids: &[String],
-    cutoff: DateTime<Utc>,
-    needed: Needed,
-) -> sqlx::Result<std::collections::HashMap<String, Vec<R>>> {
-    // The batch is joined, not matched with `= ANY($1)`: planning an
+    slots: &Slots,
+    condition: &'static str,
+) -> sqlx::Result<Vec<Vec<R>>> {
+    // The slots are joined, not matched with `= ANY($1)`: planning an
     // array of hundreds of ids against the column statistics cost more
     // than running the query. A record belongs to the account its chosen
-    // state names. Heads that name one of the accounts and are older than
-    // the cutoff are chosen as they are; every other record that ever named
-    // one of the accounts (a head changed since the cutoff, or a record that
-    // moved away from one, as `record_moves` keeps) is chosen from its
-    // versions by two index probes: the latest before the cutoff, or failing
-    // that the earliest. No version is read unless it may be chosen.
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH p AS (SELECT $3::timestamptz AS cutoff, $4::date AS day, $5::timestamptz AS since), \
-         batch AS MATERIALIZED (SELECT unnest($1::text[]) AS account_id), \
-         heads AS MATERIALIZED ( \
-           SELECT h.record_id, h.account_id, h.data, h.updated_at < p.cutoff AS settled \
-           FROM batch b JOIN ingestion.record_heads h ON h.account_id = b.account_id, p \
+    // state names. Heads that name a slot's account and are older than its
+    // cutoff are chosen as they are; every other record that ever named
+    // the account (a head changed since the cutoff, or a record that moved
+    // away from it, as `record_moves` keeps) is chosen from its versions by
+    // two index probes: the latest before the cutoff, or failing that the
+    // earliest. No version is read unless it may be chosen.
+    let rows: Vec<(i64, sqlx::types::Json<R>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH p AS MATERIALIZED ( \
+           SELECT * FROM unnest($1::text[], $3::timestamptz[], $4::date[], $5::timestamptz[]) \
+             WITH ORDINALITY AS b(account_id, cutoff, day, since, slot) \
+         ), heads AS MATERIALIZED ( \
+           SELECT p.slot, h.record_id, h.data, h.updated_at < p.cutoff AS settled \
+           FROM p JOIN ingestion.record_heads h ON h.account_id = p.account_id \
            WHERE h.kind = $2 \
-         ), settled AS ( \
-           SELECT record_id, account_id, data FROM heads WHERE settled \
          ), unsettled AS ( \
-           SELECT record_id FROM heads WHERE NOT settled \
+           SELECT slot, record_id FROM heads WHERE NOT settled \
            UNION \
-           SELECT m.record_id \
-           FROM batch b JOIN ingestion.record_moves m ON m.account_id = b.account_id \
-           WHERE m.kind = $2 \
-             AND NOT EXISTS (SELECT FROM settled s WHERE s.record_id = m.record_id) \
+           SELECT p.slot, m.record_id \
+           FROM p JOIN ingestion.record_moves m ON m.account_id = p.account_id \
+           WHERE m.kind = $2 AND NOT EXISTS ( \
+             SELECT FROM heads s WHERE s.settled AND s.slot = p.slot AND s.record_id = m.record_id) \
          ), rechosen AS MATERIALIZED ( \
-           SELECT c.account_id, c.data FROM unsettled u, p, LATERAL ( \
+           SELECT u.slot, c.data FROM unsettled u JOIN p USING (slot), LATERAL ( \
              (SELECT v.account_id, v.data FROM ingestion.record_versions v \
               WHERE v.kind = $2 AND v.record_id = u.record_id AND v.valid_from < p.cutoff \
               ORDER BY v.valid_from DESC LIMIT 1) \
@@ -246,23 +272,35 @@ pub async fn needed_as_of_many<R: Record>(
              (SELECT v.account_id, v.data FROM ingestion.record_versions v \
               WHERE v.kind = $2 AND v.record_id = u.record_id ORDER BY v.valid_from LIMIT 1) \
              LIMIT 1 \
-           ) c \
+           ) c WHERE c.account_id = p.account_id \
          ), chosen AS ( \
-           SELECT account_id, data FROM settled \
+           SELECT slot, data FROM heads WHERE settled \
            UNION ALL \
-           SELECT account_id, data FROM rechosen WHERE account_id IN (SELECT account_id FROM batch) \
+           SELECT slot, data FROM rechosen \
          ) \
-         SELECT d.account_id, d.data FROM chosen d, p WHERE {condition}",
-        condition = needed.condition
+         SELECT d.slot, d.data FROM chosen d JOIN p USING (slot) WHERE {condition}"
     )))
-    .bind(account_ids)
+    .bind(&slots.account_ids)
     .bind(R::KIND)
-    .bind(cutoff)
-    .bind(needed.day)
-    .bind(needed.since)
+    .bind(&slots.cutoffs)
+    .bind(&slots.days)
+    .bind(&slots.since)
     .fetch_all(db)
     .await?;
-    Ok(by_account(rows))
+    let mut by_slot: Vec<Vec<R>> = vec![Vec::new(); slots.len()];
+    for (slot, sqlx::types::Json(record)) in rows {
+        // Slots count from one, as `WITH ORDINALITY` does.
+        if let Some(list) = usize::try_from(slot - 1)
+            .ok()
+            .and_then(|i| by_slot.get_mut(i))
+        {
+            list.push(record);
+        }
+    }
+    for list in &mut by_slot {
+        list.sort_by(|a, b| a.record_id().cmp(b.record_id()));
+    }
+    Ok(by_slot)
 }
 
 /// Groups rows of (account, record) by account; the records decode straight
@@ -292,38 +330,72 @@ pub async fn versions<R: Record>(pool: &PgPool, ids: &[String]) -> sqlx::Result<
         .collect()
 }
 
-/// Catalog records (no account) as they stood at `cutoff`, by the same rule.
-pub async fn catalog_as_of<R: Record>(
+/// Catalog records (no account) as they stood at each of `cutoffs`, by the
+/// rule of [`as_of`], from one read of their versions; each list in record
+/// id order.
+pub async fn catalog_as_of_each<R: Record>(
     db: impl sqlx::PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-) -> sqlx::Result<Vec<R>> {
-    versions_as_of(db, None, cutoff).await
+    cutoffs: impl IntoIterator<Item = DateTime<Utc>>,
+) -> sqlx::Result<std::collections::HashMap<DateTime<Utc>, Vec<R>>> {
+    let rows: Vec<(String, DateTime<Utc>, sqlx::types::Json<R>)> = sqlx::query_as(
+        "SELECT record_id, valid_from, data FROM ingestion.record_versions \
+         WHERE account_id IS NULL AND kind = $1 ORDER BY record_id, valid_from",
+    )
+    .bind(R::KIND)
+    .fetch_all(db)
+    .await?;
+    let mut records: Vec<Vec<(DateTime<Utc>, R)>> = Vec::new();
+    let mut last_id: Option<String> = None;
+    for (record_id, valid_from, sqlx::types::Json(record)) in rows {
+        if last_id.as_deref() != Some(record_id.as_str()) {
+            records.push(Vec::new());
+            last_id = Some(record_id);
+        }
+        if let Some(versions) = records.last_mut() {
+            versions.push((valid_from, record));
+        }
+    }
+    Ok(cutoffs
+        .into_iter()
+        .map(|cutoff| {
+            let chosen = records
+                .iter()
+                .filter_map(|versions| chosen_at(versions, cutoff).cloned())
+                .collect();
+            (cutoff, chosen)
+        })
+        .collect())
+}
+
+/// The state of one record at `cutoff` from its versions in time order: the
+/// latest from before it or, failing that, the earliest (the rule of
+/// [`as_of`]).
+fn chosen_at<R>(versions: &[(DateTime<Utc>, R)], cutoff: DateTime<Utc>) -> Option<&R> {
+    versions
+        .iter()
+        .rev()
+        .find(|(valid_from, _)| *valid_from < cutoff)
+        .or(versions.first())
+        .map(|(_, record)| record)
 }
 
 async fn versions_as_of<R: Record>(
     db: impl sqlx::PgExecutor<'_>,
-    account_id: Option<&str>,
+    account_id: &str,
     cutoff: DateTime<Utc>,
 ) -> sqlx::Result<Vec<R>> {
-    // Two statements, not one with an OR, so each keeps its index.
-    let scope = match account_id {
-        Some(_) => "account_id = $1",
-        None => "account_id IS NULL AND $1::text IS NULL",
-    };
-    let rows: Vec<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<sqlx::types::Json<R>> = sqlx::query_scalar(
         "SELECT DISTINCT ON (record_id) data FROM ingestion.record_versions \
-         WHERE {scope} AND kind = $2 \
+         WHERE account_id = $1 AND kind = $2 \
          ORDER BY record_id, (valid_from < $3) DESC, \
-                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC"
-    )))
+                  CASE WHEN valid_from < $3 THEN valid_from END DESC, valid_from ASC",
+    )
     .bind(account_id)
     .bind(R::KIND)
     .bind(cutoff)
     .fetch_all(db)
     .await?;
-    rows.into_iter()
-        .map(|v| serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .collect()
+    Ok(rows.into_iter().map(|sqlx::types::Json(r)| r).collect())
 }
 
 /// Account ids known to exist. Accounts are never deleted, so a positive
@@ -381,6 +453,26 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
+
+    #[test]
+    fn a_record_at_a_cutoff_is_its_latest_earlier_state_or_its_first() {
+        let at = |day: u32| Utc.with_ymd_and_hms(2025, 1, day, 0, 0, 0).unwrap();
+        let versions = [(at(5), "v5"), (at(10), "v10"), (at(20), "v20")];
+        assert_eq!(chosen_at(&versions, at(1)), Some(&"v5"), "a backfill");
+        assert_eq!(
+            chosen_at(&versions, at(5)),
+            Some(&"v5"),
+            "not yet v5, none earlier"
+        );
+        assert_eq!(chosen_at(&versions, at(6)), Some(&"v5"));
+        assert_eq!(
+            chosen_at(&versions, at(10)),
+            Some(&"v5"),
+            "the cutoff is exclusive"
+        );
+        assert_eq!(chosen_at(&versions, at(25)), Some(&"v20"));
+        assert_eq!(chosen_at::<&str>(&[], at(25)), None);
+    }
 
     #[test]
     fn rounds_apply_each_version_once_oldest_first() {

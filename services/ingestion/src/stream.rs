@@ -171,24 +171,37 @@ fn rejected(index: usize, reason: String) -> pb::EventResult {
     }
 }
 
-/// Streams the signals of `account_ids` (every account, in id order, when
-/// empty) as of `as_of`. Unknown ids end the stream with NOT_FOUND.
+/// What a signals stream answers.
+#[derive(Debug)]
+pub enum Wanted {
+    /// The accounts given (every account when none is), at one day.
+    Accounts {
+        account_ids: Vec<String>,
+        as_of: NaiveDate,
+    },
+    /// Each account at a day of its own.
+    At(Vec<(String, NaiveDate)>),
+}
+
+/// Streams the signals `wanted` names, in batches loaded a few at a time
+/// and sent in order; an unknown account ends the stream with NOT_FOUND.
 pub fn signals(
     pool: PgPool,
-    account_ids: Vec<String>,
-    as_of: NaiveDate,
+    wanted: Wanted,
 ) -> crate::grpc::ResponseStream<pb::StreamAccountSignalsResponse> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED * 8);
     tokio::spawn(
         async move {
             let result: ApiResult<()> = async {
-                let mut source = Batches::new(account_ids);
-                let load = |ids: Vec<String>| {
+                let mut source = Batches::new(wanted);
+                let load = |batch: Vec<(String, NaiveDate)>| {
                     let pool = pool.clone();
                     tokio::spawn(
-                        async move { signals::load_many(&pool, &ids, as_of).await }
+                            async move {
+                                signals::load_at(&pool, &batch, signals::Reading::Needed).await
+                            }
                             .instrument(tracing::Span::current()),
-                    )
+                        )
                 };
                 // Batches load side by side, each on a connection of its
                 // own (a batch's queries run one after another, so one batch
@@ -197,31 +210,26 @@ pub fn signals(
                 let mut loading = std::collections::VecDeque::with_capacity(BATCHES_IN_FLIGHT);
                 loop {
                     while loading.len() < BATCHES_IN_FLIGHT {
-                        let ids = source.next(&pool).await?;
-                        if ids.is_empty() {
+                        let batch = source.next(&pool).await?;
+                        if batch.is_empty() {
                             break;
                         }
-                        loading.push_back((ids.clone(), load(ids)));
+                        loading.push_back((batch.clone(), load(batch)));
                     }
                     let Some((batch, task)) = loading.pop_front() else {
                         break;
                     };
-                    let inputs = task
+                    let loaded = task
                         .await
                         .map_err(|e| anyhow::anyhow!("loading signals: {e}"))??;
-                    if inputs.len() < batch.len() {
-                        let missing = batch
-                            .iter()
-                            .find(|id| !inputs.iter().any(|i| &i.account_id == *id))
-                            .cloned()
-                            .unwrap_or_default();
-                        return Err(ApiError::NotFound(format!(
-                            "account {missing} as of {as_of}"
-                        )));
-                    }
-                    for inputs in &inputs {
+                    for (inputs, (account_id, as_of)) in loaded.iter().zip(&batch) {
+                        let Some(inputs) = inputs else {
+                            return Err(ApiError::NotFound(format!(
+                                "account {account_id} as of {as_of}"
+                            )));
+                        };
                         let message = pb::StreamAccountSignalsResponse {
-                            signals: Some(signals::compute(inputs, as_of)),
+                            signals: Some(signals::compute(inputs, inputs.as_of)),
                         };
                         if sender.send(Ok(message)).await.is_err() {
                             return Ok(());
@@ -240,38 +248,47 @@ pub fn signals(
     Box::pin(ReceiverStream::new(receiver))
 }
 
-/// The accounts of a signals stream, a batch at a time: the ids given, or
-/// every account in id order.
+/// The (account, day) pairs of a signals stream, a batch at a time: those
+/// given, or every account in id order.
 enum Batches {
     Every {
         after: Option<String>,
+        as_of: NaiveDate,
     },
-    Given(std::vec::IntoIter<Vec<String>>),
+    Given(std::vec::IntoIter<Vec<(String, NaiveDate)>>),
     /// Past the last account.
     Done,
 }
 
 impl Batches {
-    /// The ids given, each once, in the order first given.
-    fn new(mut account_ids: Vec<String>) -> Self {
-        if account_ids.is_empty() {
-            return Self::Every { after: None };
-        }
-        let mut seen = std::collections::HashSet::with_capacity(account_ids.len());
-        account_ids.retain(|id| seen.insert(id.clone()));
-        let chunks: Vec<Vec<String>> = account_ids
+    /// The pairs given, each once, in the order first given.
+    fn new(wanted: Wanted) -> Self {
+        let mut pairs = match wanted {
+            Wanted::Accounts { account_ids, as_of } if account_ids.is_empty() => {
+                return Self::Every { after: None, as_of };
+            }
+            Wanted::Accounts { account_ids, as_of } => account_ids
+                .into_iter()
+                .map(|id| (id, as_of))
+                .collect::<Vec<_>>(),
+            Wanted::At(pairs) => pairs,
+        };
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        pairs.retain(|pair| seen.insert(pair.clone()));
+        let chunks: Vec<Vec<(String, NaiveDate)>> = pairs
             .chunks(BATCH_ACCOUNTS)
-            .map(<[String]>::to_vec)
+            .map(<[(String, NaiveDate)]>::to_vec)
             .collect();
         Self::Given(chunks.into_iter())
     }
 
     /// The next batch; empty once all were given, and from then on.
-    async fn next(&mut self, pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    async fn next(&mut self, pool: &PgPool) -> sqlx::Result<Vec<(String, NaiveDate)>> {
         match self {
             Self::Given(chunks) => Ok(chunks.next().unwrap_or_default()),
             Self::Done => Ok(Vec::new()),
-            Self::Every { after } => {
+            Self::Every { after, as_of } => {
+                let as_of = *as_of;
                 let page: Vec<String> = sqlx::query_scalar(
                     "SELECT account_id FROM ingestion.accounts \
                      WHERE ($1::text IS NULL OR account_id > $1) ORDER BY account_id LIMIT $2",
@@ -284,7 +301,7 @@ impl Batches {
                     Some(last) => *after = Some(last.clone()),
                     None => *self = Self::Done,
                 }
-                Ok(page)
+                Ok(page.into_iter().map(|id| (id, as_of)).collect())
             }
         }
     }

@@ -63,11 +63,7 @@ pub fn date(value: Option<&Date>, field: &str, violations: &mut Violations) -> O
         violations.add(field, "is required");
         return None;
     };
-    let converted = u32::try_from(value.month)
-        .ok()
-        .zip(u32::try_from(value.day).ok())
-        .and_then(|(month, day)| NaiveDate::from_ymd_opt(value.year, month, day))
-        .filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()));
+    let converted = from_date(value).filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()));
     if converted.is_none() {
         violations.add(
             field,
@@ -75,6 +71,14 @@ pub fn date(value: Option<&Date>, field: &str, violations: &mut Violations) -> O
         );
     }
     converted
+}
+
+/// A calendar date from its message, `None` when it names no day: for
+/// dates a peer sent, which need no violation.
+pub fn from_date(value: &Date) -> Option<NaiveDate> {
+    let month = u32::try_from(value.month).ok()?;
+    let day = u32::try_from(value.day).ok()?;
+    NaiveDate::from_ymd_opt(value.year, month, day)
 }
 
 pub fn to_date(value: NaiveDate) -> Date {

@@ -9,7 +9,7 @@ use tenure_ingestion::signals::{self, Reading};
 use tenure_proto::ingestion::v1 as pb;
 use tenure_tests::TestStack;
 
-use crate::fixtures::{date, ticket, ts};
+use crate::fixtures::{date, streamed_signals, ticket, ts};
 
 fn at(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
     day.and_hms_opt(12, 0, 0).unwrap().and_utc()
@@ -99,22 +99,50 @@ async fn needed_records_give_the_signals_of_every_record() {
         assert_eq!(served, expected, "served signals as of {as_of}");
     }
 
+    // Every account at every date in one stream of pairs (one account at
+    // many days), as training asks: the signals of the plain definition
+    // read one date at a time.
+    let mut every_by_date = std::collections::HashMap::new();
+    for as_of in as_of_dates {
+        for inputs in signals::load_many_reading(&db, &ids, as_of, Reading::Every)
+            .await
+            .unwrap()
+        {
+            every_by_date.insert((inputs.account_id.clone(), as_of), inputs);
+        }
+    }
+    let pairs: Vec<(String, NaiveDate)> = ids
+        .iter()
+        .flat_map(|id| as_of_dates.iter().map(move |day| (id.clone(), *day)))
+        .collect();
+    let request = pb::StreamAccountSignalsRequest {
+        at: pairs
+            .iter()
+            .map(|(account_id, day)| pb::AccountDay {
+                account_id: account_id.clone(),
+                as_of: date(*day),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let streamed = streamed_signals(&mut app, request, pairs.len()).await;
+    assert_eq!(streamed.len(), pairs.len(), "one answer per pair");
+    for ((account_id, as_of), served) in pairs.iter().zip(&streamed) {
+        let every = &every_by_date[&(account_id.clone(), *as_of)];
+        assert_eq!(
+            *served,
+            signals::compute(every, *as_of),
+            "account {account_id} as of {as_of} among pairs"
+        );
+    }
+
     // A stream of every account ends after the last one, each sent once,
     // in id order, with the signals of the needed reading.
-    let mut stream = app
-        .ingestion
-        .stream_account_signals(pb::StreamAccountSignalsRequest {
-            account_ids: vec![],
-            as_of: date(end),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut streamed = Vec::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        streamed.push(message.signals.unwrap());
-        assert!(streamed.len() <= ids.len(), "the stream starts over");
-    }
+    let request = pb::StreamAccountSignalsRequest {
+        as_of: date(end),
+        ..Default::default()
+    };
+    let streamed = streamed_signals(&mut app, request, ids.len()).await;
     let mut sorted = ids.clone();
     sorted.sort();
     let expected: Vec<pb::AccountSignals> = signals::load_many(&db, &sorted, end)

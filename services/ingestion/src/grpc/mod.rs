@@ -360,15 +360,39 @@ impl IngestionService for IngestionApi {
     ) -> Result<Response<Self::StreamAccountSignalsStream>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
-        for (i, id) in request.account_ids.iter().enumerate() {
-            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-        }
+        let wanted = if request.at.is_empty() {
+            let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
+            for (i, id) in request.account_ids.iter().enumerate() {
+                violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
+            }
+            crate::stream::Wanted::Accounts {
+                account_ids: request.account_ids,
+                as_of,
+            }
+        } else {
+            if !request.account_ids.is_empty() {
+                violations.add("account_ids", "must be empty when `at` is given");
+            }
+            if request.as_of.is_some() {
+                violations.add(
+                    "as_of",
+                    "must be unset when `at` is given: each pair has its day",
+                );
+            }
+            let mut pairs = Vec::with_capacity(request.at.len());
+            for (i, pair) in request.at.into_iter().enumerate() {
+                violations.require_text(&pair.account_id, format!("at[{i}].account_id"), MAX_ID);
+                let field = format!("at[{i}].as_of");
+                if let Some(day) = reads::past_day(pair.as_of.as_ref(), &field, &mut violations) {
+                    pairs.push((pair.account_id, day));
+                }
+            }
+            crate::stream::Wanted::At(pairs)
+        };
         violations.into_result().map_err(Status::from)?;
         Ok(Response::new(crate::stream::signals(
             self.pool.clone(),
-            request.account_ids,
-            as_of,
+            wanted,
         )))
     }
 }

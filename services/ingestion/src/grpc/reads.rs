@@ -256,15 +256,24 @@ pub(crate) fn as_of_date(
     violations: &mut Violations,
 ) -> NaiveDate {
     let today = Utc::now().date_naive();
-    let Some(value) = value else { return today };
-    match time::date(Some(value), "as_of", violations) {
-        Some(day) if day > today => {
-            violations.add("as_of", "must not be in the future");
-            today
-        }
-        Some(day) => day,
+    match value {
         None => today,
+        Some(_) => past_day(value, "as_of", violations).unwrap_or(today),
     }
+}
+
+/// A required day of a signals request, never in the future.
+pub(crate) fn past_day(
+    value: Option<&tenure_proto::common::v1::Date>,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<NaiveDate> {
+    let day = time::date(value, field, violations)?;
+    if day > Utc::now().date_naive() {
+        violations.add(field, "must not be in the future");
+        return None;
+    }
+    Some(day)
 }
 
 pub(super) fn non_empty(value: String) -> Option<String> {

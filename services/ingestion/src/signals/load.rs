@@ -1,12 +1,14 @@
 //! Reading the inputs of account signals as they stood at a cutoff, for a
-//! batch of accounts at once: one query per source for the whole batch
-//! (the records of each kind, the account versions, relationship changes,
-//! the usage rollups) and the feature catalog once, so a batch of hundreds
-//! of accounts costs about a dozen round trips, not a dozen each. Of the
-//! records, only those the signals can use are read: an invoice paid two
-//! years ago or a ticket closed last spring never leaves the database.
+//! batch of accounts at once, each at a day of its own (a job training on
+//! past renewals asks for thousands of accounts at hundreds of days): one
+//! query per source for the whole batch (the records of each kind, the
+//! account versions, relationship changes, the usage rollups) and the
+//! feature catalog once, so a batch of hundreds of accounts costs about a
+//! dozen round trips, not a dozen each. Of the records, only those the
+//! signals can use are read: an invoice paid two years ago or a ticket
+//! closed last spring never leaves the database.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::*;
 
@@ -17,8 +19,11 @@ pub async fn load(
     account_id: &str,
     as_of: NaiveDate,
 ) -> sqlx::Result<Option<Inputs>> {
-    let ids = [account_id.to_owned()];
-    Ok(load_many(pool, &ids, as_of).await?.into_iter().next())
+    let slots = [(account_id.to_owned(), as_of)];
+    Ok(load_at(pool, &slots, Reading::Needed)
+        .await?
+        .pop()
+        .flatten())
 }
 
 /// How the records of a batch are read.
@@ -34,6 +39,7 @@ pub enum Reading {
 
 // What the signals use of each kind (see `compute`), as conditions over the
 // stored JSON of the state chosen; each keeps all that `compute` reads.
+// `p` is the slot read: its cutoff, day and window start (`records::Slots`).
 /// Subscriptions in force on `p.day` (`SubscriptionRecord::in_force_on`).
 const IN_FORCE: &str = "d.data->>'status' IN ('active', 'trial') \
     AND (d.data->>'term_start')::date <= p.day AND p.day < (d.data->>'term_end')::date";
@@ -54,28 +60,54 @@ const ACTIVE_CHAMPIONS: &str = "(d.data->>'active')::boolean AND d.data->'roles'
 const IN_WINDOW: &str = "(d.data->>'occurred_at')::timestamptz >= p.since \
     AND (d.data->>'occurred_at')::timestamptz < p.cutoff";
 
-/// The records of kind `R` of a batch as they stood at `end`, as `reading`
-/// says: with `Needed`, only those `condition` keeps (on `day`, window from
-/// `since`).
+/// The records of kind `R` of each slot, as `reading` says: with `Needed`,
+/// only those `condition` keeps; each list in record id order.
 async fn read<R: records::Record>(
     pool: &PgPool,
     reading: Reading,
-    account_ids: &[String],
-    end: DateTime<Utc>,
+    slots: &records::Slots,
     condition: &'static str,
-    day: NaiveDate,
-) -> sqlx::Result<HashMap<String, Vec<R>>> {
+) -> sqlx::Result<Vec<Vec<R>>> {
     match reading {
-        Reading::Every => records::as_of_many(pool, account_ids, end).await,
-        Reading::Needed => {
-            let needed = records::Needed {
-                condition,
-                day,
-                since: end - chrono::Duration::days(90),
-            };
-            records::needed_as_of_many(pool, account_ids, end, needed).await
+        Reading::Needed => records::needed_as_of_many(pool, slots, condition).await,
+        Reading::Every => {
+            // The plain definition, one cutoff at a time.
+            let mut by_slot: Vec<Vec<R>> = vec![Vec::new(); slots.len()];
+            let mut by_cutoff: BTreeMap<DateTime<Utc>, Vec<usize>> = BTreeMap::new();
+            for (i, cutoff) in slots.cutoffs.iter().enumerate() {
+                by_cutoff.entry(*cutoff).or_default().push(i);
+            }
+            for (cutoff, indices) in by_cutoff {
+                let ids: Vec<String> = indices
+                    .iter()
+                    .map(|&i| slots.account_ids[i].clone())
+                    .collect();
+                let found: HashMap<String, Vec<R>> =
+                    records::as_of_many(pool, &ids, cutoff).await?;
+                for i in indices {
+                    let mut list = found
+                        .get(&slots.account_ids[i])
+                        .cloned()
+                        .unwrap_or_default();
+                    list.sort_by(|a, b| a.record_id().cmp(b.record_id()));
+                    by_slot[i] = list;
+                }
+            }
+            Ok(by_slot)
         }
     }
+}
+
+/// The slots of a batch read at `years_back` years before each one's day
+/// (0: at the day itself).
+fn slots_of(batch: &[(String, NaiveDate)], years_back: u64) -> records::Slots {
+    let mut slots = records::Slots::default();
+    for (account_id, as_of) in batch {
+        let day = *as_of - Days::new(365 * years_back);
+        let end = cutoff(day);
+        slots.push(account_id, end, day, end - chrono::Duration::days(90));
+    }
+    slots
 }
 
 /// The inputs of each known account of `account_ids` as they stood at the
@@ -95,154 +127,196 @@ pub async fn load_many_reading(
     as_of: NaiveDate,
     reading: Reading,
 ) -> sqlx::Result<Vec<Inputs>> {
-    let end = cutoff(as_of);
+    let batch: Vec<(String, NaiveDate)> =
+        account_ids.iter().map(|id| (id.clone(), as_of)).collect();
+    Ok(load_at(pool, &batch, reading)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// The inputs of each (account, day) of `batch` as they stood at the end of
+/// its day, in the order given; `None` where the account is unknown.
+pub async fn load_at(
+    pool: &PgPool,
+    batch: &[(String, NaiveDate)],
+    reading: Reading,
+) -> sqlx::Result<Vec<Option<Inputs>>> {
+    let slots = slots_of(batch, 0);
     type AccountRow = (
-        String,
+        i64,
         String,
         String,
         Option<String>,
         sqlx::types::Json<Attributes>,
     );
     let accounts: Vec<AccountRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (account_id) account_id, segment, owner, parent_account_id, attributes \
-         FROM ingestion.account_versions JOIN unnest($1::text[]) AS b(account_id) USING (account_id) \
-         ORDER BY account_id, (valid_from < $2) DESC, \
-                  CASE WHEN valid_from < $2 THEN valid_from END DESC, valid_from ASC",
+        "SELECT DISTINCT ON (p.slot) p.slot, v.segment, v.owner, v.parent_account_id, v.attributes \
+         FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS p(account_id, cutoff, slot) \
+         JOIN ingestion.account_versions v USING (account_id) \
+         ORDER BY p.slot, (v.valid_from < p.cutoff) DESC, \
+                  CASE WHEN v.valid_from < p.cutoff THEN v.valid_from END DESC, v.valid_from ASC",
     )
-    .bind(account_ids)
-    .bind(end)
+    .bind(&slots.account_ids)
+    .bind(&slots.cutoffs)
     .fetch_all(pool)
     .await?;
     if accounts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(vec![None; batch.len()]);
     }
-    let changes: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT account_id, role, change FROM ingestion.relationship_changes \
-         WHERE account_id = ANY($1) AND occurred_at >= $2 AND occurred_at < $3 \
-         ORDER BY account_id, occurred_at",
+    let changes: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT p.slot, c.role, c.change \
+         FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) \
+           WITH ORDINALITY AS p(account_id, cutoff, since, slot) \
+         JOIN ingestion.relationship_changes c ON c.account_id = p.account_id \
+           AND c.occurred_at >= p.since AND c.occurred_at < p.cutoff \
+         ORDER BY p.slot, c.occurred_at",
     )
-    .bind(account_ids)
-    .bind(end - chrono::Duration::days(90))
-    .bind(end)
+    .bind(&slots.account_ids)
+    .bind(&slots.cutoffs)
+    .bind(&slots.since)
     .fetch_all(pool)
     .await?;
-    let mut relationship_changes: HashMap<String, Vec<(Role, String)>> = HashMap::new();
-    for (account_id, role, change) in changes {
+    let mut relationship_changes: Vec<Vec<(Role, String)>> = vec![Vec::new(); batch.len()];
+    for (slot, role, change) in changes {
         let role = if role == "sponsor" {
             Role::Sponsor
         } else {
             Role::Champion
         };
-        relationship_changes
-            .entry(account_id)
-            .or_default()
-            .push((role, change));
+        if let Some(list) = slot_mut(&mut relationship_changes, slot) {
+            list.push((role, change));
+        }
     }
-    let year_before = end - chrono::Duration::days(365);
     // One query per source, one after another: a batch holds one
     // connection at a time, whatever the pool's size.
-    let (ids, r) = (account_ids, reading);
-    let mut subscriptions = read(pool, r, ids, end, IN_FORCE, as_of).await?;
-    let day_year_before = as_of - chrono::Duration::days(365);
-    let mut subscriptions_year_before =
-        read(pool, r, ids, year_before, IN_FORCE, day_year_before).await?;
-    let mut tickets = read(pool, r, ids, end, OPEN_OR_RECENT, as_of).await?;
-    let mut surveys = read(pool, r, ids, end, NPS_RESPONSES, as_of).await?;
-    let mut invoices = read(pool, r, ids, end, OVERDUE, as_of).await?;
-    let mut contacts = read(pool, r, ids, end, ACTIVE_CHAMPIONS, as_of).await?;
-    let mut external_signals = read(pool, r, ids, end, IN_WINDOW, as_of).await?;
-    let mut metrics = read(pool, r, ids, end, "true", as_of).await?;
-    let features: Vec<FeatureRecord> = records::catalog_as_of(pool, end).await?;
-    let mut usage = usage_many(pool, account_ids, as_of).await?;
+    let year_before = slots_of(batch, 1);
+    let r = reading;
+    let mut subscriptions = read(pool, r, &slots, IN_FORCE).await?.into_iter();
+    let mut subscriptions_year_before = read(pool, r, &year_before, IN_FORCE).await?.into_iter();
+    let mut tickets = read(pool, r, &slots, OPEN_OR_RECENT).await?.into_iter();
+    let mut surveys = read(pool, r, &slots, NPS_RESPONSES).await?.into_iter();
+    let mut invoices = read(pool, r, &slots, OVERDUE).await?.into_iter();
+    let mut contacts = read(pool, r, &slots, ACTIVE_CHAMPIONS).await?.into_iter();
+    let mut external_signals = read(pool, r, &slots, IN_WINDOW).await?.into_iter();
+    let mut metrics = read(pool, r, &slots, "true").await?.into_iter();
+    let catalog: HashMap<DateTime<Utc>, Vec<FeatureRecord>> =
+        records::catalog_as_of_each(pool, slots.cutoffs.iter().copied()).await?;
+    let mut usage = usage_many(pool, &slots).await?.into_iter();
 
-    let mut by_id: HashMap<String, Inputs> = accounts
-        .into_iter()
-        .map(|(account_id, segment, owner, parent, attributes)| {
-            let inputs = Inputs {
-                subscriptions: subscriptions.remove(&account_id).unwrap_or_default(),
-                subscriptions_year_before: subscriptions_year_before
-                    .remove(&account_id)
-                    .unwrap_or_default(),
-                tickets: tickets.remove(&account_id).unwrap_or_default(),
-                surveys: surveys.remove(&account_id).unwrap_or_default(),
-                invoices: invoices.remove(&account_id).unwrap_or_default(),
-                contacts: contacts.remove(&account_id).unwrap_or_default(),
-                external_signals: external_signals.remove(&account_id).unwrap_or_default(),
-                metrics: metrics.remove(&account_id).unwrap_or_default(),
-                features: features.clone(),
-                relationship_changes_90d: relationship_changes
-                    .remove(&account_id)
-                    .unwrap_or_default(),
-                usage: usage.remove(&account_id).unwrap_or_default(),
-                segment,
-                owner,
-                parent_account_id: parent.unwrap_or_default(),
-                attributes: attributes.0,
-                account_id: account_id.clone(),
-            };
-            (account_id, inputs)
-        })
-        .collect();
-    Ok(account_ids
-        .iter()
-        .filter_map(|id| by_id.remove(id))
-        .collect())
+    let mut accounts = accounts.into_iter().peekable();
+    let mut loaded = Vec::with_capacity(batch.len());
+    for (i, (account_id, as_of)) in batch.iter().enumerate() {
+        let mut next = || {
+            (
+                subscriptions.next().unwrap_or_default(),
+                subscriptions_year_before.next().unwrap_or_default(),
+                tickets.next().unwrap_or_default(),
+                surveys.next().unwrap_or_default(),
+                invoices.next().unwrap_or_default(),
+                contacts.next().unwrap_or_default(),
+                external_signals.next().unwrap_or_default(),
+                metrics.next().unwrap_or_default(),
+                usage.next().unwrap_or_default(),
+            )
+        };
+        let (subs, subs_before, tickets, surveys, invoices, contacts, external, metrics, usage) =
+            next();
+        // Slots count from one, as `WITH ORDINALITY` does.
+        let Some((_, segment, owner, parent, attributes)) =
+            accounts.next_if(|row| usize::try_from(row.0 - 1) == Ok(i))
+        else {
+            loaded.push(None);
+            continue;
+        };
+        loaded.push(Some(Inputs {
+            subscriptions: subs,
+            subscriptions_year_before: subs_before,
+            tickets,
+            surveys,
+            invoices,
+            contacts,
+            external_signals: external,
+            metrics,
+            features: catalog.get(&slots.cutoffs[i]).cloned().unwrap_or_default(),
+            relationship_changes_90d: std::mem::take(&mut relationship_changes[i]),
+            usage,
+            segment,
+            owner,
+            parent_account_id: parent.unwrap_or_default(),
+            attributes: attributes.0,
+            account_id: account_id.clone(),
+            as_of: *as_of,
+        }));
+    }
+    Ok(loaded)
 }
 
-/// Usage figures of each account from the daily rollups, three grouped
+/// The list of the slot numbered `slot` (from one, as `WITH ORDINALITY`
+/// counts).
+fn slot_mut<T>(lists: &mut [T], slot: i64) -> Option<&mut T> {
+    usize::try_from(slot - 1)
+        .ok()
+        .and_then(|i| lists.get_mut(i))
+}
+
+/// Usage figures of each slot from the daily rollups, three grouped
 /// queries for the whole batch.
-async fn usage_many(
-    pool: &PgPool,
-    account_ids: &[String],
-    as_of: NaiveDate,
-) -> sqlx::Result<HashMap<String, Usage>> {
-    let mut usage: HashMap<String, Usage> = HashMap::new();
-    let users: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT account_id, count(DISTINCT user_id) FILTER (WHERE day > $2 - 7), \
-           count(DISTINCT user_id) \
-         FROM ingestion.usage_daily_users JOIN unnest($1::text[]) AS b(account_id) USING (account_id) \
-         WHERE day > $2 - 30 AND day <= $2 GROUP BY account_id",
+async fn usage_many(pool: &PgPool, slots: &records::Slots) -> sqlx::Result<Vec<Usage>> {
+    let mut usage: Vec<Usage> = vec![Usage::default(); slots.len()];
+    let users: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT p.slot, count(DISTINCT u.user_id) FILTER (WHERE u.day > p.day - 7), \
+           count(DISTINCT u.user_id) \
+         FROM unnest($1::text[], $2::date[]) WITH ORDINALITY AS p(account_id, day, slot) \
+         JOIN ingestion.usage_daily_users u ON u.account_id = p.account_id \
+           AND u.day > p.day - 30 AND u.day <= p.day \
+         GROUP BY p.slot",
     )
-    .bind(account_ids)
-    .bind(as_of)
+    .bind(&slots.account_ids)
+    .bind(&slots.days)
     .fetch_all(pool)
     .await?;
-    for (account_id, users_7d, users_30d) in users {
-        let entry = usage.entry(account_id).or_default();
-        entry.active_users_7d = users_7d;
-        entry.active_users_30d = users_30d;
+    for (slot, users_7d, users_30d) in users {
+        if let Some(entry) = slot_mut(&mut usage, slot) {
+            entry.active_users_7d = users_7d;
+            entry.active_users_30d = users_30d;
+        }
     }
-    let features: Vec<(String, i64, i64, Option<Vec<String>>)> = sqlx::query_as(
-        "SELECT account_id, \
-           coalesce(sum(events) FILTER (WHERE day > $2 - 30), 0)::int8, \
-           coalesce(sum(events) FILTER (WHERE day <= $2 - 30), 0)::int8, \
-           array_agg(DISTINCT feature) FILTER (WHERE day > $2 - 30) \
-         FROM ingestion.usage_daily_features JOIN unnest($1::text[]) AS b(account_id) USING (account_id) \
-         WHERE day > $2 - 60 AND day <= $2 GROUP BY account_id",
+    let features: Vec<(i64, i64, i64, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.slot, \
+           coalesce(sum(f.events) FILTER (WHERE f.day > p.day - 30), 0)::int8, \
+           coalesce(sum(f.events) FILTER (WHERE f.day <= p.day - 30), 0)::int8, \
+           array_agg(DISTINCT f.feature) FILTER (WHERE f.day > p.day - 30) \
+         FROM unnest($1::text[], $2::date[]) WITH ORDINALITY AS p(account_id, day, slot) \
+         JOIN ingestion.usage_daily_features f ON f.account_id = p.account_id \
+           AND f.day > p.day - 60 AND f.day <= p.day \
+         GROUP BY p.slot",
     )
-    .bind(account_ids)
-    .bind(as_of)
+    .bind(&slots.account_ids)
+    .bind(&slots.days)
     .fetch_all(pool)
     .await?;
-    for (account_id, events_30d, events_prior_30d, used) in features {
-        let entry = usage.entry(account_id).or_default();
-        entry.events_30d = events_30d;
-        entry.events_prior_30d = events_prior_30d;
-        entry.features_used_30d = used.unwrap_or_default();
+    for (slot, events_30d, events_prior_30d, used) in features {
+        if let Some(entry) = slot_mut(&mut usage, slot) {
+            entry.events_30d = events_30d;
+            entry.events_prior_30d = events_prior_30d;
+            entry.features_used_30d = used.unwrap_or_default();
+        }
     }
-    // The last active day may lie far back: one index probe per account.
-    let last: Vec<(String, Option<NaiveDate>)> = sqlx::query_as(
-        "SELECT a.account_id, (SELECT max(day) FROM ingestion.usage_daily_features f \
-                               WHERE f.account_id = a.account_id AND f.day <= $2) \
-         FROM unnest($1::text[]) AS a(account_id)",
+    // The last active day may lie far back: one index probe per slot.
+    let last: Vec<(i64, Option<NaiveDate>)> = sqlx::query_as(
+        "SELECT p.slot, (SELECT max(f.day) FROM ingestion.usage_daily_features f \
+                         WHERE f.account_id = p.account_id AND f.day <= p.day) \
+         FROM unnest($1::text[], $2::date[]) WITH ORDINALITY AS p(account_id, day, slot)",
     )
-    .bind(account_ids)
-    .bind(as_of)
+    .bind(&slots.account_ids)
+    .bind(&slots.days)
     .fetch_all(pool)
     .await?;
-    for (account_id, day) in last {
-        if day.is_some() {
-            usage.entry(account_id).or_default().last_active_day = day;
+    for (slot, day) in last {
+        if let Some(entry) = slot_mut(&mut usage, slot) {
+            entry.last_active_day = day;
         }
     }
     Ok(usage)

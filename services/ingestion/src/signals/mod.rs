@@ -5,7 +5,7 @@
 
 mod load;
 
-pub use load::{Reading, load, load_many, load_many_reading};
+pub use load::{Reading, load, load_at, load_many, load_many_reading};
 
 use std::collections::BTreeMap;
 
@@ -34,6 +34,8 @@ pub struct Usage {
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     pub account_id: String,
+    /// The day whose end the inputs stood at.
+    pub as_of: NaiveDate,
     pub segment: String,
     pub owner: String,
     pub parent_account_id: String,

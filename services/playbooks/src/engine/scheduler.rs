@@ -42,6 +42,7 @@ impl Engine {
             .stream_account_signals(tenure_proto::ingestion::v1::StreamAccountSignalsRequest {
                 account_ids: Vec::new(),
                 as_of: None,
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -202,6 +202,7 @@ impl RenewalsApi {
             .stream_account_signals(StreamAccountSignalsRequest {
                 account_ids: accounts.to_vec(),
                 as_of: Some(time::to_date(as_of)),
+                ..Default::default()
             })
             .await
             .map_err(|s| ApiError::from_upstream(s, "account signals"))?

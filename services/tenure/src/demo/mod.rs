@@ -202,10 +202,10 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         .surprise_churns
         .iter()
         .filter(|s| {
-            s.term_end_date.as_ref().is_some_and(|d| {
-                NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32)
-                    .is_some_and(|d| d >= year_ago)
-            })
+            s.term_end_date
+                .as_ref()
+                .and_then(tenure_platform::time::from_date)
+                .is_some_and(|d| d >= year_ago)
         })
         .cloned()
         .collect();
