@@ -45,6 +45,7 @@ fn main() {
     runtime.block_on(async move {
         let base = tenure_tests::bases::generated(accounts, 1, |options| {
             options.max_connections = 12;
+            options.statement_statistics = true;
             // The receiver listens on loopback, which webhooks may not
             // reach unless allowed.
             let allow = ("PLAYBOOKS_WEBHOOK_ALLOW".to_owned(), "127.0.0.1/32".to_owned());
@@ -82,6 +83,9 @@ fn main() {
         app.playbook(&definition).await;
 
         eprintln!("starting {count} runs");
+        let statements = tenure_tests::profile::Statements::new(&db).await;
+        statements.reset().await;
+        let cpu = tenure_tests::profile::process_cpu();
         let started = Instant::now();
         for chunk in ids.chunks(CHUNK) {
             let response = app
@@ -99,6 +103,8 @@ fn main() {
         let start_calls = started.elapsed();
         completed(&db, &bench, count).await;
         let all = started.elapsed();
+        let saturated_cpu = tenure_tests::profile::process_cpu() - cpu;
+        let saturated_profile = statements.snapshot().await;
         let (steps, span_s, p50, p99): (i64, f64, f64, f64) = sqlx::query_as(
             "SELECT count(*), extract(epoch FROM max(s.finished_at) - min(s.due_at))::float8, \
                (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.picked_at - s.due_at)))::float8, \
@@ -116,6 +122,8 @@ fn main() {
         println!("all runs completed after: {:>8.2} s", all.as_secs_f64());
         println!("steps executed:           {steps} in {span_s:.2} s = {:.0} steps/s", steps as f64 / span_s);
         println!("due -> executed delay:    p50 {:.1} ms, p99 {:.1} ms", p50 * 1000.0, p99 * 1000.0);
+        println!("where the time goes (pg_stat_statements; the rest of the wall time is the services' own work and waits):");
+        saturated_profile.print("saturated", all, saturated_cpu, 8);
 
         // Under capacity: a fifth as many runs of the same steps, started
         // in small calls at half the rate the saturated phase finished

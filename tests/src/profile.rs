@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Statements {
     db: sqlx::PgPool,
     loaded: bool,
+    /// Each server process's CPU ticks at the last reset.
+    ticks_at_reset: std::sync::Mutex<std::collections::HashMap<i32, u64>>,
 }
 
 impl Statements {
@@ -27,12 +29,18 @@ impl Statements {
         Self {
             db: db.clone(),
             loaded,
+            ticks_at_reset: Default::default(),
         }
     }
 
     /// Forgets what was counted so far: the next report covers what runs
     /// after this.
     pub async fn reset(&self) {
+        let ticks = self.server_ticks().await;
+        *self
+            .ticks_at_reset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ticks;
         if self.loaded {
             let _ = sqlx::query("SELECT pg_stat_statements_reset()")
                 .execute(&self.db)
@@ -43,8 +51,26 @@ impl Statements {
     /// What ran since the last reset, by execution time, most first
     /// (empty when the extension is not loaded).
     pub async fn snapshot(&self) -> Profile {
+        // The CPU of the server's processes since the reset: those alive
+        // at the snapshot, each from its count at the reset (or from zero
+        // when it started since); a process that ended in between is lost.
+        let before = self
+            .ticks_at_reset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let used: u64 = self
+            .server_ticks()
+            .await
+            .into_iter()
+            .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or(0)))
+            .sum();
+        let server_cpu = Some(ticks_to_duration(used)).filter(|_| !before.is_empty());
         if !self.loaded {
-            return Profile::default();
+            return Profile {
+                server_cpu,
+                ..Profile::default()
+            };
         }
         let statements = sqlx::query_as(
             "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time, rows \
@@ -55,7 +81,27 @@ impl Statements {
         .fetch_all(&self.db)
         .await
         .unwrap_or_default();
-        Profile { statements }
+        Profile {
+            statements,
+            server_cpu,
+        }
+    }
+
+    /// CPU ticks of each of the database server's processes (backends and
+    /// background workers), read from `/proc`.
+    async fn server_ticks(&self) -> std::collections::HashMap<i32, u64> {
+        // Only a cluster the bench started (the one that loads the
+        // statistics) is known to run here.
+        if !self.loaded {
+            return Default::default();
+        }
+        let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity")
+            .fetch_all(&self.db)
+            .await
+            .unwrap_or_default();
+        pids.into_iter()
+            .filter_map(|pid| Some((pid, stat_ticks(&format!("/proc/{pid}/stat"))?)))
+            .collect()
     }
 }
 
@@ -63,6 +109,8 @@ impl Statements {
 #[derive(Debug, Default)]
 pub struct Profile {
     statements: Vec<(String, i64, f64, i64)>,
+    /// The database server's processes' CPU in the step, when known.
+    server_cpu: Option<Duration>,
 }
 
 impl Profile {
@@ -76,6 +124,13 @@ impl Profile {
             cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
             wall.as_secs_f64()
         );
+        if let Some(server) = self.server_cpu {
+            println!(
+                "  {step}: the database server's CPU {:.2} s = {:.0} % of the wall time",
+                server.as_secs_f64(),
+                server.as_secs_f64() / wall.as_secs_f64() * 100.0
+            );
+        }
         if self.statements.is_empty() {
             return;
         }
@@ -102,17 +157,21 @@ impl Profile {
 /// used so far, user and system, from `/proc/self/stat`; zero where that
 /// cannot be read.
 pub fn process_cpu() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name, which is in parentheses.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let user: u64 = fields.get(11)?.parse().ok()?;
-            let system: u64 = fields.get(12)?.parse().ok()?;
-            Some(user + system)
-        })
-        .unwrap_or(0);
-    // The kernel reports in USER_HZ ticks, 100 a second on Linux.
+    ticks_to_duration(stat_ticks("/proc/self/stat").unwrap_or(0))
+}
+
+/// User and system CPU ticks of the process whose `stat` file is `path`.
+fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// The kernel reports in USER_HZ ticks, 100 a second on Linux.
+fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_millis(ticks * 10)
 }
