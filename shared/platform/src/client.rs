@@ -129,9 +129,10 @@ where
     retry_unavailable_after(Duration::from_millis(100), call).await
 }
 
-/// [`retry_unavailable`] waiting `first` (with jitter) before the first
-/// call again, twice as long before each next one, at most a hundred
-/// times `first`, and calling at most ten times again.
+/// [`retry_unavailable`] waiting up to `first` (the platform's
+/// [`crate::backoff`]) before the first call again, twice as long before
+/// each next one, at most a hundred times `first`, and calling at most ten
+/// times again.
 pub async fn retry_unavailable_after<T, F, Fut>(
     first: Duration,
     call: F,
@@ -141,22 +142,16 @@ where
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     use backon::Retryable as _;
-    call.retry(
-        backon::ExponentialBuilder::default()
-            .with_min_delay(first)
-            .with_max_delay(first * 100)
-            .with_max_times(10)
-            .with_jitter(),
-    )
-    .when(|status: &tonic::Status| status.code() == tonic::Code::Unavailable)
-    .notify(|status: &tonic::Status, after: Duration| {
-        tracing::warn!(
-            message = status.message(),
-            ?after,
-            "unavailable, calling again"
-        );
-    })
-    .await
+    call.retry(crate::backoff::policy(first, first * 100).with_max_times(10))
+        .when(|status: &tonic::Status| status.code() == tonic::Code::Unavailable)
+        .notify(|status: &tonic::Status, after: Duration| {
+            tracing::warn!(
+                message = status.message(),
+                ?after,
+                "unavailable, calling again"
+            );
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What every Tenure service does the same way.
 //!
 //! - [`auth`]: who may call what: API keys, mesh identities, scopes per method.
+//! - [`backoff`]: the one exponential backoff with jitter, for calls and for retried work.
 //! - [`config`]: settings from environment variables and flags, with local defaults.
 //! - [`telemetry`]: logs, traces and the OTLP exporter, set up once per process.
 //! - [`trace`]: W3C trace context across gRPC calls and outbox rows, RPC spans and metrics.
@@ -18,6 +19,7 @@
 //! - [`wake`]: background loops woken by Postgres notices when work is written.
 
 pub mod auth;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -505,7 +504,11 @@ impl Engine {
                 .await?;
             Ok(Some("dead_lettered"))
         } else {
-            let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts);
+            let delay = tenure_platform::backoff::delay_after(
+                self.config.retry_base,
+                self.config.retry_cap,
+                attempts,
+            );
             sqlx::query(
                 "UPDATE playbooks.steps SET attempts = $3, last_error = $4, due_at = now() + $5, \
                    picked_at = $6 WHERE run_id = $1 AND seq = $2",
@@ -554,35 +557,4 @@ fn step_span(due: &Due) -> tracing::Span {
         set_parent_from(&span, &carrier);
     }
     span
-}
-
-/// Exponential backoff with full jitter, capped.
-fn backoff(base: Duration, cap: Duration, attempts: i32) -> Duration {
-    let exp = base
-        .saturating_mul(1 << attempts.clamp(0, 20) as u32)
-        .min(cap);
-    let jitter = rand_fraction();
-    exp.mul_f64(0.5 + 0.5 * jitter)
-}
-
-fn rand_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap() {
-        let base = Duration::from_secs(2);
-        let cap = Duration::from_secs(60);
-        assert!(backoff(base, cap, 1) <= Duration::from_secs(4));
-        assert!(backoff(base, cap, 1) >= Duration::from_secs(2));
-        assert!(backoff(base, cap, 10) <= cap);
-        assert!(backoff(base, cap, 10) >= cap / 2);
-    }
 }

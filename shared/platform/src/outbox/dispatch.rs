@@ -236,7 +236,11 @@ impl<D: Deliver> Dispatcher<D> {
                     .await?;
                 } else {
                     metrics::counter!("outbox_delivery_failures_total", &labels).increment(1);
-                    let delay = retry_delay(&self.config, delivery.attempts);
+                    let delay = crate::backoff::delay_after(
+                        self.config.first_retry,
+                        self.config.max_retry,
+                        delivery.attempts,
+                    );
                     span.in_scope(|| {
                         tracing::warn!(
                             code = ?status.code(),
@@ -275,31 +279,9 @@ impl<D: Deliver> Dispatcher<D> {
     }
 }
 
-/// Exponential backoff with a cap and jitter (between half and the full step),
-/// so that a recovering receiver is not hit by every sender at once.
-fn retry_delay(config: &DispatchConfig, attempts: i32) -> Duration {
-    let exponent = attempts.clamp(0, 30) as u32;
-    let step = config
-        .first_retry
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(config.max_retry);
-    let jitter: f64 = rand::random_range(0.5..=1.0);
-    step.mul_f64(jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_delay_grows_and_is_capped() {
-        let config = DispatchConfig::default();
-        let first = retry_delay(&config, 0);
-        assert!(first >= config.first_retry / 2 && first <= config.first_retry);
-        let fourth = retry_delay(&config, 3);
-        assert!(fourth >= config.first_retry * 4 && fourth <= config.first_retry * 8);
-        assert!(retry_delay(&config, 1000) <= config.max_retry);
-    }
 
     #[test]
     fn a_lease_outlasts_a_batch_of_timeouts() {
