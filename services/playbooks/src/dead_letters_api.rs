@@ -5,7 +5,7 @@ use tenure_platform::{ApiError, ApiResult, paging};
 use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
-use crate::engine::{DEAD, PENDING};
+use crate::engine::{RunState, StepState};
 use crate::grpc::PlaybooksApi;
 use crate::runs_api::{SELECT_STEP, StepRow, parse_uuid};
 
@@ -18,11 +18,12 @@ impl PlaybooksApi {
         let after: Option<(Uuid, i32)> = paging::decode_token(&request.page_token)?;
         let (after_run, after_seq) = after.unzip();
         let mut rows: Vec<(StepRow, String, String)> =
+            // The state as a constant, so that the index of dead steps serves.
             sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(format!(
-                "{SELECT_STEP} WHERE state = $1 AND ($2::uuid IS NULL OR (run_id, seq) > ($2, $3)) \
-             ORDER BY run_id, seq LIMIT $4"
+                "{SELECT_STEP} WHERE state = {dead} AND ($1::uuid IS NULL OR (run_id, seq) > ($1, $2)) \
+             ORDER BY run_id, seq LIMIT $3",
+                dead = StepState::Dead,
             )))
-            .bind(DEAD)
             .bind(after_run)
             .bind(after_seq)
             .bind(i64::from(size) + 1)
@@ -71,8 +72,8 @@ impl PlaybooksApi {
         )
         .bind(run_id)
         .bind(request.seq)
-        .bind(PENDING)
-        .bind(DEAD)
+        .bind(StepState::Pending)
+        .bind(StepState::Dead)
         .execute(&mut *tx)
         .await?;
         if retried.rows_affected() == 0 {
@@ -81,8 +82,10 @@ impl PlaybooksApi {
                 request.seq
             )));
         }
-        sqlx::query("UPDATE playbooks.runs SET state = 1 WHERE run_id = $1 AND state = 4")
+        sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1 AND state = $3")
             .bind(run_id)
+            .bind(RunState::Active)
+            .bind(RunState::Stalled)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

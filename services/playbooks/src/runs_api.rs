@@ -8,6 +8,7 @@ use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
 use crate::SCHEMA;
+use crate::engine::{RunState, StepState};
 use crate::grpc::PlaybooksApi;
 use crate::plan::{Action, Plan};
 
@@ -27,7 +28,7 @@ struct RunRow {
     playbook: String,
     version: i32,
     account_id: String,
-    state: i16,
+    state: RunState,
     trigger_kind: String,
     started_at: DateTime<Utc>,
     ended_at: Option<DateTime<Utc>>,
@@ -40,7 +41,7 @@ impl RunRow {
             playbook: self.playbook,
             version: self.version,
             account_id: self.account_id,
-            state: i32::from(self.state),
+            state: run_state_to_proto(self.state) as i32,
             trigger: self.trigger_kind,
             start_time: Some(time::to_timestamp(self.started_at)),
             end_time: self.ended_at.map(time::to_timestamp),
@@ -55,7 +56,7 @@ pub(crate) struct StepRow {
     pub(crate) seq: i32,
     step_id: String,
     step_type: String,
-    state: i16,
+    state: StepState,
     due_at: DateTime<Utc>,
     attempts: i32,
     last_error: String,
@@ -69,13 +70,41 @@ impl StepRow {
             seq: self.seq,
             step_id: self.step_id,
             step_type: self.step_type,
-            state: i32::from(self.state),
+            state: step_state_to_proto(self.state) as i32,
             due_time: Some(time::to_timestamp(self.due_at)),
             attempts: self.attempts,
             last_error: self.last_error,
             result: self.result,
             finish_time: self.finished_at.map(time::to_timestamp),
         }
+    }
+}
+
+fn run_state_to_proto(state: RunState) -> pb::RunState {
+    match state {
+        RunState::Active => pb::RunState::Active,
+        RunState::Completed => pb::RunState::Completed,
+        RunState::Exited => pb::RunState::Exited,
+        RunState::Stalled => pb::RunState::Stalled,
+    }
+}
+
+/// A run state a caller named; `None` when unspecified.
+fn run_state_from_proto(state: pb::RunState) -> Option<RunState> {
+    match state {
+        pb::RunState::Unspecified => None,
+        pb::RunState::Active => Some(RunState::Active),
+        pb::RunState::Completed => Some(RunState::Completed),
+        pb::RunState::Exited => Some(RunState::Exited),
+        pb::RunState::Stalled => Some(RunState::Stalled),
+    }
+}
+
+fn step_state_to_proto(state: StepState) -> pb::StepState {
+    match state {
+        StepState::Pending => pb::StepState::Pending,
+        StepState::Done => pb::StepState::Done,
+        StepState::Dead => pb::StepState::Dead,
     }
 }
 
@@ -287,9 +316,13 @@ impl PlaybooksApi {
                 accounts.push(entry);
                 continue;
             }
-            let active: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM playbooks.runs WHERE playbook = $1 AND account_id = $2 AND state IN (1, 4))",
-            )
+            // The states as constants, so that the index of open runs serves.
+            let active: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM playbooks.runs \
+                 WHERE playbook = $1 AND account_id = $2 AND state IN ({active}, {stalled}))",
+                active = RunState::Active,
+                stalled = RunState::Stalled,
+            )))
             .bind(&plan.name)
             .bind(&account_id)
             .fetch_one(&self.pool)
@@ -413,20 +446,22 @@ impl PlaybooksApi {
         let mut violations = Violations::default();
         violations.limit_text(&request.account_id, "account_id", MAX_ID);
         violations.limit_text(&request.playbook, "playbook", MAX_ID);
-        violations.check(
-            pb::RunState::try_from(request.state).is_ok(),
-            "state",
-            "is not a known run state",
-        );
+        let state = match pb::RunState::try_from(request.state) {
+            Ok(state) => run_state_from_proto(state),
+            Err(_) => {
+                violations.add("state", "is not a known run state");
+                None
+            }
+        };
         violations.into_result()?;
         let mut rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RUN} WHERE ($1 = '' OR account_id = $1) AND ($2 = '' OR playbook = $2) \
-               AND ($3 = 0 OR state = $3) AND ($4::uuid IS NULL OR run_id > $4) \
+               AND ($3::int2 IS NULL OR state = $3) AND ($4::uuid IS NULL OR run_id > $4) \
              ORDER BY run_id LIMIT $5"
         )))
         .bind(&request.account_id)
         .bind(&request.playbook)
-        .bind(request.state as i16)
+        .bind(state)
         .bind(after)
         .bind(i64::from(size) + 1)
         .fetch_all(&self.pool)
@@ -455,15 +490,15 @@ impl PlaybooksApi {
         } else {
             i64::from(request.limit)
         };
-        let rows: Vec<TimelineRow> = sqlx::query_as(
+        let rows: Vec<TimelineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM ( \
                SELECT received_at AS at, 'trigger' AS kind, NULL::uuid AS run_id, '' AS playbook, \
                       kind || ' from ' || source AS detail FROM playbooks.trigger_events WHERE account_id = $1 \
                UNION ALL SELECT started_at, 'run.started', run_id, playbook, 'v' || version || ' on ' || trigger_kind \
                       FROM playbooks.runs WHERE account_id = $1 \
-               UNION ALL SELECT ended_at, CASE state WHEN 2 THEN 'run.completed' ELSE 'run.exited' END, run_id, \
+               UNION ALL SELECT ended_at, CASE state WHEN {completed} THEN 'run.completed' ELSE 'run.exited' END, run_id, \
                       playbook, '' FROM playbooks.runs WHERE account_id = $1 AND ended_at IS NOT NULL \
-               UNION ALL SELECT s.finished_at, CASE s.state WHEN 3 THEN 'step.dead' ELSE 'step.done' END, s.run_id, \
+               UNION ALL SELECT s.finished_at, CASE s.state WHEN {dead} THEN 'step.dead' ELSE 'step.done' END, s.run_id, \
                       r.playbook, s.step_id || ': ' || s.result || CASE WHEN s.last_error <> '' THEN ' (' || s.last_error || ')' ELSE '' END \
                       FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
                       WHERE r.account_id = $1 AND s.finished_at IS NOT NULL \
@@ -471,7 +506,9 @@ impl PlaybooksApi {
                       FROM playbooks.tasks t JOIN playbooks.runs r USING (run_id) \
                       WHERE t.account_id = $1 AND t.completed_at IS NOT NULL \
              ) entries ORDER BY at DESC LIMIT $2",
-        )
+            completed = RunState::Completed,
+            dead = StepState::Dead,
+        )))
         .bind(&request.account_id)
         .bind(limit)
         .fetch_all(&self.pool)

@@ -135,10 +135,11 @@ impl PlaybooksApi {
         };
         // A run waiting on a condition looks again now.
         sqlx::query(
-            "UPDATE playbooks.steps SET due_at = now() WHERE run_id = $1 AND state = 1 AND step_type = 'wait' \
+            "UPDATE playbooks.steps SET due_at = now() WHERE run_id = $1 AND state = $2 AND step_type = 'wait' \
                AND deadline IS NOT NULL",
         )
         .bind(row.run_id)
+        .bind(crate::engine::StepState::Pending)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

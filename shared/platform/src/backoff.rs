@@ -20,15 +20,17 @@ pub fn policy(first: Duration, cap: Duration) -> backon::ExponentialBuilder {
 
 /// The delay before trying again after `attempts` failed attempts (0: the
 /// first retry), between half and the whole of `first × 2^attempts`,
-/// at most `cap`.
+/// at most `cap`, in whole milliseconds (Postgres keeps intervals to the
+/// microsecond and refuses finer ones).
 pub fn delay_after(first: Duration, cap: Duration, attempts: i32) -> Duration {
     use backon::BackoffBuilder as _;
     let attempts = usize::try_from(attempts.clamp(0, 64)).unwrap_or(0);
-    policy(first, cap)
+    let delay = policy(first, cap)
         .build()
         .nth(attempts)
         .unwrap_or(cap)
-        .min(cap)
+        .min(cap);
+    Duration::from_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -46,6 +48,7 @@ mod tests {
             let delay = delay_after(first, cap, 10);
             assert!(delay >= cap / 2 && delay <= cap, "{delay:?}");
             assert!(delay_after(first, cap, i32::MAX) <= cap);
+            assert_eq!(delay_after(first, cap, 1).subsec_nanos() % 1_000_000, 0);
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::{COMPLETED, Changes, DEAD, DONE, EXITED, STALLED, finish_step, rearm};
+use super::steps::{Changes, RunState, StepState, finish_step, rearm};
 use crate::plan::{Action, Condition, Plan, PlanStep, Wait};
 
 /// What a step's execution came to.
@@ -59,11 +59,14 @@ impl Engine {
     /// due (zero when one is due now but held by another executor); `None`
     /// when no step waits.
     pub(super) async fn next_due(&self) -> sqlx::Result<Option<std::time::Duration>> {
-        let seconds: Option<f64> = sqlx::query_scalar(
+        // States as constants, so that the index of pending steps serves.
+        let seconds: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT extract(epoch FROM min(s.due_at) - now())::float8 \
              FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-             WHERE s.state = 1 AND r.state = 1",
-        )
+             WHERE s.state = {pending} AND r.state = {active}",
+            pending = StepState::Pending,
+            active = RunState::Active,
+        )))
         .fetch_one(&self.pool)
         .await?;
         Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
@@ -71,18 +74,21 @@ impl Engine {
 
     pub async fn execute_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let batch: Vec<Due> = sqlx::query_as(
-            // Locked, not updated: the time a step was taken up is written
-            // with its outcome, so a step leaves one dead row version, not
-            // two, in a table that every claim scans.
+        // Locked, not updated: the time a step was taken up is written
+        // with its outcome, so a step leaves one dead row version, not two,
+        // in a table that every claim scans. States as constants, so that
+        // the index of pending steps serves.
+        let batch: Vec<Due> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
                s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, \
                clock_timestamp() AS picked_at, r.playbook, r.version, r.account_id, r.facts, \
                r.trace_context \
              FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-             WHERE s.state = 1 AND s.due_at <= now() AND r.state = 1 \
+             WHERE s.state = {pending} AND s.due_at <= now() AND r.state = {active} \
              ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
-        )
+            pending = StepState::Pending,
+            active = RunState::Active,
+        )))
         .bind(self.config.claim_batch)
         .fetch_all(&mut *tx)
         .await?;
@@ -435,7 +441,7 @@ impl Engine {
         outcome: Outcome,
         changes: &mut Changes,
     ) -> anyhow::Result<Option<&'static str>> {
-        let finished = |result| (due.run_id, due.seq, due.picked_at, DONE, result);
+        let finished = |result| (due.run_id, due.seq, due.picked_at, StepState::Done, result);
         Ok(match outcome {
             Outcome::Next(target, result) => {
                 changes.finished.push(finished(result));
@@ -446,13 +452,13 @@ impl Engine {
                         next.id.clone(),
                         next.type_name().to_owned(),
                     )),
-                    None => changes.ended.push((due.run_id, COMPLETED)),
+                    None => changes.ended.push((due.run_id, RunState::Completed)),
                 }
                 Some("done")
             }
             Outcome::Exit(result) => {
                 changes.finished.push(finished(result));
-                changes.ended.push((due.run_id, EXITED));
+                changes.ended.push((due.run_id, RunState::Exited));
                 Some("exited")
             }
             Outcome::Rearm {
@@ -492,14 +498,14 @@ impl Engine {
                 tx,
                 (due.run_id, due.seq),
                 due.picked_at,
-                DEAD,
+                StepState::Dead,
                 "dead-lettered",
                 error,
             )
             .await?;
             sqlx::query("UPDATE playbooks.runs SET state = $2 WHERE run_id = $1")
                 .bind(due.run_id)
-                .bind(STALLED)
+                .bind(RunState::Stalled)
                 .execute(&mut *tx)
                 .await?;
             Ok(Some("dead_lettered"))

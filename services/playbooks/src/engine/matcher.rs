@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::insert_step;
+use super::steps::{RunState, StepState, insert_step};
 use crate::facts::Account;
 use crate::plan::Plan;
 
@@ -45,11 +45,14 @@ impl Engine {
             "playbook": {"name": plan.name, "title": plan.title},
             "run": {"id": run_id.to_string()},
         });
-        let inserted = sqlx::query(
+        // The conflict names the index of open runs by its predicate.
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO playbooks.runs (run_id, playbook, version, account_id, state, trigger_kind, \
-               trigger_event_id, facts, trace_context) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8) \
-             ON CONFLICT (playbook, account_id) WHERE state IN (1, 4) DO NOTHING",
-        )
+               trigger_event_id, facts, trace_context) VALUES ($1, $2, $3, $4, {active}, $5, $6, $7, $8) \
+             ON CONFLICT (playbook, account_id) WHERE state IN ({active}, {stalled}) DO NOTHING",
+            active = RunState::Active,
+            stalled = RunState::Stalled,
+        )))
         .bind(run_id)
         .bind(&plan.name)
         .bind(version)
@@ -136,10 +139,12 @@ impl Engine {
         let accounts: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
         sqlx::query(
             "UPDATE playbooks.steps s SET due_at = now() FROM playbooks.runs r \
-             WHERE r.run_id = s.run_id AND r.account_id = ANY($1) AND r.state = 1 \
-               AND s.state = 1 AND s.step_type = 'wait' AND s.deadline IS NOT NULL AND s.due_at > now()",
+             WHERE r.run_id = s.run_id AND r.account_id = ANY($1) AND r.state = $2 \
+               AND s.state = $3 AND s.step_type = 'wait' AND s.deadline IS NOT NULL AND s.due_at > now()",
         )
         .bind(&accounts)
+        .bind(RunState::Active)
+        .bind(StepState::Pending)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -31,7 +31,7 @@ use crate::facts::Peers;
 use crate::plan::Plan;
 use crate::store;
 
-pub use steps::{ACTIVE, COMPLETED, DEAD, DONE, EXITED, PENDING, STALLED, insert_step};
+pub use steps::{RunState, StepState, insert_step};
 
 /// The wake-up channels of the engine (migration `wake`): trigger events
 /// arrived, steps added.

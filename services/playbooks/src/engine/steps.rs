@@ -6,14 +6,42 @@ use uuid::Uuid;
 
 use crate::plan::PlanStep;
 
-/// Step and run states as stored.
-pub const PENDING: i16 = 1;
-pub const DONE: i16 = 2;
-pub const DEAD: i16 = 3;
-pub const ACTIVE: i16 = 1;
-pub const COMPLETED: i16 = 2;
-pub const EXITED: i16 = 3;
-pub const STALLED: i16 = 4;
+/// A run's state as stored in `playbooks.runs.state`, by the numbers of
+/// `tenure.playbooks.v1.RunState`. The numbers are named in partial indexes
+/// of the migrations: never renumber. SQL that needs one as a constant (so
+/// that the planner can use such an index) writes it with `Display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[repr(i16)]
+pub enum RunState {
+    Active = 1,
+    Completed = 2,
+    /// Ended early by the playbook's exit criteria.
+    Exited = 3,
+    /// A step was dead-lettered; retrying it resumes the run.
+    Stalled = 4,
+}
+
+/// A step's state as stored in `playbooks.steps.state`, by the numbers of
+/// `tenure.playbooks.v1.StepState`; the same rules as [`RunState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[repr(i16)]
+pub enum StepState {
+    Pending = 1,
+    Done = 2,
+    Dead = 3,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", *self as i16)
+    }
+}
+
+impl std::fmt::Display for StepState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", *self as i16)
+    }
+}
 
 pub async fn insert_step(
     tx: &mut PgConnection,
@@ -23,13 +51,14 @@ pub async fn insert_step(
     due: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO playbooks.steps (run_id, seq, step_id, step_type, state, due_at) VALUES ($1, $2, $3, $4, 1, $5)",
+        "INSERT INTO playbooks.steps (run_id, seq, step_id, step_type, state, due_at) VALUES ($1, $2, $3, $4, $6, $5)",
     )
     .bind(run_id)
     .bind(seq)
     .bind(&step.id)
     .bind(step.type_name())
     .bind(due)
+    .bind(StepState::Pending)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -41,7 +70,7 @@ pub(super) async fn finish_step(
     tx: &mut PgConnection,
     (run_id, seq): (Uuid, i32),
     picked_at: DateTime<Utc>,
-    state: i16,
+    state: StepState,
     result: &str,
     error: &str,
 ) -> sqlx::Result<()> {
@@ -90,11 +119,11 @@ pub(super) async fn rearm(
 #[derive(Default)]
 pub(super) struct Changes {
     /// (run, seq, taken up at, state, result) of steps finished.
-    pub(super) finished: Vec<(Uuid, i32, DateTime<Utc>, i16, String)>,
+    pub(super) finished: Vec<(Uuid, i32, DateTime<Utc>, StepState, String)>,
     /// (run, seq, step id, step type) of steps due now.
     pub(super) inserted: Vec<(Uuid, i32, String, String)>,
     /// (run, state) of runs ended.
-    pub(super) ended: Vec<(Uuid, i16)>,
+    pub(super) ended: Vec<(Uuid, RunState)>,
 }
 
 impl Changes {
@@ -111,7 +140,7 @@ impl Changes {
                     .into_iter()
                     .map(|(run, seq, at, state, result)| {
                         picked.push(at);
-                        (run, seq, state, result)
+                        (run, seq, state as i16, result)
                     })
                     .collect(),
             );
@@ -134,7 +163,7 @@ impl Changes {
             let (runs, seqs, ids, types) = unzip4(self.inserted);
             sqlx::query(
                 "INSERT INTO playbooks.steps (run_id, seq, step_id, step_type, state, due_at) \
-                 SELECT run_id, seq, step_id, step_type, 1, $5 \
+                 SELECT run_id, seq, step_id, step_type, $6, $5 \
                  FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[]) \
                    AS u(run_id, seq, step_id, step_type)",
             )
@@ -143,11 +172,16 @@ impl Changes {
             .bind(ids)
             .bind(types)
             .bind(Utc::now())
+            .bind(StepState::Pending)
             .execute(&mut *tx)
             .await?;
         }
         if !self.ended.is_empty() {
-            let (runs, states): (Vec<Uuid>, Vec<i16>) = self.ended.into_iter().unzip();
+            let (runs, states): (Vec<Uuid>, Vec<i16>) = self
+                .ended
+                .into_iter()
+                .map(|(run, state)| (run, state as i16))
+                .unzip();
             sqlx::query(
                 "UPDATE playbooks.runs r SET state = u.state, ended_at = now() \
                  FROM UNNEST($1::uuid[], $2::int2[]) AS u(run_id, state) WHERE r.run_id = u.run_id",
@@ -175,4 +209,24 @@ fn unzip4<A, B, C, D>(rows: Vec<(A, B, C, D)>) -> (Vec<A>, Vec<B>, Vec<C>, Vec<D
         out.3.push(d);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_states_keep_the_numbers_the_indexes_name() {
+        // runs_one_active_idx: state IN (1, 4); steps_due_idx: state = 1;
+        // steps_dead_idx: state = 3.
+        assert_eq!(RunState::Active.to_string(), "1");
+        assert_eq!(RunState::Stalled.to_string(), "4");
+        assert_eq!(StepState::Pending.to_string(), "1");
+        assert_eq!(StepState::Dead.to_string(), "3");
+        assert_eq!(
+            (RunState::Completed as i16, RunState::Exited as i16),
+            (2, 3)
+        );
+        assert_eq!(StepState::Done as i16, 2);
+    }
 }
