@@ -25,7 +25,7 @@ fn main() {
     let size: usize = tenure_tests::bench_size(100_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let base = tenure_tests::bases::generated(size, 1, |_| {}).await.expect("generated base");
+        let base = tenure_tests::bases::generated(size, 1, |options| options.statement_statistics = true).await.expect("generated base");
         base.settle().await.expect("quiet stack");
         let mut app = base.app;
         let db = app.db().await;
@@ -44,8 +44,12 @@ fn main() {
 
         // Twice: the first request after start-up reads the renewal history
         // once (rates, calibration), later ones find it kept.
+        let statements = tenure_tests::profile::Statements::new(&db).await;
         let mut times = Vec::new();
+        let mut profile = None;
         for _ in 0..2 {
+            statements.reset().await;
+            let cpu = tenure_tests::profile::process_cpu();
             let started = Instant::now();
             let mut stream = app
                 .renewals
@@ -58,6 +62,7 @@ fn main() {
                 streamed += message.rows.len() as i64;
             }
             times.push(started.elapsed());
+            profile = Some((statements.snapshot().await, tenure_tests::profile::process_cpu() - cpu));
             assert_eq!(streamed, count);
         }
         let (first_time, stream_time) = (times[0], times[1]);
@@ -78,6 +83,10 @@ fn main() {
         println!("first streamed forecast:  {:>8.2} s  ({:.0} rows/s; reads the renewal history once)", first_time.as_secs_f64(), per(first_time));
         println!("streamed forecast:        {:>8.2} s  ({:.0} rows/s; probabilities, categories, expected ARR, over gRPC)", stream_time.as_secs_f64(), per(stream_time));
         println!("forecast stream / query:  {:.1} % of the plain query's rows/s", per(stream_time) / per(plain_time) * 100.0);
+        println!("where the second stream's time goes (pg_stat_statements; the rest is the services' own work and waits):");
+        if let Some((profile, cpu)) = profile {
+            profile.print("streamed forecast", stream_time, cpu, 4);
+        }
         app.stop().await;
     });
 }

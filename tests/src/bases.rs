@@ -61,6 +61,10 @@ pub async fn generated(
         }
     };
     options.max_connections = 12;
+    // Sized as a production server would be: a quarter of the memory for
+    // the server's own cache (at most 8 GiB), so that a bench measures
+    // Tenure's reads, not a small default cache's misses.
+    options.shared_buffers_mb = memory_mib().map(|mib| (mib / 4).min(8192));
     adjust(&mut options);
     let app = TestStack::start(options).await;
     if external.is_none()
@@ -162,6 +166,20 @@ impl Base {
         db.close().await;
         Ok(())
     }
+}
+
+/// This machine's memory in MiB, from `/proc/meminfo`.
+fn memory_mib() -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    u32::try_from(kib / 1024).ok()
 }
 
 /// Whether no other session runs a statement during `span` (a daily pass a

@@ -255,8 +255,7 @@ pub async fn own_cluster() -> anyhow::Result<(tenure_platform::pg::PgCluster, St
     use sqlx::Connection as _;
     let tuning = tenure_platform::pg::Tuning {
         max_connections: 60,
-        unsafe_fast: false,
-        statement_statistics: false,
+        ..tenure_platform::pg::Tuning::default()
     };
     let cluster = tokio::task::spawn_blocking(move || {
         tenure_platform::pg::PgCluster::start(tenure_platform::pg::DataDir::Temporary, tuning)

@@ -450,6 +450,7 @@ async fn start(mut up: UpArgs, settings: &[(&str, &str)]) -> anyhow::Result<Stac
         keys_file: Some(up.data_dir.with_file_name("api-keys.jsonl")),
         data_dir: Some(up.data_dir),
         statement_statistics: false,
+        shared_buffers_mb: None,
     };
     let stack = Stack::start(options).await?;
     println!("Tenure is up (database {}):", redact(&stack.database_url));

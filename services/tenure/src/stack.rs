@@ -40,6 +40,9 @@ pub struct StackOptions {
     /// Load `pg_stat_statements` in the stack's own cluster (benchmarks'
     /// profiles); an existing database is used as it is.
     pub statement_statistics: bool,
+    /// `shared_buffers` of the stack's own cluster in MiB; the server's
+    /// default when `None`.
+    pub shared_buffers_mb: Option<u32>,
 }
 
 impl StackOptions {
@@ -55,6 +58,7 @@ impl StackOptions {
             settings: Default::default(),
             keys_file: None,
             statement_statistics: false,
+            shared_buffers_mb: None,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Stack {
                     max_connections: 200,
                     unsafe_fast: false,
                     statement_statistics: options.statement_statistics,
+                    shared_buffers_mb: options.shared_buffers_mb,
                 };
                 let cluster =
                     tokio::task::spawn_blocking(move || PgCluster::start(dir, tuning)).await??;
