@@ -372,8 +372,8 @@ impl PlaybooksApi {
                 &tracing::Span::current(),
             ))
             .unwrap_or_default();
-            let mut started = Vec::new();
             let mut skipped = Vec::new();
+            let mut eligible = Vec::with_capacity(accounts.len());
             for (account_id, account) in accounts {
                 let Some(account) = account else {
                     skipped.push(pb::DryRunAccount {
@@ -391,23 +391,24 @@ impl PlaybooksApi {
                     });
                     continue;
                 }
-                match self
-                    .engine
-                    .start_run(
-                        &mut *tx,
-                        &plan,
-                        stored.version,
-                        &account,
-                        "manual",
-                        None,
-                        &serde_json::json!({}),
-                        &trace_context,
-                    )
-                    .await?
-                {
+                eligible.push(account);
+            }
+            let start = crate::engine::Start {
+                trigger: "manual",
+                event_id: None,
+                payload: &serde_json::json!({}),
+                trace_context: &trace_context,
+            };
+            let answers = self
+                .engine
+                .start_runs(&mut *tx, (&plan, stored.version), &eligible, &start)
+                .await?;
+            let mut started = Vec::new();
+            for (account, answer) in eligible.into_iter().zip(answers) {
+                match answer {
                     Ok(run_id) => started.push(run_id),
                     Err(reason) => skipped.push(pb::DryRunAccount {
-                        account_id,
+                        account_id: account.id,
                         reason,
                         ..Default::default()
                     }),

@@ -9,69 +9,132 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::{RunState, StepState, insert_step};
+use super::steps::{RunState, StepState, insert_first_steps};
 use crate::facts::Account;
 use crate::plan::Plan;
 
+/// What starts a run: the trigger's kind, the trigger event (if any), its
+/// payload and the trace it came in.
+pub struct Start<'a> {
+    pub trigger: &'a str,
+    pub event_id: Option<i64>,
+    pub payload: &'a Value,
+    pub trace_context: &'a Value,
+}
+
 impl Engine {
     /// Starts a run of `plan` for `account` unless one is active or the
-    /// playbook's cooldown has not passed. Returns the run id if started.
-    #[allow(clippy::too_many_arguments)]
+    /// playbook's cooldown has not passed. Returns the run id if started,
+    /// or why not.
     pub async fn start_run(
         &self,
         tx: &mut PgConnection,
-        plan: &Plan,
-        version: i32,
+        (plan, version): (&Plan, i32),
         account: &Account,
-        trigger: &str,
-        event_id: Option<i64>,
-        payload: &Value,
-        trace_context: &Value,
+        start: &Start<'_>,
     ) -> anyhow::Result<Result<Uuid, String>> {
-        let recent: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT max(started_at) FROM playbooks.runs WHERE playbook = $1 AND account_id = $2",
+        let mut started = self
+            .start_runs(tx, (plan, version), std::slice::from_ref(account), start)
+            .await?;
+        Ok(started
+            .pop()
+            .unwrap_or_else(|| Err("not started".to_owned())))
+    }
+
+    /// [`Engine::start_run`] for many accounts at once, with three
+    /// statements whatever their number (a start of thousands of runs
+    /// holds its transaction for milliseconds, so the executors' finished
+    /// steps can be cleaned up behind it). One answer per account, in
+    /// order; an account given twice starts one run.
+    pub async fn start_runs(
+        &self,
+        tx: &mut PgConnection,
+        (plan, version): (&Plan, i32),
+        accounts: &[Account],
+        start: &Start<'_>,
+    ) -> anyhow::Result<Vec<Result<Uuid, String>>> {
+        let Some(first) = plan.first() else {
+            return Ok(vec![
+                Err("the playbook has no steps".to_owned());
+                accounts.len()
+            ]);
+        };
+        let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        let recent: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT account_id, max(started_at) FROM playbooks.runs \
+             WHERE playbook = $1 AND account_id = ANY($2) GROUP BY account_id",
         )
         .bind(&plan.name)
-        .bind(&account.id)
-        .fetch_one(&mut *tx)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
         .await?;
-        if recent.is_some_and(|at| at + plan.cooldown > Utc::now()) {
-            return Ok(Err("the playbook's cooldown has not passed".to_owned()));
+        let recent: std::collections::HashMap<String, DateTime<Utc>> = recent.into_iter().collect();
+        let now = Utc::now();
+        let cooling = |account: &Account| {
+            recent
+                .get(&account.id)
+                .is_some_and(|at| *at + plan.cooldown > now)
+        };
+        let (mut run_ids, mut run_accounts, mut facts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut proposed: Vec<Option<Uuid>> = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            if cooling(account) {
+                proposed.push(None);
+                continue;
+            }
+            let run_id = Uuid::now_v7();
+            proposed.push(Some(run_id));
+            run_ids.push(run_id);
+            run_accounts.push(account.id.as_str());
+            facts.push(json!({
+                "account": account.facts(),
+                "trigger": start.payload,
+                "playbook": {"name": plan.name, "title": plan.title},
+                "run": {"id": run_id.to_string()},
+            }));
         }
-        let run_id = Uuid::now_v7();
-        let facts = json!({
-            "account": account.facts(),
-            "trigger": payload,
-            "playbook": {"name": plan.name, "title": plan.title},
-            "run": {"id": run_id.to_string()},
-        });
-        // The conflict names the index of open runs by its predicate.
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // The conflict names the index of open runs by its predicate; a run
+        // already open (or one this statement opened for the same account)
+        // leaves the row out.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO playbooks.runs (run_id, playbook, version, account_id, state, trigger_kind, \
-               trigger_event_id, facts, trace_context) VALUES ($1, $2, $3, $4, {active}, $5, $6, $7, $8) \
-             ON CONFLICT (playbook, account_id) WHERE state IN ({active}, {stalled}) DO NOTHING",
+               trigger_event_id, facts, trace_context) \
+             SELECT u.run_id, $4, $5, u.account_id, {active}, $6, $7, u.facts, $8 \
+             FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(run_id, account_id, facts, n) \
+             ORDER BY u.n \
+             ON CONFLICT (playbook, account_id) WHERE state IN ({active}, {stalled}) DO NOTHING \
+             RETURNING run_id",
             active = RunState::Active,
             stalled = RunState::Stalled,
         )))
-        .bind(run_id)
+        .bind(&run_ids)
+        .bind(&run_accounts)
+        .bind(&facts)
         .bind(&plan.name)
         .bind(version)
-        .bind(&account.id)
-        .bind(trigger)
-        .bind(event_id)
-        .bind(&facts)
-        .bind(trace_context)
-        .execute(&mut *tx)
+        .bind(start.trigger)
+        .bind(start.event_id)
+        .bind(start.trace_context)
+        .fetch_all(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(Err("a run of this playbook is already active".to_owned()));
+        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        let firsts: Vec<Uuid> = run_ids
+            .iter()
+            .filter(|id| inserted.contains(id))
+            .copied()
+            .collect();
+        insert_first_steps(tx, &firsts, first, now).await?;
+        if !firsts.is_empty() {
+            self.wakeup.notify_waiters();
         }
-        let Some(first) = plan.first() else {
-            return Ok(Err("the playbook has no steps".to_owned()));
-        };
-        insert_step(tx, run_id, 1, first, Utc::now()).await?;
-        self.wakeup.notify_waiters();
-        Ok(Ok(run_id))
+        Ok(proposed
+            .into_iter()
+            .map(|run_id| match run_id {
+                None => Err("the playbook's cooldown has not passed".to_owned()),
+                Some(id) if inserted.contains(&id) => Ok(id),
+                Some(_) => Err("a run of this playbook is already active".to_owned()),
+            })
+            .collect())
     }
 
     /// Matches received trigger events against the playbooks, once each.
@@ -115,13 +178,14 @@ impl Engine {
                 let started = self
                     .start_run(
                         &mut tx,
-                        plan,
-                        *version,
+                        (plan, *version),
                         &account,
-                        kind,
-                        Some(*id),
-                        payload,
-                        trace_context,
+                        &Start {
+                            trigger: kind,
+                            event_id: Some(*id),
+                            payload,
+                            trace_context,
+                        },
                     )
                     .await?;
                 if let Ok(run_id) = started {

@@ -31,7 +31,8 @@ use crate::facts::Peers;
 use crate::plan::Plan;
 use crate::store;
 
-pub use steps::{RunState, StepState, insert_step};
+pub use matcher::Start;
+pub use steps::{RunState, StepState};
 
 /// The wake-up channels of the engine (migration `wake`): trigger events
 /// arrived, steps added.

@@ -71,7 +71,15 @@ impl Engine {
                 let kind = plan.trigger.kind();
                 if self
                     .start_run(
-                        &mut tx, plan, *version, account, kind, None, &payload, &context,
+                        &mut tx,
+                        (plan, *version),
+                        account,
+                        &super::Start {
+                            trigger: kind,
+                            event_id: None,
+                            payload: &payload,
+                            trace_context: &context,
+                        },
                     )
                     .await?
                     .is_ok()

@@ -43,18 +43,21 @@ impl std::fmt::Display for StepState {
     }
 }
 
-pub async fn insert_step(
+/// Inserts the first step of each of `run_ids`, due at `due`.
+pub(super) async fn insert_first_steps(
     tx: &mut PgConnection,
-    run_id: Uuid,
-    seq: i32,
+    run_ids: &[Uuid],
     step: &PlanStep,
     due: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    if run_ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO playbooks.steps (run_id, seq, step_id, step_type, state, due_at) VALUES ($1, $2, $3, $4, $6, $5)",
+        "INSERT INTO playbooks.steps (run_id, seq, step_id, step_type, state, due_at) \
+         SELECT run_id, 1, $2, $3, $5, $4 FROM UNNEST($1::uuid[]) AS u(run_id)",
     )
-    .bind(run_id)
-    .bind(seq)
+    .bind(run_ids)
     .bind(&step.id)
     .bind(step.type_name())
     .bind(due)
