@@ -3,7 +3,8 @@
 //! Accounts live in [`accounts`], every other kind of source record in the
 //! versioned store of [`records`] (kinds in [`kinds`], derived changes in
 //! [`changes`]), usage in [`events`]. [`signals`] computes an account's
-//! features as of a date and [`timeline`] lists what happened to it.
+//! features as of a date (order statistics in [`stats`], shared with the
+//! peer benchmarks) and [`timeline`] lists what happened to it.
 //! [`grpc`], [`writes`] and [`stream`] are the gRPC edge ([`convert`]
 //! validates protos into domain values); [`notify`] delivers the outbox.
 
@@ -18,6 +19,7 @@ pub mod kinds;
 pub mod notify;
 pub mod records;
 pub mod signals;
+pub mod stats;
 pub mod stream;
 pub mod timeline;
 pub mod triggers;

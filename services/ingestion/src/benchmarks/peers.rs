@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 
 use crate::kinds::Direction;
 use crate::signals::Inputs;
+use crate::stats::quantile;
 
 /// One measure of one account on a day.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,27 +98,9 @@ pub fn standing(value: f64, peers: &[f64], higher_is_better: bool) -> Option<Sta
     })
 }
 
-/// The `q`-quantile of `sorted` (ascending, not empty), linear between the
-/// closest ranks (Hyndman and Fan's type 7, the default of R and NumPy).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let position = q * (sorted.len() - 1) as f64;
-    let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
-    let weight = position - lower as f64;
-    sorted[lower] + (sorted[upper] - sorted[lower]) * weight
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_are_linear_between_ranks() {
-        let sorted = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&sorted, 0.5), 2.5);
-        assert_eq!(quantile(&sorted, 0.25), 1.75);
-        assert_eq!(quantile(&sorted, 0.75), 3.25);
-        assert_eq!(quantile(&[7.0], 0.75), 7.0);
-    }
 
     #[test]
     fn a_standing_follows_the_direction_and_counts_ties_half() {

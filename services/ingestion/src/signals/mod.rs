@@ -18,6 +18,7 @@ use tenure_proto::ingestion::v1::AccountSignals;
 use crate::convert::{Attributes, attribute_to_proto};
 use crate::kinds::*;
 use crate::records;
+use crate::stats::median;
 
 /// Usage figures from the daily rollups.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -75,19 +76,6 @@ fn arr_on(subscriptions: &[SubscriptionRecord], day: NaiveDate) -> Option<(Strin
 
 fn percent_change(now: f64, before: f64) -> Option<f64> {
     (before > 0.0).then(|| (now - before) / before * 100.0)
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
 }
 
 /// Computes the signals at the end of `as_of` from `inputs` (already limited
