@@ -170,7 +170,7 @@ impl Trainer {
                 wanted.push((outcome, term_end, as_of));
             }
             let mut fetched = self
-                .signals_by_day(
+                .signals_at(
                     wanted
                         .iter()
                         .map(|(o, _, day)| (o.account_id.clone(), *day)),
@@ -200,7 +200,7 @@ impl Trainer {
     /// (ingestion reads them in batches whatever their days); when one of
     /// the accounts is unknown (the stream ends with NOT_FOUND), one call
     /// each, leaving the unknown out.
-    async fn signals_by_day(
+    async fn signals_at(
         &self,
         wanted: impl Iterator<Item = (String, NaiveDate)>,
     ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {

@@ -208,21 +208,22 @@ pub async fn load_at(
     let mut accounts = accounts.into_iter().peekable();
     let mut loaded = Vec::with_capacity(batch.len());
     for (i, (account_id, as_of)) in batch.iter().enumerate() {
-        let mut next = || {
-            (
-                subscriptions.next().unwrap_or_default(),
-                subscriptions_year_before.next().unwrap_or_default(),
-                tickets.next().unwrap_or_default(),
-                surveys.next().unwrap_or_default(),
-                invoices.next().unwrap_or_default(),
-                contacts.next().unwrap_or_default(),
-                external_signals.next().unwrap_or_default(),
-                metrics.next().unwrap_or_default(),
-                usage.next().unwrap_or_default(),
-            )
-        };
-        let (subs, subs_before, tickets, surveys, invoices, contacts, external, metrics, usage) =
-            next();
+        // Every source advances one slot, known account or not.
+        let (subs, subs_before) = (
+            subscriptions.next().unwrap_or_default(),
+            subscriptions_year_before.next().unwrap_or_default(),
+        );
+        let (tickets, surveys, invoices) = (
+            tickets.next().unwrap_or_default(),
+            surveys.next().unwrap_or_default(),
+            invoices.next().unwrap_or_default(),
+        );
+        let (contacts, external, metrics, usage) = (
+            contacts.next().unwrap_or_default(),
+            external_signals.next().unwrap_or_default(),
+            metrics.next().unwrap_or_default(),
+            usage.next().unwrap_or_default(),
+        );
         // Slots count from one, as `WITH ORDINALITY` does.
         let Some((_, segment, owner, parent, attributes)) =
             accounts.next_if(|row| usize::try_from(row.0 - 1) == Ok(i))
