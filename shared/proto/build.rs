@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tenure/common/v1/date.proto",
         "tenure/ingestion/v1/benchmarks.proto",
         "tenure/ingestion/v1/ingestion.proto",
+        "tenure/health/v1/maturity.proto",
         "tenure/health/v1/health.proto",
         "tenure/renewals/v1/coverage.proto",
         "tenure/renewals/v1/renewals.proto",

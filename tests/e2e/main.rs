@@ -17,6 +17,7 @@ mod hostile;
 mod import;
 mod ingestion;
 mod learning;
+mod maturity;
 mod outbox;
 mod pipeline;
 mod playbooks;

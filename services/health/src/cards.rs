@@ -11,7 +11,7 @@ use crate::store::StoredScorecard;
 const MAX_NAME: usize = 128;
 const MAX_MEASURES: usize = 200;
 
-fn is_slug(value: &str) -> bool {
+pub(crate) fn is_slug(value: &str) -> bool {
     (1..=64).contains(&value.len())
         && value
             .bytes()

@@ -2,13 +2,14 @@
 //!
 //! [`scorecard`] holds the scoring rules (pure), [`signals`] turns
 //! ingestion's account signals into named values, [`scoring`] scores
-//! accounts and keeps changed ones current, [`store`] keeps scorecards and
-//! scores, [`queue`] the accounts ingestion reported as changed; [`grpc`]
-//! and [`cards`] are the edge.
+//! accounts and keeps changed ones current (and their [`maturity`] levels),
+//! [`store`] keeps scorecards and scores, [`queue`] the accounts ingestion
+//! reported as changed; [`grpc`] and [`cards`] are the edge.
 
 pub mod cards;
 pub mod changes;
 pub mod grpc;
+pub mod maturity;
 pub mod model;
 pub mod notify;
 pub mod queue;
@@ -53,11 +54,17 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("GetHealthDistribution", Scope::Read),
     ("GetChurnModel", Scope::Read),
     ("WatchHealthChanges", Scope::Read),
+    ("GetMaturityModel", Scope::Read),
+    ("ListMaturityModels", Scope::Read),
+    ("GetAccountMaturity", Scope::Read),
+    ("GetMaturityHistory", Scope::Read),
     ("CreateScorecard", Scope::Analytics),
     ("RecomputeHealth", Scope::Analytics),
     ("TrainChurnModel", Scope::Analytics),
     ("PredictChurn", Scope::Analytics),
     ("BacktestScorecard", Scope::Analytics),
+    ("CreateMaturityModel", Scope::Analytics),
+    ("GetMaturityDistribution", Scope::Analytics),
 ];
 
 pub static SPEC: ServiceSpec = ServiceSpec {

@@ -1,12 +1,14 @@
-//! Delivery of health's outbox to playbooks.
+//! Delivery of health's outbox to playbooks: health changes, and maturity
+//! levels' changes as account events.
 
 use tenure_platform::client::TracedChannel;
 use tenure_platform::config::PeerConfig;
 use tenure_platform::outbox::{Deliver, Delivery, DispatchConfig, Dispatcher};
-use tenure_proto::playbooks::v1::NotifyHealthChangedRequest;
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
+use tenure_proto::playbooks::v1::{NotifyAccountEventsRequest, NotifyHealthChangedRequest};
 
 use crate::SCHEMA;
+use crate::maturity::TOPIC_ACCOUNT_EVENTS;
 
 /// Band changes and score drops: playbooks may start on them.
 pub const TOPIC_HEALTH_CHANGED: &str = "playbooks.health_changed";
@@ -17,7 +19,7 @@ pub struct Notifier {
 
 impl Deliver for Notifier {
     fn topics(&self) -> &'static [&'static str] {
-        &[TOPIC_HEALTH_CHANGED]
+        &[TOPIC_HEALTH_CHANGED, TOPIC_ACCOUNT_EVENTS]
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), tonic::Status> {
@@ -28,6 +30,15 @@ impl Deliver for Notifier {
                 self.playbooks
                     .clone()
                     .notify_health_changed(request)
+                    .await?;
+                Ok(())
+            }
+            TOPIC_ACCOUNT_EVENTS => {
+                let mut request: NotifyAccountEventsRequest = delivery.decode()?;
+                request.request_id = delivery.message_id.to_string();
+                self.playbooks
+                    .clone()
+                    .notify_account_events(request)
                     .await?;
                 Ok(())
             }

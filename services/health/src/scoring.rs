@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::changes::{self, Change, DropRule};
 use crate::notify::TOPIC_HEALTH_CHANGED;
 use crate::scorecard::{self, Band, Scored};
+use crate::signals::SignalStream;
 use crate::store::{self, StoredScorecard};
 use tenure_proto::playbooks::v1 as playbooks;
 
@@ -83,7 +84,7 @@ pub fn to_health(
 
 /// What a scorecard reads for an account: its signals and the CSM's
 /// assessment in force on the day scored (from `assessments`, by account).
-fn scorecard_inputs(
+pub(crate) fn scorecard_inputs(
     signals: &AccountSignals,
     assessments: &HashMap<String, f64>,
 ) -> std::collections::BTreeMap<String, f64> {
@@ -102,6 +103,7 @@ const CHUNK: usize = 500;
 struct Recomputed {
     healths: Vec<pb::AccountHealth>,
     events: Vec<playbooks::HealthChange>,
+    maturity: crate::maturity::Tracking,
 }
 
 impl Scorer {
@@ -140,23 +142,14 @@ impl Scorer {
             as_of: None,
             ..Default::default()
         };
-        let mut stream = self
-            .ingestion
-            .clone()
-            .stream_account_signals(request)
-            .await
-            .map_err(|s| ApiError::from_upstream(s, "account signals"))?
-            .into_inner();
+        let mut stream = SignalStream::open(&self.ingestion, request).await?;
         let mut cards: HashMap<String, Option<StoredScorecard>> = HashMap::new();
         let mut scored = Recomputed::default();
         let mut chunk = Vec::with_capacity(CHUNK);
         loop {
-            let message = stream
-                .message()
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "account signals"))?;
-            let done = message.is_none();
-            chunk.extend(message.and_then(|m| m.signals));
+            let next = stream.next().await?;
+            let done = next.is_none();
+            chunk.extend(next);
             if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
                 let batch = std::mem::take(&mut chunk);
                 self.score_chunk(tx, batch, &mut cards, &mut scored).await?;
@@ -165,6 +158,7 @@ impl Scorer {
                 break;
             }
         }
+        scored.maturity.enqueue(tx).await?;
         if !scored.events.is_empty() {
             let notice = playbooks::NotifyHealthChangedRequest {
                 request_id: String::new(),
@@ -199,8 +193,13 @@ impl Scorer {
         };
         let assessments = store::assessments(&mut *tx, &ids, as_of).await?;
         let befores = store::before_many(tx, &ids, as_of, self.drop_rule.window_days).await?;
+        let inputs: Vec<_> = chunk
+            .iter()
+            .map(|s| (s.account_id.clone(), scorecard_inputs(s, &assessments)))
+            .collect();
+        scored.maturity.track(tx, &inputs, as_of).await?;
         let mut saves = Vec::with_capacity(chunk.len());
-        for signals in chunk {
+        for (signals, (_, values)) in chunk.into_iter().zip(&inputs) {
             let card = match cards.get(&signals.segment) {
                 Some(card) => card.clone(),
                 None => {
@@ -214,8 +213,7 @@ impl Scorer {
                     "no scorecard: create a default one first".into(),
                 ));
             };
-            let values = scorecard_inputs(&signals, &assessments);
-            let Some(result) = scorecard::score(&card.definition.0, &values) else {
+            let Some(result) = scorecard::score(&card.definition.0, values) else {
                 tracing::warn!(account_id = %signals.account_id, "no measure of the scorecard has data; not scored");
                 continue;
             };
@@ -441,21 +439,8 @@ impl Scorer {
                 as_of: Some(time::to_date(day)),
                 ..Default::default()
             };
-            let mut stream = self
-                .ingestion
-                .clone()
-                .stream_account_signals(request)
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "account signals"))?
-                .into_inner();
-            while let Some(message) = stream
-                .message()
-                .await
-                .map_err(|s| ApiError::from_upstream(s, "account signals"))?
-            {
-                let Some(signals) = message.signals else {
-                    continue;
-                };
+            let mut stream = SignalStream::open(&self.ingestion, request).await?;
+            while let Some(signals) = stream.next().await? {
                 let Some(card) = store::scorecard_for_segment(&mut *tx, &signals.segment).await?
                 else {
                     continue;

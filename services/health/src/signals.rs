@@ -1,9 +1,67 @@
-//! Account signals from ingestion as named numeric values for scoring.
+//! Account signals from ingestion: streamed, and as named numeric values for
+//! scoring.
 
 use std::collections::BTreeMap;
 
-use tenure_proto::ingestion::v1::AccountSignals;
+use chrono::NaiveDate;
+use tenure_platform::client::TracedChannel;
+use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::ingestion::v1::attribute_value::Value;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use tenure_proto::ingestion::v1::{
+    AccountDay, AccountSignals, StreamAccountSignalsRequest, StreamAccountSignalsResponse,
+};
+
+/// Ingestion's stream of account signals, read one account at a time.
+pub struct SignalStream(tonic::Streaming<StreamAccountSignalsResponse>);
+
+impl SignalStream {
+    pub async fn open(
+        ingestion: &IngestionServiceClient<TracedChannel>,
+        request: StreamAccountSignalsRequest,
+    ) -> ApiResult<Self> {
+        let stream = ingestion
+            .clone()
+            .stream_account_signals(request)
+            .await
+            .map_err(|s| ApiError::from_upstream(s, "account signals"))?
+            .into_inner();
+        Ok(Self(stream))
+    }
+
+    /// The next account's signals; `None` at the end.
+    pub async fn next(&mut self) -> ApiResult<Option<AccountSignals>> {
+        loop {
+            let message = self
+                .0
+                .message()
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "account signals"))?;
+            match message {
+                None => return Ok(None),
+                Some(message) => {
+                    if let Some(signals) = message.signals {
+                        return Ok(Some(signals));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request for each (account, day)'s signals, in the order given.
+pub fn at_days(pairs: &[(String, NaiveDate)]) -> StreamAccountSignalsRequest {
+    StreamAccountSignalsRequest {
+        at: pairs
+            .iter()
+            .map(|(account_id, day)| AccountDay {
+                account_id: account_id.clone(),
+                as_of: Some(time::to_date(*day)),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
 
 /// The signals a measure may name (besides `attributes.<name>`).
 pub const KNOWN_SIGNALS: &[&str] = &[

@@ -15,9 +15,7 @@ use tenure_platform::client::TracedChannel;
 use tenure_platform::{ApiError, ApiResult, time};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
-use tenure_proto::ingestion::v1::{
-    AccountDay, AccountSignals, GetAccountSignalsRequest, StreamAccountSignalsRequest,
-};
+use tenure_proto::ingestion::v1::{AccountSignals, GetAccountSignalsRequest};
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
 use tracing::Instrument as _;
@@ -205,16 +203,7 @@ impl Trainer {
         wanted: impl Iterator<Item = (String, NaiveDate)>,
     ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {
         let pairs: Vec<(String, NaiveDate)> = wanted.collect();
-        let request = StreamAccountSignalsRequest {
-            at: pairs
-                .iter()
-                .map(|(account_id, day)| AccountDay {
-                    account_id: account_id.clone(),
-                    as_of: Some(time::to_date(*day)),
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let request = signals::at_days(&pairs);
         let streamed: Result<Vec<AccountSignals>, tonic::Status> = async {
             let mut stream = self
                 .ingestion

@@ -20,6 +20,9 @@ pub const TRIGGERS: &[&str] = &[
     "external_signal",
     "schedule",
     "manual",
+    "maturity_level_reached",
+    "maturity_level_dropped",
+    "maturity_level_stuck",
 ];
 
 /// Step types and the exits each must name.

@@ -20,6 +20,8 @@ const EVENT_KINDS: &[&str] = &[
     "external_signal",
     "usage_dropped",
     "onboarding_stalled",
+    "maturity_level_changed",
+    "maturity_level_stuck",
 ];
 
 #[derive(sqlx::FromRow)]

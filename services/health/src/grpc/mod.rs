@@ -1,9 +1,11 @@
 //! The gRPC edge of health: the service trait maps each call to a method
 //! of [`HealthApi`], grouped by capability: notices from ingestion
 //! ([`notices`]), scorecards and scores ([`scores`]), lists and the
-//! distribution ([`lists`]), churn models ([`models`]).
+//! distribution ([`lists`]), churn models ([`models`]), maturity models
+//! ([`maturity`]).
 
 mod lists;
+mod maturity;
 mod models;
 mod notices;
 mod scores;
@@ -219,6 +221,60 @@ impl HealthService for HealthApi {
     ) -> Result<Response<pb::RecordAssessmentResponse>, Status> {
         Ok(Response::new(
             self.record_assessment(request.into_inner()).await?,
+        ))
+    }
+
+    async fn create_maturity_model(
+        &self,
+        request: Request<pb::CreateMaturityModelRequest>,
+    ) -> Result<Response<pb::CreateMaturityModelResponse>, Status> {
+        Ok(Response::new(
+            self.create_maturity_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_maturity_model(
+        &self,
+        request: Request<pb::GetMaturityModelRequest>,
+    ) -> Result<Response<pb::GetMaturityModelResponse>, Status> {
+        Ok(Response::new(
+            self.get_maturity_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_maturity_models(
+        &self,
+        request: Request<pb::ListMaturityModelsRequest>,
+    ) -> Result<Response<pb::ListMaturityModelsResponse>, Status> {
+        Ok(Response::new(
+            self.list_maturity_models(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_account_maturity(
+        &self,
+        request: Request<pb::GetAccountMaturityRequest>,
+    ) -> Result<Response<pb::GetAccountMaturityResponse>, Status> {
+        Ok(Response::new(
+            self.get_account_maturity(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_maturity_history(
+        &self,
+        request: Request<pb::GetMaturityHistoryRequest>,
+    ) -> Result<Response<pb::GetMaturityHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.get_maturity_history(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_maturity_distribution(
+        &self,
+        request: Request<pb::GetMaturityDistributionRequest>,
+    ) -> Result<Response<pb::GetMaturityDistributionResponse>, Status> {
+        Ok(Response::new(
+            self.get_maturity_distribution(request.into_inner()).await?,
         ))
     }
 }

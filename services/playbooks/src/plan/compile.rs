@@ -262,6 +262,27 @@ fn trigger(definition: &Definition, field: &str, violations: &mut Violations) ->
             every_days: r.number("every_days", 1.0..=365.0, true)? as i64,
         },
         "manual" => Trigger::Manual,
+        "maturity_level_reached" => {
+            let model = r.text("model", true);
+            let level = r.number("level", 1.0..=7.0, false).map(|l| l as i64);
+            Trigger::MaturityReached {
+                model: model?,
+                level,
+            }
+        }
+        "maturity_level_dropped" => Trigger::MaturityDropped {
+            model: r.text("model", true)?,
+        },
+        "maturity_level_stuck" => {
+            let model = r.text("model", true);
+            let level = r.number("level", 1.0..=7.0, false).map(|l| l as i64);
+            let min_days = r.number("min_days", 0.0..=3650.0, false).unwrap_or(0.0) as i64;
+            Trigger::MaturityStuck {
+                model: model?,
+                level,
+                min_days,
+            }
+        }
         _ => return None,
     })
 }
@@ -525,5 +546,35 @@ mod tests {
         );
         assert!(Trigger::RenewalApproaching { days: 90 }.matches(&json!({"threshold_days": 90})));
         assert!(!Trigger::RenewalApproaching { days: 90 }.matches(&json!({"threshold_days": 60})));
+    }
+
+    #[test]
+    fn maturity_triggers_match_crossings_drops_and_long_stays() {
+        let change = |previous: u8, level: u8| json!({"model": "rollout", "previous_level": previous.to_string(), "level": level.to_string()});
+        let reached = |level| Trigger::MaturityReached {
+            model: "rollout".into(),
+            level,
+        };
+        // Past level 3: from below it to it or above, once.
+        assert!(reached(Some(3)).matches(&change(2, 3)));
+        assert!(reached(Some(3)).matches(&change(1, 4)));
+        assert!(!reached(Some(3)).matches(&change(3, 4)));
+        assert!(!reached(Some(3)).matches(&change(4, 3)));
+        assert!(reached(None).matches(&change(0, 1)));
+        assert!(
+            !reached(None).matches(&json!({"model": "other", "previous_level": 1, "level": 2}))
+        );
+        let dropped = Trigger::MaturityDropped {
+            model: "rollout".into(),
+        };
+        assert!(dropped.matches(&change(3, 2)) && !dropped.matches(&change(2, 3)));
+        let stuck = Trigger::MaturityStuck {
+            model: "rollout".into(),
+            level: Some(1),
+            min_days: 30,
+        };
+        let stay = |level: u8, days: u32| json!({"model": "rollout", "level": level.to_string(), "days_at_level": days.to_string()});
+        assert!(stuck.matches(&stay(1, 45)));
+        assert!(!stuck.matches(&stay(1, 20)) && !stuck.matches(&stay(2, 45)));
     }
 }

@@ -52,6 +52,23 @@ pub enum Trigger {
         every_days: i64,
     },
     Manual,
+    /// An account rose on a maturity model: to any higher level, or past
+    /// `level` (from below it to it or above).
+    MaturityReached {
+        model: String,
+        level: Option<i64>,
+    },
+    /// An account fell to a lower level of a maturity model.
+    MaturityDropped {
+        model: String,
+    },
+    /// An account stayed at a level (any, or `level`) longer than the model
+    /// expects, and at least `min_days`.
+    MaturityStuck {
+        model: String,
+        level: Option<i64>,
+        min_days: i64,
+    },
 }
 
 impl Trigger {
@@ -70,6 +87,8 @@ impl Trigger {
             Self::ExternalSignal { .. } => "external_signal",
             Self::Schedule { .. } => "schedule",
             Self::Manual => "manual",
+            Self::MaturityReached { .. } | Self::MaturityDropped { .. } => "maturity_level_changed",
+            Self::MaturityStuck { .. } => "maturity_level_stuck",
         }
     }
 
@@ -107,6 +126,28 @@ impl Trigger {
             Self::AdvocateFound { .. } | Self::Schedule { .. } => true,
             Self::ExternalSignal { signal_type } => {
                 text("signal_type").as_deref() == Some(signal_type.as_str())
+            }
+            Self::MaturityReached { model, level } => {
+                let of_model = text("model").as_deref() == Some(model.as_str());
+                match (number("previous_level"), number("level")) {
+                    (Some(previous), Some(now)) if of_model && now > previous => {
+                        level.is_none_or(|l| previous < l as f64 && l as f64 <= now)
+                    }
+                    _ => false,
+                }
+            }
+            Self::MaturityDropped { model } => {
+                text("model").as_deref() == Some(model.as_str())
+                    && matches!((number("previous_level"), number("level")), (Some(p), Some(n)) if n < p)
+            }
+            Self::MaturityStuck {
+                model,
+                level,
+                min_days,
+            } => {
+                text("model").as_deref() == Some(model.as_str())
+                    && level.is_none_or(|l| number("level") == Some(l as f64))
+                    && number("days_at_level").is_some_and(|d| d >= *min_days as f64)
             }
         }
     }
