@@ -91,8 +91,15 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         coverage.account_count > 0 && coverage.tiers[0].account_count > 0,
         "{text}"
     );
+    // Every scored account at a level of the adoption model; the base
+    // spreads over its levels.
+    let maturity = report.maturity.all.as_ref().unwrap();
+    assert_eq!(maturity.accounts, 200, "{text}");
+    let levels_held = maturity.levels.iter().filter(|l| l.accounts > 0).count();
+    assert!(levels_held >= 3, "{text}");
     for heading in [
         "HEALTH BY BAND",
+        "MATURITY",
         "AT RISK",
         "SURPRISE CHURNS",
         "LEADING INDICATORS",

@@ -11,7 +11,7 @@
 
 pub(crate) mod figures;
 mod render;
-mod setup;
+pub(crate) mod setup;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -85,6 +85,9 @@ pub struct Report {
     pub cohorts: Vec<rpb::Cohort>,
     /// Service tiers and each CSM's book, as of the base's last day.
     pub coverage: rpb::GetCoverageReportResponse,
+    /// The accounts per level of the adoption model, as of the base's last
+    /// day, per segment.
+    pub maturity: hpb::GetMaturityDistributionResponse,
     /// (playbook, runs started).
     pub playbook_runs: Vec<(String, usize)>,
     pub tasks_opened: usize,
@@ -173,6 +176,12 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
             .context("creating a playbook")?;
     }
 
+    clients
+        .health
+        .create_maturity_model(setup::maturity(format!("demo-maturity-{}", options.seed)))
+        .await
+        .context("creating the maturity model")?;
+
     steps.say("training the churn model on past renewals");
     report.model = train(&mut clients).await?;
 
@@ -220,7 +229,17 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         })
         .await?;
 
-    steps.say("reading health, retention, forecasts, cohorts and service tiers");
+    steps.say("reading health, maturity, retention, forecasts, cohorts and service tiers");
+    report.maturity = clients
+        .health
+        .get_maturity_distribution(hpb::GetMaturityDistributionRequest {
+            model_name: setup::MATURITY_MODEL.into(),
+            as_of: Some(to_date(as_of)),
+            segment: String::new(),
+        })
+        .await
+        .context("reading the maturity distribution")?
+        .into_inner();
     report.health = figures::health(&mut clients, 5).await?;
     report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
     report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;

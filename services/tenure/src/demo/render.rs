@@ -218,6 +218,33 @@ impl fmt::Display for Report {
             );
         }
 
+        let m = &self.maturity;
+        let _ = writeln!(
+            out,
+            "\nMATURITY (the adoption model, v{}; share of each segment's accounts per level)",
+            m.model_version
+        );
+        // The model's first level asks for nothing: no account is below it.
+        let names: String = m
+            .all
+            .iter()
+            .flat_map(|a| &a.levels)
+            .skip(1)
+            .map(|l| format!("{:>11}", l.level_name))
+            .collect();
+        let _ = writeln!(out, "  {:<14} {:>8}  {names}", "segment", "accounts");
+        let rows = m.all.iter().map(|a| ("all", a));
+        let rows = rows.chain(m.segments.iter().map(|s| (s.segment.as_str(), s)));
+        for (name, segment) in rows {
+            let shares: String = segment
+                .levels
+                .iter()
+                .skip(1)
+                .map(|l| format!("{:>9.1} %", l.share_pct))
+                .collect();
+            let _ = writeln!(out, "  {name:<14} {:>8}  {shares}", segment.accounts);
+        }
+
         let c = &self.coverage;
         let _ = writeln!(
             out,

@@ -1,5 +1,6 @@
 //! What a customer-success team configures before its first morning: a
-//! health scorecard, a few playbooks and its service tiers.
+//! health scorecard, a maturity model, a few playbooks and its service
+//! tiers.
 
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::renewals::v1 as rpb;
@@ -95,6 +96,70 @@ pub(super) fn scorecard() -> hpb::Scorecard {
             ),
         ],
         ..Default::default()
+    }
+}
+
+/// The maturity model the demo tracks and the report draws.
+pub(crate) const MATURITY_MODEL: &str = "adoption";
+
+/// The adoption model: from signed to advocating, each level one more
+/// behaviour the signals show.
+pub(super) fn maturity(request_id: String) -> hpb::CreateMaturityModelRequest {
+    let behaviour = |name: &str, signal: &str, at_least: f64| hpb::Behaviour {
+        name: name.into(),
+        signal: signal.into(),
+        at_least: Some(at_least),
+        at_most: None,
+    };
+    let level = |name: &str, description: &str, behaviours, expected_days| hpb::MaturityLevel {
+        name: name.into(),
+        description: description.into(),
+        behaviours,
+        expected_days,
+        ..Default::default()
+    };
+    hpb::CreateMaturityModelRequest {
+        request_id,
+        model: Some(hpb::MaturityModel {
+            name: MATURITY_MODEL.into(),
+            description: "How far a customer has taken the product".into(),
+            levels: vec![
+                level("Signed", "Under contract", vec![], 60),
+                level(
+                    "Active",
+                    "A quarter of the licences in use",
+                    vec![behaviour(
+                        "licences-in-use",
+                        "license_utilization_pct",
+                        25.0,
+                    )],
+                    90,
+                ),
+                level(
+                    "Adopting",
+                    "Most licences in use",
+                    vec![behaviour("most-licences", "license_utilization_pct", 60.0)],
+                    180,
+                ),
+                level(
+                    "Advanced",
+                    "Advanced features in regular use",
+                    vec![behaviour(
+                        "advanced-features",
+                        "advanced_features_used_30d",
+                        2.0,
+                    )],
+                    0,
+                ),
+                level(
+                    "Advocating",
+                    "A promoter",
+                    vec![behaviour("promoter", "latest_nps", 9.0)],
+                    0,
+                ),
+            ],
+            ..Default::default()
+        }),
     }
 }
 

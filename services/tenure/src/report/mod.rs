@@ -1,6 +1,7 @@
 //! `tenure report --html FILE`: one self-contained HTML page of charts,
 //! every figure read from the services' APIs: the health distribution with
-//! its tails, ARR by band, the monthly movements of recurring revenue,
+//! its tails, ARR by band, the service tiers, the maturity levels per
+//! segment, the monthly movements of recurring revenue,
 //! cohort survival with the fitted retention model, the forecast by
 //! category with its interval, the calibration of a past forecast, and the
 //! leading indicators the churn model learned.
@@ -20,10 +21,11 @@ use crate::demo::{Clients, next_quarters};
 use svg::{BLUE, GREEN, GREY, PALETTE, Plot, RED, YELLOW, escape, legend, short, ticks};
 
 /// The charts' names, in the order the page shows them.
-pub const CHARTS: [&str; 8] = [
+pub const CHARTS: [&str; 9] = [
     "health-distribution",
     "arr-by-band",
     "service-tiers",
+    "maturity",
     "mrr-movements",
     "cohort-retention",
     "forecast",
@@ -67,6 +69,17 @@ pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String
         .await
         .ok()
         .map(|r| r.into_inner());
+    // No maturity model yet: the chart says so.
+    let maturity = clients
+        .health
+        .get_maturity_distribution(hpb::GetMaturityDistributionRequest {
+            model_name: crate::demo::setup::MATURITY_MODEL.into(),
+            as_of: Some(to_date(as_of)),
+            segment: String::new(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner());
     let model = clients
         .health
         .get_churn_model(hpb::GetChurnModelRequest::default())
@@ -80,6 +93,10 @@ pub async fn html(peers: &PeerConfig, as_of: NaiveDate) -> anyhow::Result<String
         (
             "Service tiers: share of customers (light) and of recurring revenue (dark)",
             tiers(coverage.as_ref()),
+        ),
+        (
+            "Maturity: each segment's accounts by level of the adoption model",
+            maturity_chart(maturity.as_ref()),
         ),
         (
             "Movements of recurring revenue per month (USD)",
@@ -185,6 +202,64 @@ fn tiers(coverage: Option<&rpb::GetCoverageReportResponse>) -> String {
         .map(|(i, t)| (i as f64 + 0.5, t.display_name.clone()))
         .collect();
     plot.finish("% of the book", &labels, &ticks(0.0, 100.0, 4, short))
+}
+
+fn maturity_chart(maturity: Option<&hpb::GetMaturityDistributionResponse>) -> String {
+    let Some(maturity) = maturity else {
+        return Plot::new((0.0, 1.0), (0.0, 100.0)).finish(
+            "no maturity model",
+            &[],
+            &ticks(0.0, 100.0, 4, short),
+        );
+    };
+    let rows: Vec<(&str, &hpb::SegmentMaturity)> = maturity
+        .all
+        .iter()
+        .map(|a| ("all", a))
+        .chain(maturity.segments.iter().map(|s| (s.segment.as_str(), s)))
+        .collect();
+    let mut plot = Plot::new((0.0, rows.len() as f64), (0.0, 100.0));
+    for (i, (name, segment)) in rows.iter().enumerate() {
+        let (x, mut base) = (i as f64, 0.0);
+        for level in segment.levels.iter().filter(|l| l.accounts > 0) {
+            let color = PALETTE[level.level as usize % PALETTE.len()];
+            plot.rect(
+                x + 0.2,
+                x + 0.8,
+                base,
+                base + level.share_pct,
+                color,
+                &format!(
+                    "{name}: {} at {} ({:.1} %)",
+                    level.accounts, level.level_name, level.share_pct
+                ),
+            );
+            base += level.share_pct;
+        }
+    }
+    let labels: Vec<(f64, String)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (i as f64 + 0.5, (*name).to_owned()))
+        .collect();
+    let levels: Vec<&hpb::LevelCount> = rows.first().map_or(vec![], |(_, all)| {
+        all.levels
+            .iter()
+            .filter(|l| l.level > 0 || l.accounts > 0)
+            .collect()
+    });
+    let names: Vec<String> = levels
+        .iter()
+        .map(|l| match l.level {
+            0 => "below the first level".to_owned(),
+            _ => l.level_name.clone(),
+        })
+        .collect();
+    let colors: Vec<&str> = levels
+        .iter()
+        .map(|l| PALETTE[l.level as usize % PALETTE.len()])
+        .collect();
+    plot.finish("% of accounts", &labels, &ticks(0.0, 100.0, 4, short)) + &legend(&names, &colors)
 }
 
 fn band_color(lower: f64) -> &'static str {
