@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tenure/common/v1/money.proto",
         "tenure/common/v1/date.proto",
         "tenure/ingestion/v1/benchmarks.proto",
+        "tenure/ingestion/v1/plans.proto",
         "tenure/ingestion/v1/ingestion.proto",
         "tenure/health/v1/maturity.proto",
         "tenure/health/v1/health.proto",

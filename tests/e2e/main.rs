@@ -20,6 +20,7 @@ mod learning;
 mod maturity;
 mod outbox;
 mod pipeline;
+mod plans;
 mod playbooks;
 mod properties;
 mod records;

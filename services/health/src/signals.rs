@@ -88,6 +88,7 @@ pub const KNOWN_SIGNALS: &[&str] = &[
     "days_to_renewal",
     "arr_growth_pct",
     "success_plan_attainment_pct",
+    "success_plan_on_track_pct",
     "risk_signals_90d",
     "csm_assessment",
 ];
@@ -106,7 +107,7 @@ pub fn is_known(signal: &str) -> bool {
 /// The present signals of an account; a signal without data is absent.
 pub fn values(s: &AccountSignals) -> BTreeMap<String, f64> {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let present: [(&str, Option<f64>); 24] = [
+    let present: [(&str, Option<f64>); 25] = [
         ("seats_purchased", Some(f64::from(s.seats_purchased))),
         ("active_users_7d", Some(f64::from(s.active_users_7d))),
         ("active_users_30d", Some(f64::from(s.active_users_30d))),
@@ -139,6 +140,7 @@ pub fn values(s: &AccountSignals) -> BTreeMap<String, f64> {
         ("days_to_renewal", s.days_to_renewal.map(f64::from)),
         ("arr_growth_pct", s.arr_growth_pct),
         ("success_plan_attainment_pct", s.success_plan_attainment_pct),
+        ("success_plan_on_track_pct", s.success_plan_on_track_pct),
         ("risk_signals_90d", Some(f64::from(s.risk_signals_90d))),
     ];
     let mut out: BTreeMap<String, f64> = present

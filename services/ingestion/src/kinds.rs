@@ -317,6 +317,50 @@ record!(MetricRecord, "success_metric", metric_id, account, |r| r
     .map(|(day, _)| start_of(*day))
     .unwrap_or(r.updated_at));
 
+/// A usage measure of a success-plan objective.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageMeasure {
+    ActiveUsers30d,
+    Events30d,
+}
+
+/// What an objective is measured by.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// A success metric of the plan's account, by id.
+    Metric(String),
+    Usage(UsageMeasure),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ObjectiveDef {
+    pub objective_id: String,
+    pub name: String,
+    pub owner: String,
+    pub measure: Measure,
+    pub target: f64,
+    pub due_on: NaiveDate,
+}
+
+/// A success plan: objectives measured from the start day to their due days.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PlanRecord {
+    pub plan_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub owner: String,
+    pub start_on: NaiveDate,
+    pub objectives: Vec<ObjectiveDef>,
+    pub updated_at: DateTime<Utc>,
+}
+
+record!(PlanRecord, "success_plan", plan_id, account, |r| start_of(
+    r.start_on
+)
+.min(r.updated_at));
+
 #[cfg(test)]
 mod tests {
     use super::*;

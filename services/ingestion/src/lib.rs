@@ -17,6 +17,7 @@ pub mod events;
 pub mod grpc;
 pub mod kinds;
 pub mod notify;
+pub mod plans;
 pub mod records;
 pub mod signals;
 pub mod stats;
@@ -54,6 +55,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("BatchUpsertInvoices", Scope::Ingest),
     ("BatchUpsertExternalSignals", Scope::Ingest),
     ("BatchUpsertSuccessMetrics", Scope::Ingest),
+    ("BatchUpsertSuccessPlans", Scope::Ingest),
     ("IngestEvents", Scope::Ingest),
     ("StreamEvents", Scope::Ingest),
     ("GetAccount", Scope::Read),
@@ -63,6 +65,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("GetAccountSignals", Scope::Read),
     ("StreamAccountSignals", Scope::Read),
     ("GetPeerBenchmarks", Scope::Read),
+    ("GetSuccessPlanProgress", Scope::Read),
     ("GetSubscriptionHistory", Scope::Read),
     ("ListContacts", Scope::Contacts),
     ("EraseContact", Scope::Erase),

@@ -4,13 +4,15 @@
 //!
 //! [`people_and_contracts`]: contacts and subscriptions (and back to protos);
 //! [`activity`]: features, tickets, surveys, invoices, external signals and
-//! success metrics.
+//! success metrics; [`plans`]: success plans.
 
 mod activity;
 mod people_and_contracts;
+mod plans;
 
 pub use activity::{external_signal, feature, invoice, success_metric, survey, ticket};
 pub use people_and_contracts::{contact, contact_to_proto, subscription, subscription_to_proto};
+pub use plans::success_plan;
 
 use std::collections::BTreeMap;
 

@@ -3,6 +3,7 @@
 //! The service trait maps each call to a method of [`IngestionApi`]: the
 //! writes in [`upserts`], the reads in [`reads`].
 
+mod plans;
 mod reads;
 mod upserts;
 
@@ -345,6 +346,31 @@ impl IngestionService for IngestionApi {
         request: Request<pb::GetAccountSignalsRequest>,
     ) -> Result<Response<pb::GetAccountSignalsResponse>, Status> {
         respond(self.get_account_signals(request.into_inner()).await)
+    }
+
+    async fn batch_upsert_success_plans(
+        &self,
+        request: Request<pb::BatchUpsertSuccessPlansRequest>,
+    ) -> Result<Response<pb::BatchUpsertSuccessPlansResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertSuccessPlans",
+                &r.request_id,
+                &r,
+                ("plans", &r.plans),
+                convert::success_plan,
+                |s| pb::BatchUpsertSuccessPlansResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn get_success_plan_progress(
+        &self,
+        request: Request<pb::GetSuccessPlanProgressRequest>,
+    ) -> Result<Response<pb::GetSuccessPlanProgressResponse>, Status> {
+        respond(self.get_success_plan_progress(request.into_inner()).await)
     }
 
     async fn get_peer_benchmarks(

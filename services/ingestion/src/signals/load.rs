@@ -56,6 +56,8 @@ const OVERDUE: &str = "d.data->>'status' <> 'void' AND (d.data->>'issued_on')::d
     AND (d.data->>'paid_on' IS NULL OR (d.data->>'paid_on')::date > p.day)";
 /// Active champions (`ContactRecord::acts_as`).
 const ACTIVE_CHAMPIONS: &str = "(d.data->>'active')::boolean AND d.data->'roles' ? 'champion'";
+/// Success plans started by `p.day` (`plans::Status::NotStarted` aside).
+const PLANS_STARTED: &str = "(d.data->>'start_on')::date <= p.day";
 /// External signals of the 90-day window.
 const IN_WINDOW: &str = "(d.data->>'occurred_at')::timestamptz >= p.since \
     AND (d.data->>'occurred_at')::timestamptz < p.cutoff";
@@ -204,6 +206,9 @@ pub async fn load_at(
     let catalog: HashMap<DateTime<Utc>, Vec<FeatureRecord>> =
         records::catalog_as_of_each(pool, slots.cutoffs.iter().copied()).await?;
     let mut usage = usage_many(pool, &slots).await?.into_iter();
+    let plans: Vec<Vec<PlanRecord>> = read(pool, r, &slots, PLANS_STARTED).await?;
+    let mut plan_usage = plan_usage(pool, batch, &plans).await?.into_iter();
+    let mut plans = plans.into_iter();
 
     let mut accounts = accounts.into_iter().peekable();
     let mut loaded = Vec::with_capacity(batch.len());
@@ -224,6 +229,10 @@ pub async fn load_at(
             metrics.next().unwrap_or_default(),
             usage.next().unwrap_or_default(),
         );
+        let (plans, plan_usage) = (
+            plans.next().unwrap_or_default(),
+            plan_usage.next().unwrap_or_default(),
+        );
         // Slots count from one, as `WITH ORDINALITY` does.
         let Some((_, segment, owner, parent, attributes)) =
             accounts.next_if(|row| usize::try_from(row.0 - 1) == Ok(i))
@@ -243,6 +252,8 @@ pub async fn load_at(
             features: catalog.get(&slots.cutoffs[i]).cloned().unwrap_or_default(),
             relationship_changes_90d: std::mem::take(&mut relationship_changes[i]),
             usage,
+            plans,
+            plan_usage,
             segment,
             owner,
             parent_account_id: parent.unwrap_or_default(),
@@ -252,6 +263,44 @@ pub async fn load_at(
         }));
     }
     Ok(loaded)
+}
+
+/// The usage of each slot's account on the days its success plans' usage
+/// objectives are read at, in one read of the rollups for the batch.
+async fn plan_usage(
+    pool: &PgPool,
+    batch: &[(String, NaiveDate)],
+    plans: &[Vec<PlanRecord>],
+) -> sqlx::Result<Vec<BTreeMap<NaiveDate, Usage>>> {
+    let wanted: Vec<Vec<NaiveDate>> = batch
+        .iter()
+        .zip(plans)
+        .map(|((_, as_of), plans)| {
+            let days: std::collections::BTreeSet<NaiveDate> = plans
+                .iter()
+                .flat_map(|plan| crate::plans::usage_days(plan, *as_of))
+                .collect();
+            days.into_iter().collect()
+        })
+        .collect();
+    let pairs: Vec<(String, NaiveDate)> = batch
+        .iter()
+        .zip(&wanted)
+        .flat_map(|((account_id, _), days)| days.iter().map(|d| (account_id.clone(), *d)))
+        .collect();
+    let mut usage = usage_at(pool, &pairs).await?.into_iter();
+    Ok(wanted
+        .into_iter()
+        .map(|days| days.into_iter().zip(usage.by_ref()).collect())
+        .collect())
+}
+
+/// The usage of each (account, day), in the order given.
+pub async fn usage_at(pool: &PgPool, pairs: &[(String, NaiveDate)]) -> sqlx::Result<Vec<Usage>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    usage_many(pool, &slots_of(pairs, 0)).await
 }
 
 /// The list of the slot numbered `slot` (from one, as `WITH ORDINALITY`

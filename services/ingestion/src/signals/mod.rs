@@ -5,7 +5,7 @@
 
 mod load;
 
-pub use load::{Reading, load, load_at, load_many, load_many_reading};
+pub use load::{Reading, load, load_at, load_many, load_many_reading, usage_at};
 
 use std::collections::BTreeMap;
 
@@ -53,6 +53,20 @@ pub struct Inputs {
     /// Sponsor and champion changes in the 90 days up to the cutoff.
     pub relationship_changes_90d: Vec<(Role, String)>,
     pub usage: Usage,
+    /// Success plans started by the day.
+    pub plans: Vec<PlanRecord>,
+    /// Usage on the days the plans' usage objectives are read at.
+    pub plan_usage: BTreeMap<NaiveDate, Usage>,
+}
+
+impl Usage {
+    /// A success-plan objective's usage measure.
+    pub fn measure(&self, measure: UsageMeasure) -> f64 {
+        match measure {
+            UsageMeasure::ActiveUsers30d => self.active_users_30d as f64,
+            UsageMeasure::Events30d => self.events_30d as f64,
+        }
+    }
 }
 
 /// The first instant after `as_of`: data at or after it is excluded.
@@ -76,6 +90,17 @@ fn arr_on(subscriptions: &[SubscriptionRecord], day: NaiveDate) -> Option<(Strin
 
 fn percent_change(now: f64, before: f64) -> Option<f64> {
     (before > 0.0).then(|| (now - before) / before * 100.0)
+}
+
+/// The share of the success plans' objectives met or on track on `as_of`.
+fn plans_on_track(inputs: &Inputs, as_of: NaiveDate) -> Option<f64> {
+    let usage_at = |measure, day| inputs.plan_usage.get(&day).map(|u| u.measure(measure));
+    let outcomes: Vec<crate::plans::Outcome> = inputs
+        .plans
+        .iter()
+        .flat_map(|plan| crate::plans::progress(plan, as_of, &inputs.metrics, &usage_at))
+        .collect();
+    crate::plans::shares(&outcomes).0
 }
 
 /// Computes the signals at the end of `as_of` from `inputs` (already limited
@@ -234,6 +259,7 @@ pub fn compute(inputs: &Inputs, as_of: NaiveDate) -> AccountSignals {
         success_plan_attainment_pct: (!attainments.is_empty())
             .then(|| attainments.iter().sum::<f64>() / attainments.len() as f64),
         risk_signals_90d: risk_signals as i32,
+        success_plan_on_track_pct: plans_on_track(inputs, as_of),
         attributes: inputs
             .attributes
             .iter()

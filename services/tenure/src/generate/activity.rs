@@ -445,7 +445,7 @@ fn signals(
 
 /// A success-plan metric per spell for mid-market and enterprise accounts:
 /// hours saved a week, climbing towards its target over nine months, half
-/// as fast in a year of falling adoption.
+/// as fast in a year of falling adoption; and the spell's success plan.
 fn metrics(
     files: &mut Files,
     Account { config, plan, life }: Account<'_>,
@@ -475,10 +475,40 @@ fn metrics(
         let Some(updated) = values.last().map(|_| on - Days::new(30)) else {
             continue;
         };
+        let metric_id = format!("{}-m{}", plan.id, n + 1);
+        // The spell's success plan: the metric at its target in nine
+        // months, and half the seats in use within six.
+        files.row(
+            Kind::Plans,
+            &json!({
+                "plan_id": format!("{}-p{}", plan.id, n + 1),
+                "account_id": plan.id,
+                "name": "Value plan",
+                "owner": plan.owner,
+                "start_on": day(spell.start),
+                "objectives": [
+                    {
+                        "objective_id": "hours-saved",
+                        "name": "Hours saved a week",
+                        "metric_id": metric_id,
+                        "target": target,
+                        "due_on": day(spell.start + Days::new(270)),
+                    },
+                    {
+                        "objective_id": "active-users",
+                        "name": "Half the seats in use",
+                        "usage": "active_users_30d",
+                        "target": target,
+                        "due_on": day(spell.start + Days::new(180)),
+                    },
+                ],
+                "updated_at": time(at(spell.start, 9)),
+            }),
+        )?;
         files.row(
             Kind::Metrics,
             &json!({
-                "metric_id": format!("{}-m{}", plan.id, n + 1),
+                "metric_id": metric_id,
                 "account_id": plan.id,
                 "name": "hours saved a week",
                 "unit": "hours",

@@ -49,7 +49,7 @@ pub struct Config {
 
 /// The files of a generated base in the order they must be imported
 /// (features and parents before what refers to them), with their kinds.
-pub const FILES: [(Kind, &str); 11] = [
+pub const FILES: [(Kind, &str); 12] = [
     (Kind::Features, "features.jsonl"),
     (Kind::Accounts, "accounts.jsonl"),
     (Kind::Contacts, "contacts.jsonl"),
@@ -59,6 +59,7 @@ pub const FILES: [(Kind, &str); 11] = [
     (Kind::Invoices, "invoices.jsonl"),
     (Kind::Signals, "signals.jsonl"),
     (Kind::Metrics, "metrics.jsonl"),
+    (Kind::Plans, "plans.jsonl"),
     (Kind::Events, "events.jsonl"),
     (Kind::Outcomes, "outcomes.jsonl"),
 ];

@@ -128,6 +128,16 @@ pub(super) async fn upsert(
                 .into_inner()
                 .summary
         }
+        Item::Plan(_) => {
+            client
+                .batch_upsert_success_plans(pb::BatchUpsertSuccessPlansRequest {
+                    request_id,
+                    plans: collect!(Plan),
+                })
+                .await?
+                .into_inner()
+                .summary
+        }
         Item::Outcome(_) => {
             let recorded = clients
                 .renewals

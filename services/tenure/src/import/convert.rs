@@ -18,6 +18,7 @@ pub(super) enum Item {
     Invoice(pb::Invoice),
     Signal(pb::ExternalSignal),
     Metric(pb::SuccessMetric),
+    Plan(pb::SuccessPlan),
     Event(pb::UsageEvent),
     Outcome(rpb::RenewalOutcome),
 }
@@ -166,19 +167,12 @@ pub(super) fn convert(kind: Kind, row: &Map<String, Value>) -> Result<Item, Stri
             updated_at: f.time("updated_at")?,
         }),
         Kind::Metrics => {
-            let mut values = Vec::new();
-            if let Some(Value::Array(items)) = row.get("values") {
-                for item in items {
-                    let Value::Object(map) = item else {
-                        return Err("values: entries must be objects".into());
-                    };
-                    let v = Fields(map);
-                    values.push(pb::MetricValue {
-                        measured_on: v.date("measured_on")?,
-                        value: v.number("value")?,
-                    });
-                }
-            }
+            let values = objects(row, "values", |v| {
+                Ok(pb::MetricValue {
+                    measured_on: v.date("measured_on")?,
+                    value: v.number("value")?,
+                })
+            })?;
             Item::Metric(pb::SuccessMetric {
                 metric_id: f.text("metric_id"),
                 account_id: f.text("account_id"),
@@ -190,6 +184,35 @@ pub(super) fn convert(kind: Kind, row: &Map<String, Value>) -> Result<Item, Stri
                     pb::MetricDirection::from_str_name(s).map(|e| e as i32)
                 })?,
                 values,
+                updated_at: f.time("updated_at")?,
+            })
+        }
+        Kind::Plans => {
+            let objectives = objects(row, "objectives", |o| {
+                let metric_id = o.text("metric_id");
+                let measure = if metric_id.is_empty() {
+                    pb::objective::Measure::Usage(o.choice("usage", "USAGE_MEASURE", |s| {
+                        pb::UsageMeasure::from_str_name(s).map(|e| e as i32)
+                    })?)
+                } else {
+                    pb::objective::Measure::MetricId(metric_id)
+                };
+                Ok(pb::Objective {
+                    objective_id: o.text("objective_id"),
+                    name: o.text("name"),
+                    owner: o.text("owner"),
+                    measure: Some(measure),
+                    target: o.number("target")?,
+                    due_on: o.date("due_on")?,
+                })
+            })?;
+            Item::Plan(pb::SuccessPlan {
+                plan_id: f.text("plan_id"),
+                account_id: f.text("account_id"),
+                name: f.text("name"),
+                owner: f.text("owner"),
+                start_on: f.date("start_on")?,
+                objectives,
                 updated_at: f.time("updated_at")?,
             })
         }
@@ -219,4 +242,23 @@ pub(super) fn convert(kind: Kind, row: &Map<String, Value>) -> Result<Item, Stri
             ..Default::default()
         }),
     })
+}
+
+/// Each object of the array `name` of `row` (none when it is absent),
+/// converted by `each`.
+fn objects<T>(
+    row: &Map<String, Value>,
+    name: &str,
+    each: impl Fn(Fields<'_>) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let Some(Value::Array(items)) = row.get(name) else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Object(map) => each(Fields(map)),
+            _ => Err(format!("{name}: entries must be objects")),
+        })
+        .collect()
 }

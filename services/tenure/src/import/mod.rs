@@ -41,6 +41,8 @@ pub enum Kind {
     Invoices,
     Signals,
     Metrics,
+    /// Success plans.
+    Plans,
     Events,
     /// Renewal outcomes, loaded through the renewals API.
     Outcomes,
