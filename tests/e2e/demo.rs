@@ -97,9 +97,17 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
     assert_eq!(maturity.accounts, 200, "{text}");
     let levels_held = maturity.levels.iter().filter(|l| l.accounts > 0).count();
     assert!(levels_held >= 3, "{text}");
+    // The generated plans, judged: some met, some missed.
+    let plans = &report.plans;
+    let count = |status: &str| plans.statuses.iter().find(|(s, _)| *s == status).unwrap().1;
+    assert!(
+        plans.accounts > 0 && count("met") > 0 && count("missed") > 0,
+        "{text}"
+    );
     for heading in [
         "HEALTH BY BAND",
         "MATURITY",
+        "SUCCESS PLANS",
         "AT RISK",
         "SURPRISE CHURNS",
         "LEADING INDICATORS",

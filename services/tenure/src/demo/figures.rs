@@ -5,6 +5,7 @@ use chrono::{Datelike as _, Months, NaiveDate};
 use tenure_platform::time::to_date;
 use tenure_proto::common::v1::{DateRange, Money};
 use tenure_proto::health::v1 as hpb;
+use tenure_proto::ingestion::v1 as ipb;
 use tenure_proto::renewals::v1 as rpb;
 
 use super::Clients;
@@ -263,4 +264,71 @@ pub(crate) async fn cohorts(
         .await?
         .into_inner()
         .cohorts)
+}
+
+/// The base's success plans as of a day: their objectives by status, the
+/// share met or on track and the success rate (met of decided).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plans {
+    /// Accounts with a plan started by the day.
+    pub accounts: usize,
+    /// (status, objectives), from met to not started.
+    pub statuses: Vec<(&'static str, usize)>,
+    pub on_track_pct: Option<f64>,
+    pub success_rate_pct: Option<f64>,
+}
+
+/// The success plans of every account with one started by `as_of`: those
+/// whose signals carry an on-track share, each read in full.
+pub(crate) async fn plans(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Result<Plans> {
+    use ipb::ObjectiveStatus as S;
+    let mut stream = clients
+        .ingestion
+        .stream_account_signals(ipb::StreamAccountSignalsRequest {
+            as_of: Some(to_date(as_of)),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut planned = Vec::new();
+    while let Some(message) = stream.message().await? {
+        if let Some(signals) = message.signals
+            && signals.success_plan_on_track_pct.is_some()
+        {
+            planned.push(signals.account_id);
+        }
+    }
+    let order = [
+        (S::Met, "met"),
+        (S::OnTrack, "on track"),
+        (S::AtRisk, "at risk"),
+        (S::Missed, "missed"),
+        (S::NoData, "no data"),
+        (S::NotStarted, "not started"),
+    ];
+    let mut counts = [0usize; 6];
+    for account_id in &planned {
+        let progress = clients
+            .ingestion
+            .get_success_plan_progress(ipb::GetSuccessPlanProgressRequest {
+                account_id: account_id.clone(),
+                plan_id: String::new(),
+                as_of: Some(to_date(as_of)),
+            })
+            .await?
+            .into_inner();
+        for objective in progress.plans.iter().flat_map(|p| &p.objectives) {
+            if let Some(i) = order.iter().position(|(s, _)| *s == objective.status()) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let [met, on_track, at_risk, missed, ..] = counts;
+    let pct = |part: usize, whole: usize| (whole > 0).then(|| part as f64 * 100.0 / whole as f64);
+    Ok(Plans {
+        accounts: planned.len(),
+        statuses: order.iter().map(|(_, name)| *name).zip(counts).collect(),
+        on_track_pct: pct(met + on_track, met + on_track + at_risk + missed),
+        success_rate_pct: pct(met, met + missed),
+    })
 }

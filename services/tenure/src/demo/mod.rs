@@ -23,6 +23,7 @@ use tenure_platform::config::PeerConfig;
 use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
+use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::playbooks::v1 as ppb;
 use tenure_proto::playbooks::v1::playbooks_service_client::PlaybooksServiceClient;
 use tenure_proto::renewals::v1 as rpb;
@@ -51,6 +52,7 @@ pub struct Options {
 }
 
 pub(crate) struct Clients {
+    pub(crate) ingestion: IngestionServiceClient<TracedChannel>,
     pub(crate) health: HealthServiceClient<TracedChannel>,
     pub(crate) renewals: RenewalsServiceClient<TracedChannel>,
     pub(crate) playbooks: PlaybooksServiceClient<TracedChannel>,
@@ -59,6 +61,7 @@ pub(crate) struct Clients {
 impl Clients {
     pub(crate) fn connect(peers: &PeerConfig) -> anyhow::Result<Self> {
         Ok(Self {
+            ingestion: IngestionServiceClient::new(peers.channel(&peers.ingestion_url)?),
             health: HealthServiceClient::new(peers.channel(&peers.health_url)?),
             renewals: RenewalsServiceClient::new(peers.channel(&peers.renewals_url)?),
             playbooks: PlaybooksServiceClient::new(peers.channel(&peers.playbooks_url)?),
@@ -88,6 +91,8 @@ pub struct Report {
     /// The accounts per level of the adoption model, as of the base's last
     /// day, per segment.
     pub maturity: hpb::GetMaturityDistributionResponse,
+    /// Success plans' objectives by status, as of the base's last day.
+    pub plans: figures::Plans,
     /// (playbook, runs started).
     pub playbook_runs: Vec<(String, usize)>,
     pub tasks_opened: usize,
@@ -229,7 +234,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         })
         .await?;
 
-    steps.say("reading health, maturity, retention, forecasts, cohorts and service tiers");
+    steps.say("reading health, maturity, success plans, retention, forecasts, cohorts and tiers");
     report.maturity = clients
         .health
         .get_maturity_distribution(hpb::GetMaturityDistributionRequest {
@@ -240,6 +245,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         .await
         .context("reading the maturity distribution")?
         .into_inner();
+    report.plans = figures::plans(&mut clients, as_of).await?;
     report.health = figures::health(&mut clients, 5).await?;
     report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
     report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;

@@ -245,6 +245,18 @@ impl fmt::Display for Report {
             let _ = writeln!(out, "  {name:<14} {:>8}  {shares}", segment.accounts);
         }
 
+        let p = &self.plans;
+        let _ = writeln!(
+            out,
+            "\nSUCCESS PLANS ({} accounts with a plan under way; {} of objectives met or on track, success rate {})",
+            p.accounts,
+            pct(p.on_track_pct),
+            pct(p.success_rate_pct)
+        );
+        for (status, objectives) in &p.statuses {
+            let _ = writeln!(out, "  {status:<12} {objectives:>6} objectives");
+        }
+
         let c = &self.coverage;
         let _ = writeln!(
             out,
