@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "tenure/common/v1/money.proto",
         "tenure/common/v1/date.proto",
+        "tenure/common/v1/advocacy.proto",
+        "tenure/ingestion/v1/advocacy.proto",
         "tenure/ingestion/v1/benchmarks.proto",
         "tenure/ingestion/v1/plans.proto",
         "tenure/ingestion/v1/ingestion.proto",

@@ -106,6 +106,23 @@ async fn an_erased_contact_leaves_nothing_behind_in_any_schema() {
         })
         .await
         .unwrap();
+    // She gave a reference call, noted in her name.
+    app.ingestion
+        .batch_upsert_advocacy_activities(ipb::BatchUpsertAdvocacyActivitiesRequest {
+            request_id: String::new(),
+            activities: vec![ipb::AdvocacyActivity {
+                activity_id: "ref-ada".into(),
+                account_id: "acme".into(),
+                kind: ipb::AdvocacyKind::Reference as i32,
+                occurred_at: ts(days_ago(8)),
+                contact_id: "c-ada".into(),
+                note: "Ada Lovelace took the call".into(),
+                updated_at: ts(days_ago(8)),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
     app.ingestion
         .ingest_events(ipb::IngestEventsRequest {
             events: vec![

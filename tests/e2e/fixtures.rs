@@ -219,3 +219,30 @@ pub(crate) async fn streamed_signals(
     }
     streamed
 }
+
+/// A scorecard named `name` of one measure: `signal` mapped linearly from
+/// `worst` (0) to `best` (100).
+pub(crate) fn single_measure_scorecard(
+    name: &str,
+    signal: &str,
+    worst: f64,
+    best: f64,
+) -> tenure_proto::health::v1::CreateScorecardRequest {
+    use tenure_proto::health::v1 as hpb;
+    hpb::CreateScorecardRequest {
+        request_id: String::new(),
+        scorecard: Some(hpb::Scorecard {
+            name: name.into(),
+            groups: vec![hpb::MeasureGroup {
+                name: "Measures".into(),
+                measures: vec![hpb::Measure {
+                    name: signal.into(),
+                    signal: signal.into(),
+                    weight: 1.0,
+                    rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule { worst, best })),
+                }],
+            }],
+            ..Default::default()
+        }),
+    }
+}

@@ -233,27 +233,9 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
     app.stop().await;
 }
 
+/// A scorecard of one risk signal: none of it is best, 3 or more worst.
 fn single_measure(name: &str, signal: &str) -> hpb::CreateScorecardRequest {
-    let measure = hpb::Measure {
-        name: signal.into(),
-        signal: signal.into(),
-        weight: 1.0,
-        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule {
-            worst: 3.0,
-            best: 0.0,
-        })),
-    };
-    hpb::CreateScorecardRequest {
-        request_id: String::new(),
-        scorecard: Some(hpb::Scorecard {
-            name: name.into(),
-            groups: vec![hpb::MeasureGroup {
-                name: "Risk".into(),
-                measures: vec![measure],
-            }],
-            ..Default::default()
-        }),
-    }
+    crate::fixtures::single_measure_scorecard(name, signal, 3.0, 0.0)
 }
 
 #[tokio::test]

@@ -412,25 +412,12 @@ async fn playbooks_run(app: &TestStack, account_id: &str, n: usize) -> Vec<Strin
 async fn level_changes_and_stuck_accounts_start_playbooks() {
     let mut app = TestStack::spawn().await;
     app.health
-        .create_scorecard(hpb::CreateScorecardRequest {
-            request_id: String::new(),
-            scorecard: Some(hpb::Scorecard {
-                name: "default".into(),
-                groups: vec![hpb::MeasureGroup {
-                    name: "Licenses".into(),
-                    measures: vec![hpb::Measure {
-                        name: "seats".into(),
-                        signal: "seats_purchased".into(),
-                        weight: 1.0,
-                        rule: Some(hpb::measure::Rule::Linear(hpb::LinearRule {
-                            worst: 0.0,
-                            best: 10.0,
-                        })),
-                    }],
-                }],
-                ..Default::default()
-            }),
-        })
+        .create_scorecard(crate::fixtures::single_measure_scorecard(
+            "default",
+            "seats_purchased",
+            0.0,
+            10.0,
+        ))
         .await
         .unwrap();
     app.health

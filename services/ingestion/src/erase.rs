@@ -76,17 +76,21 @@ pub async fn contact(tx: &mut PgConnection, contact_id: &str) -> sqlx::Result<Op
         .execute(&mut *tx)
         .await?
         .rows_affected() as i64;
-        rows += sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE ingestion.{table} \
-             SET data = data || jsonb_build_object('contact_id', $2::text, 'comment', '') \
-             WHERE kind = 'survey' AND account_id = ANY($3) AND data->>'contact_id' = $1"
-        )))
-        .bind(contact_id)
-        .bind(&pseudonym)
-        .bind(&accounts)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as i64;
+        // What the person said goes with their name: a survey's comment,
+        // an advocacy activity's note.
+        for (kind, said) in [("survey", "comment"), ("advocacy", "note")] {
+            rows += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE ingestion.{table} \
+                 SET data = data || jsonb_build_object('contact_id', $2::text, '{said}', '') \
+                 WHERE kind = '{kind}' AND account_id = ANY($3) AND data->>'contact_id' = $1"
+            )))
+            .bind(contact_id)
+            .bind(&pseudonym)
+            .bind(&accounts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        }
     }
     rows += sqlx::query(
         "UPDATE ingestion.relationship_changes SET contact_id = $2 WHERE contact_id = $1",

@@ -361,6 +361,33 @@ record!(PlanRecord, "success_plan", plan_id, account, |r| start_of(
 )
 .min(r.updated_at));
 
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvocacyKind {
+    Reference,
+    CaseStudy,
+    Review,
+    Referral,
+    FeedbackAdopted,
+}
+
+/// Something an account did for the vendor beyond paying.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AdvocacyRecord {
+    pub activity_id: String,
+    pub account_id: String,
+    pub kind: AdvocacyKind,
+    pub occurred_at: DateTime<Utc>,
+    pub contact_id: String,
+    /// Referrals: the account the referral became.
+    pub referred_account_id: Option<String>,
+    pub note: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+record!(AdvocacyRecord, "advocacy", activity_id, account, |r| r
+    .occurred_at);
+
 #[cfg(test)]
 mod tests {
     use super::*;

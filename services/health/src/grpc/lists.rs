@@ -15,6 +15,7 @@ fn summary(row: store::Listed) -> pb::AccountHealthSummary {
         owner: row.owner.clone(),
         arr: Some(money(row.arr_minor)),
         arr_at_risk: Some(money(row.arr_at_risk_minor)),
+        advocacy: None,
     }
 }
 
@@ -117,6 +118,7 @@ impl HealthApi {
         }
         let at_risk = store::list_by_score(&self.pool, &filter, None, tail).await?;
         let advocates = store::top(&self.pool, &filter, tail).await?;
+        let advocates = self.with_advocacy(advocates).await?;
         Ok(pb::GetHealthDistributionResponse {
             histogram,
             bands: bands
@@ -136,7 +138,43 @@ impl HealthApi {
                 })
                 .collect(),
             at_risk: at_risk.into_iter().map(summary).collect(),
-            advocates: advocates.into_iter().map(summary).collect(),
+            advocates,
         })
+    }
+
+    /// The advocate tail, each account with what it has done as an
+    /// advocate (ingestion's advocacy summaries as of today).
+    async fn with_advocacy(
+        &self,
+        advocates: Vec<store::Listed>,
+    ) -> ApiResult<Vec<pb::AccountHealthSummary>> {
+        if advocates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = tenure_proto::ingestion::v1::GetAdvocacySummariesRequest {
+            account_ids: advocates.iter().map(|a| a.account_id.clone()).collect(),
+            as_of: None,
+        };
+        let mut found: std::collections::HashMap<String, _> = self
+            .ingestion
+            .clone()
+            .get_advocacy_summaries(request)
+            .await
+            .map_err(|s| ApiError::from_upstream(s, "advocacy summaries"))?
+            .into_inner()
+            .accounts
+            .into_iter()
+            .map(|a| (a.account_id, a.summary))
+            .collect();
+        Ok(advocates
+            .into_iter()
+            .map(|row| {
+                let advocacy = found.remove(&row.account_id).flatten();
+                pb::AccountHealthSummary {
+                    advocacy,
+                    ..summary(row)
+                }
+            })
+            .collect())
     }
 }

@@ -4,15 +4,15 @@
 //!
 //! [`people_and_contracts`]: contacts and subscriptions (and back to protos);
 //! [`activity`]: features, tickets, surveys, invoices, external signals and
-//! success metrics; [`plans`]: success plans.
+//! success metrics; [`value`]: success plans and advocacy.
 
 mod activity;
 mod people_and_contracts;
-mod plans;
+mod value;
 
 pub use activity::{external_signal, feature, invoice, success_metric, survey, ticket};
 pub use people_and_contracts::{contact, contact_to_proto, subscription, subscription_to_proto};
-pub use plans::success_plan;
+pub use value::{advocacy_activity, success_plan};
 
 use std::collections::BTreeMap;
 

@@ -3,9 +3,9 @@
 //! The service trait maps each call to a method of [`IngestionApi`]: the
 //! writes in [`upserts`], the reads in [`reads`].
 
-mod plans;
 mod reads;
 mod upserts;
+mod value;
 
 use reads::non_empty;
 pub(crate) use reads::{as_of_date, inputs_of};
@@ -364,6 +364,31 @@ impl IngestionService for IngestionApi {
             )
             .await,
         )
+    }
+
+    async fn batch_upsert_advocacy_activities(
+        &self,
+        request: Request<pb::BatchUpsertAdvocacyActivitiesRequest>,
+    ) -> Result<Response<pb::BatchUpsertAdvocacyActivitiesResponse>, Status> {
+        let r = request.into_inner();
+        respond(
+            self.upsert_kind(
+                "BatchUpsertAdvocacyActivities",
+                &r.request_id,
+                &r,
+                ("activities", &r.activities),
+                convert::advocacy_activity,
+                |s| pb::BatchUpsertAdvocacyActivitiesResponse { summary: Some(s) },
+            )
+            .await,
+        )
+    }
+
+    async fn get_advocacy_summaries(
+        &self,
+        request: Request<pb::GetAdvocacySummariesRequest>,
+    ) -> Result<Response<pb::GetAdvocacySummariesResponse>, Status> {
+        respond(self.get_advocacy_summaries(request.into_inner()).await)
     }
 
     async fn get_success_plan_progress(

@@ -22,16 +22,8 @@ impl IngestionApi {
         &self,
         request: pb::BatchGetAccountsRequest,
     ) -> ApiResult<pb::BatchGetAccountsResponse> {
-        const MAX_IDS: usize = 1000;
         let mut violations = Violations::default();
-        violations.check(
-            (1..=MAX_IDS).contains(&request.account_ids.len()),
-            "account_ids",
-            "must hold between 1 and 1000 ids",
-        );
-        for (i, id) in request.account_ids.iter().enumerate() {
-            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-        }
+        account_batch(&request.account_ids, &mut violations);
         violations.into_result()?;
         let mut ids = request.account_ids;
         ids.sort();
@@ -259,6 +251,19 @@ pub(crate) fn as_of_date(
     match value {
         None => today,
         Some(_) => past_day(value, "as_of", violations).unwrap_or(today),
+    }
+}
+
+/// A batch of 1 to 1,000 account ids, each a valid id.
+pub(super) fn account_batch(ids: &[String], violations: &mut Violations) {
+    const MAX_IDS: usize = 1000;
+    violations.check(
+        (1..=MAX_IDS).contains(&ids.len()),
+        "account_ids",
+        "must hold between 1 and 1000 ids",
+    );
+    for (i, id) in ids.iter().enumerate() {
+        violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
     }
 }
 

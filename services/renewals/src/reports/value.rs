@@ -161,8 +161,10 @@ impl RenewalsApi {
                 payments: payments as i32,
                 derl,
                 expansion_capped: observed_growth > cap,
+                referred_arr: Vec::new(),
             });
         }
+        self.add_referred_arr(&mut accounts, today).await?;
         if account.is_some() && accounts.is_empty() {
             return Err(ApiError::FailedPrecondition(
                 "the account pays no recurring revenue on the as-of date".to_owned(),
@@ -179,6 +181,36 @@ impl RenewalsApi {
             model: Some(model_to_proto(&fit, size as f64, 5, horizon)),
             del,
         })
+    }
+
+    /// Sets each valued account's referred ARR from ingestion's advocacy
+    /// summaries as of `day`, a thousand accounts a call.
+    async fn add_referred_arr(
+        &self,
+        accounts: &mut [pb::AccountLifetimeValue],
+        day: NaiveDate,
+    ) -> ApiResult<()> {
+        for chunk in accounts.chunks_mut(1000) {
+            let request = tenure_proto::ingestion::v1::GetAdvocacySummariesRequest {
+                account_ids: chunk.iter().map(|a| a.account_id.clone()).collect(),
+                as_of: Some(tenure_platform::time::to_date(day)),
+            };
+            let found: HashMap<String, Vec<tenure_proto::common::v1::Money>> = self
+                .ingestion
+                .clone()
+                .get_advocacy_summaries(request)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "advocacy summaries"))?
+                .into_inner()
+                .accounts
+                .into_iter()
+                .filter_map(|a| Some((a.account_id, a.summary?.referred_arr)))
+                .collect();
+            for account in chunk {
+                account.referred_arr = found.get(&account.account_id).cloned().unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn project_scenario(

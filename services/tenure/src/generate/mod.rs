@@ -20,6 +20,7 @@
 //! The same configuration and seed always write the same bytes.
 
 mod activity;
+mod advocacy;
 mod life;
 mod out;
 mod plan;
@@ -49,7 +50,7 @@ pub struct Config {
 
 /// The files of a generated base in the order they must be imported
 /// (features and parents before what refers to them), with their kinds.
-pub const FILES: [(Kind, &str); 12] = [
+pub const FILES: [(Kind, &str); 13] = [
     (Kind::Features, "features.jsonl"),
     (Kind::Accounts, "accounts.jsonl"),
     (Kind::Contacts, "contacts.jsonl"),
@@ -60,6 +61,7 @@ pub const FILES: [(Kind, &str); 12] = [
     (Kind::Signals, "signals.jsonl"),
     (Kind::Metrics, "metrics.jsonl"),
     (Kind::Plans, "plans.jsonl"),
+    (Kind::Advocacy, "advocacy.jsonl"),
     (Kind::Events, "events.jsonl"),
     (Kind::Outcomes, "outcomes.jsonl"),
 ];
@@ -84,6 +86,7 @@ pub fn write(config: &Config, dir: &Path) -> anyhow::Result<Counts> {
     let mut master = ChaCha8Rng::seed_from_u64(config.seed);
     let plans = plan::plans(config, &mut master);
     let mut truth = truth::Truth::new(config);
+    let mut customers = advocacy::Customers::default();
     for plan in &plans {
         // Each account draws from its own stream, so its history does not
         // depend on how many accounts came before it.
@@ -93,6 +96,7 @@ pub fn write(config: &Config, dir: &Path) -> anyhow::Result<Counts> {
         let life = life::simulate(config, plan, &mut rng);
         life::write(&mut files, config, plan, &life)?;
         activity::write(&mut files, config, plan, &life, &mut rng)?;
+        advocacy::write(&mut files, config, plan, &life, &mut customers)?;
         truth.record(plan, &life);
     }
     truth.write(dir, files.counts())?;

@@ -138,6 +138,16 @@ pub(super) async fn upsert(
                 .into_inner()
                 .summary
         }
+        Item::Advocacy(_) => {
+            client
+                .batch_upsert_advocacy_activities(pb::BatchUpsertAdvocacyActivitiesRequest {
+                    request_id,
+                    activities: collect!(Advocacy),
+                })
+                .await?
+                .into_inner()
+                .summary
+        }
         Item::Outcome(_) => {
             let recorded = clients
                 .renewals

@@ -19,6 +19,7 @@ pub(super) enum Item {
     Signal(pb::ExternalSignal),
     Metric(pb::SuccessMetric),
     Plan(pb::SuccessPlan),
+    Advocacy(pb::AdvocacyActivity),
     Event(pb::UsageEvent),
     Outcome(rpb::RenewalOutcome),
 }
@@ -216,6 +217,18 @@ pub(super) fn convert(kind: Kind, row: &Map<String, Value>) -> Result<Item, Stri
                 updated_at: f.time("updated_at")?,
             })
         }
+        Kind::Advocacy => Item::Advocacy(pb::AdvocacyActivity {
+            activity_id: f.text("activity_id"),
+            account_id: f.text("account_id"),
+            kind: f.choice("kind", "ADVOCACY_KIND", |s| {
+                pb::AdvocacyKind::from_str_name(s).map(|e| e as i32)
+            })?,
+            occurred_at: f.time("occurred_at")?,
+            contact_id: f.text("contact_id"),
+            referred_account_id: f.text("referred_account_id"),
+            note: f.text("note"),
+            updated_at: f.time("updated_at")?,
+        }),
         Kind::Events => Item::Event(pb::UsageEvent {
             message_id: f.text("message_id"),
             account_id: f.text("account_id"),

@@ -43,6 +43,8 @@ pub enum Kind {
     Metrics,
     /// Success plans.
     Plans,
+    /// Advocacy activities: references, case studies, reviews, referrals.
+    Advocacy,
     Events,
     /// Renewal outcomes, loaded through the renewals API.
     Outcomes,

@@ -1,9 +1,10 @@
-//! Success plans: validated from their protos.
+//! The value journey's records: success plans and advocacy activities,
+//! validated from their protos.
 
 use std::collections::HashSet;
 
 use super::*;
-use crate::kinds::{Measure, ObjectiveDef, PlanRecord, UsageMeasure};
+use crate::kinds::{AdvocacyKind, AdvocacyRecord, Measure, ObjectiveDef, PlanRecord, UsageMeasure};
 
 const MAX_OBJECTIVES: usize = 50;
 
@@ -88,6 +89,60 @@ pub fn success_plan(c: &mut Checker<'_>, item: &pb::SuccessPlan, path: &str) -> 
             owner: item.owner.clone(),
             start_on: start_on?,
             objectives,
+            updated_at: updated_at?,
+        })
+    })
+}
+
+pub fn advocacy_activity(
+    c: &mut Checker<'_>,
+    item: &pb::AdvocacyActivity,
+    path: &str,
+) -> Option<AdvocacyRecord> {
+    clean(c, |c| {
+        c.id(&item.activity_id, format!("{path}.activity_id"));
+        c.id(&item.account_id, format!("{path}.account_id"));
+        let kind = match pb::AdvocacyKind::try_from(item.kind) {
+            Ok(pb::AdvocacyKind::Reference) => Some(AdvocacyKind::Reference),
+            Ok(pb::AdvocacyKind::CaseStudy) => Some(AdvocacyKind::CaseStudy),
+            Ok(pb::AdvocacyKind::Review) => Some(AdvocacyKind::Review),
+            Ok(pb::AdvocacyKind::Referral) => Some(AdvocacyKind::Referral),
+            Ok(pb::AdvocacyKind::FeedbackAdopted) => Some(AdvocacyKind::FeedbackAdopted),
+            _ => None,
+        };
+        let kind = c.known(kind, format!("{path}.kind"));
+        let occurred_at = c.past(item.occurred_at.as_ref(), format!("{path}.occurred_at"));
+        c.violations
+            .limit_text(&item.contact_id, format!("{path}.contact_id"), MAX_ID);
+        c.violations.limit_text(
+            &item.referred_account_id,
+            format!("{path}.referred_account_id"),
+            MAX_ID,
+        );
+        if !item.referred_account_id.is_empty() {
+            c.violations.check(
+                kind == Some(AdvocacyKind::Referral),
+                format!("{path}.referred_account_id"),
+                "only a referral brings an account",
+            );
+            c.violations.check(
+                item.referred_account_id != item.account_id,
+                format!("{path}.referred_account_id"),
+                "must name another account",
+            );
+        }
+        c.violations
+            .limit_text(&item.note, format!("{path}.note"), MAX_TEXT);
+        let updated_at = c.updated_at(item.updated_at.as_ref(), path);
+        Some(AdvocacyRecord {
+            activity_id: item.activity_id.clone(),
+            account_id: item.account_id.clone(),
+            kind: kind?,
+            occurred_at: occurred_at?,
+            contact_id: item.contact_id.clone(),
+            referred_account_id: (!item.referred_account_id.is_empty())
+                .then(|| item.referred_account_id.clone()),
+            note: item.note.clone(),
             updated_at: updated_at?,
         })
     })
