@@ -115,6 +115,7 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         "FORECAST",
         "COHORTS",
         "SERVICE TIERS",
+        "ADOPTION, SUCCESS AND RETENTION",
         "PLAYBOOKS",
     ] {
         assert!(text.contains(heading), "{heading} missing from:\n{text}");

@@ -68,6 +68,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("GetPeerBenchmarks", Scope::Read),
     ("GetSuccessPlanProgress", Scope::Read),
     ("GetAdvocacySummaries", Scope::Read),
+    ("GetAccountValues", Scope::Read),
     ("GetSubscriptionHistory", Scope::Read),
     ("ListContacts", Scope::Contacts),
     ("EraseContact", Scope::Erase),

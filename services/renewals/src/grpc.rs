@@ -458,6 +458,15 @@ impl RenewalsService for RenewalsApi {
         ))
     }
 
+    async fn get_value_report(
+        &self,
+        request: Request<pb::GetValueReportRequest>,
+    ) -> Result<Response<pb::GetValueReportResponse>, Status> {
+        Ok(Response::new(
+            self.get_value_report(request.into_inner()).await?,
+        ))
+    }
+
     async fn get_lifetime_value(
         &self,
         request: Request<pb::GetLifetimeValueRequest>,

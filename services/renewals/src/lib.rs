@@ -67,6 +67,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("PutCoverageModel", Scope::Analytics),
     ("GetCoverageModel", Scope::Read),
     ("GetCoverageReport", Scope::Analytics),
+    ("GetValueReport", Scope::Analytics),
     ("ListAccountTiers", Scope::Analytics),
 ];
 

@@ -391,6 +391,13 @@ impl IngestionService for IngestionApi {
         respond(self.get_advocacy_summaries(request.into_inner()).await)
     }
 
+    async fn get_account_values(
+        &self,
+        request: Request<pb::GetAccountValuesRequest>,
+    ) -> Result<Response<pb::GetAccountValuesResponse>, Status> {
+        respond(self.get_account_values(request.into_inner()).await)
+    }
+
     async fn get_success_plan_progress(
         &self,
         request: Request<pb::GetSuccessPlanProgressRequest>,

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use tenure_proto::common::v1::{AdvocacySummary, Money};
 
 use super::*;
-use crate::kinds::{AdvocacyKind, AdvocacyRecord, Measure, MetricRecord, PlanRecord, UsageMeasure};
+use crate::kinds::{
+    AdvocacyKind, AdvocacyRecord, FeatureRecord, FeatureTier, Measure, MetricRecord, PlanRecord,
+    SurveyKind, UsageMeasure,
+};
 use crate::plans::{self, Outcome, Status};
 
 fn status_to_proto(status: Status) -> pb::ObjectiveStatus {
@@ -217,5 +220,105 @@ impl IngestionApi {
             })
             .collect();
         Ok(pb::GetAdvocacySummariesResponse { accounts })
+    }
+}
+
+/// The impact an account's latest NPS response of the year before `cutoff`
+/// tells.
+fn impact(inputs: &signals::Inputs, cutoff: chrono::DateTime<Utc>) -> pb::Impact {
+    let since = cutoff - chrono::Duration::days(365);
+    let latest = inputs
+        .surveys
+        .iter()
+        .filter(|s| s.kind == SurveyKind::Nps && s.responded_at >= since && s.responded_at < cutoff)
+        .max_by_key(|s| (s.responded_at, s.response_id.clone()));
+    match latest.map(|s| s.score) {
+        None => pb::Impact::NotSurveyed,
+        Some(9..) => pb::Impact::Positive,
+        Some(7..=8) => pb::Impact::Neutral,
+        Some(_) => pb::Impact::Negative,
+    }
+}
+
+impl IngestionApi {
+    pub(super) async fn get_account_values(
+        &self,
+        request: pb::GetAccountValuesRequest,
+    ) -> ApiResult<pb::GetAccountValuesResponse> {
+        let mut violations = Violations::default();
+        reads::account_batch(&request.account_ids, &mut violations);
+        let as_of = match &request.as_of {
+            None => Some(Utc::now().date_naive()),
+            Some(day) => reads::past_day(Some(day), "as_of", &mut violations),
+        };
+        violations.into_result()?;
+        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
+        let cutoff = signals::cutoff(as_of);
+        let mut ids = request.account_ids;
+        ids.sort();
+        ids.dedup();
+        let loaded = signals::load_many(&self.pool, &ids, as_of).await?;
+        let known: Vec<String> = loaded.iter().map(|i| i.account_id.clone()).collect();
+        let catalog: HashMap<_, Vec<FeatureRecord>> =
+            records::catalog_as_of_each(&self.pool, [cutoff]).await?;
+        let advanced: Vec<String> = catalog
+            .get(&cutoff)
+            .into_iter()
+            .flatten()
+            .filter(|f| f.tier == FeatureTier::Advanced)
+            .map(|f| f.feature_name.clone())
+            .collect();
+        // Who used what in the 30 days up to the cutoff, from the events.
+        let users: HashMap<String, (i64, i64)> = sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT account_id, count(DISTINCT user_id), \
+               count(DISTINCT user_id) FILTER (WHERE event_name = ANY($3)) \
+             FROM ingestion.usage_events \
+             WHERE account_id = ANY($1) AND occurred_at >= $2 - interval '30 days' \
+               AND occurred_at < $2 \
+             GROUP BY account_id",
+        )
+        .bind(&known)
+        .bind(cutoff)
+        .bind(&advanced)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(id, all, advanced)| (id, (all, advanced)))
+        .collect();
+        let accounts = loaded
+            .iter()
+            .map(|inputs| {
+                let computed = signals::compute(inputs, as_of);
+                let usage_at = |measure, day| {
+                    inputs
+                        .plan_usage
+                        .get(&day)
+                        .map(|u: &signals::Usage| u.measure(measure))
+                };
+                let outcomes: Vec<Outcome> = inputs
+                    .plans
+                    .iter()
+                    .flat_map(|plan| plans::progress(plan, as_of, &inputs.metrics, &usage_at))
+                    .collect();
+                let count = |status| outcomes.iter().filter(|o| o.status == status).count() as i64;
+                let (active, advanced) = users.get(&inputs.account_id).copied().unwrap_or_default();
+                pb::AccountValue {
+                    account_id: inputs.account_id.clone(),
+                    segment: inputs.segment.clone(),
+                    seats: i64::from(computed.seats_purchased),
+                    active_users_30d: active,
+                    advanced_users_30d: advanced,
+                    basic_users_30d: active - advanced,
+                    objectives_met: count(Status::Met),
+                    objectives_decided: count(Status::Met) + count(Status::Missed),
+                    impact: impact(inputs, cutoff) as i32,
+                    objectives_on_track: count(Status::OnTrack),
+                    objectives_at_risk: count(Status::AtRisk),
+                    objectives_missed: count(Status::Missed),
+                    objectives_no_data: count(Status::NoData),
+                }
+            })
+            .collect();
+        Ok(pb::GetAccountValuesResponse { accounts })
     }
 }

@@ -123,17 +123,17 @@ fn model_to_proto(model: &Model) -> pb::CoverageModel {
 }
 
 /// The version a request names (0: the latest), or a violation.
-fn version_of(version: i32, field: &str, violations: &mut Violations) -> Option<i32> {
+pub(super) fn version_of(version: i32, field: &str, violations: &mut Violations) -> Option<i32> {
     violations.check(version >= 0, field, "must not be negative");
     (version > 0).then_some(version)
 }
 
 /// A model, customers and where each stands on a day.
-struct Placed {
-    model: Model,
-    customers: Vec<Customer>,
-    placements: Vec<Placement>,
-    other_currency: i64,
+pub(super) struct Placed {
+    pub(super) model: Model,
+    pub(super) customers: Vec<Customer>,
+    pub(super) placements: Vec<Placement>,
+    pub(super) other_currency: i64,
 }
 
 impl RenewalsApi {
@@ -146,7 +146,11 @@ impl RenewalsApi {
             })
     }
 
-    async fn placed(&self, version: Option<i32>, as_of: chrono::NaiveDate) -> ApiResult<Placed> {
+    pub(super) async fn placed(
+        &self,
+        version: Option<i32>,
+        as_of: chrono::NaiveDate,
+    ) -> ApiResult<Placed> {
         let model = self.model(version).await?;
         let (customers, other_currency) =
             store::customers(&self.pool, &model.currency, as_of).await?;

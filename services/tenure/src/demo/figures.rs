@@ -272,16 +272,16 @@ pub(crate) async fn cohorts(
 pub struct Plans {
     /// Accounts with a plan started by the day.
     pub accounts: usize,
-    /// (status, objectives), from met to not started.
-    pub statuses: Vec<(&'static str, usize)>,
+    /// (status, objectives), from met to no data.
+    pub statuses: Vec<(&'static str, i64)>,
     pub on_track_pct: Option<f64>,
     pub success_rate_pct: Option<f64>,
 }
 
-/// The success plans of every account with one started by `as_of`: those
-/// whose signals carry an on-track share, each read in full.
+/// The success plans of every account with one started by `as_of` (those
+/// whose signals carry an on-track share), counted by ingestion a thousand
+/// accounts a call.
 pub(crate) async fn plans(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Result<Plans> {
-    use ipb::ObjectiveStatus as S;
     let mut stream = clients
         .ingestion
         .stream_account_signals(ipb::StreamAccountSignalsRequest {
@@ -298,36 +298,35 @@ pub(crate) async fn plans(clients: &mut Clients, as_of: NaiveDate) -> anyhow::Re
             planned.push(signals.account_id);
         }
     }
-    let order = [
-        (S::Met, "met"),
-        (S::OnTrack, "on track"),
-        (S::AtRisk, "at risk"),
-        (S::Missed, "missed"),
-        (S::NoData, "no data"),
-        (S::NotStarted, "not started"),
-    ];
-    let mut counts = [0usize; 6];
-    for account_id in &planned {
-        let progress = clients
+    let mut counts = [0i64; 5];
+    for chunk in planned.chunks(1000) {
+        let values = clients
             .ingestion
-            .get_success_plan_progress(ipb::GetSuccessPlanProgressRequest {
-                account_id: account_id.clone(),
-                plan_id: String::new(),
+            .get_account_values(ipb::GetAccountValuesRequest {
+                account_ids: chunk.to_vec(),
                 as_of: Some(to_date(as_of)),
             })
             .await?
             .into_inner();
-        for objective in progress.plans.iter().flat_map(|p| &p.objectives) {
-            if let Some(i) = order.iter().position(|(s, _)| *s == objective.status()) {
-                counts[i] += 1;
+        for v in values.accounts {
+            let of = [
+                v.objectives_met,
+                v.objectives_on_track,
+                v.objectives_at_risk,
+                v.objectives_missed,
+                v.objectives_no_data,
+            ];
+            for (count, n) in counts.iter_mut().zip(of) {
+                *count += n;
             }
         }
     }
-    let [met, on_track, at_risk, missed, ..] = counts;
-    let pct = |part: usize, whole: usize| (whole > 0).then(|| part as f64 * 100.0 / whole as f64);
+    let [met, on_track, at_risk, missed, _] = counts;
+    let pct = |part: i64, whole: i64| (whole > 0).then(|| part as f64 * 100.0 / whole as f64);
+    let names = ["met", "on track", "at risk", "missed", "no data"];
     Ok(Plans {
         accounts: planned.len(),
-        statuses: order.iter().map(|(_, name)| *name).zip(counts).collect(),
+        statuses: names.into_iter().zip(counts).collect(),
         on_track_pct: pct(met + on_track, met + on_track + at_risk + missed),
         success_rate_pct: pct(met, met + missed),
     })

@@ -88,6 +88,8 @@ pub struct Report {
     pub cohorts: Vec<rpb::Cohort>,
     /// Service tiers and each CSM's book, as of the base's last day.
     pub coverage: rpb::GetCoverageReportResponse,
+    /// Adoption, success and retention by segment and tier.
+    pub three_rs: rpb::GetValueReportResponse,
     /// The accounts per level of the adoption model, as of the base's last
     /// day, per segment.
     pub maturity: hpb::GetMaturityDistributionResponse,
@@ -234,7 +236,7 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         })
         .await?;
 
-    steps.say("reading health, maturity, success plans, retention, forecasts, cohorts and tiers");
+    steps.say("reading the maturity levels");
     report.maturity = clients
         .health
         .get_maturity_distribution(hpb::GetMaturityDistributionRequest {
@@ -245,7 +247,9 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         .await
         .context("reading the maturity distribution")?
         .into_inner();
+    steps.say("reading the success plans");
     report.plans = figures::plans(&mut clients, as_of).await?;
+    steps.say("reading health, retention, forecasts, cohorts and service tiers");
     report.health = figures::health(&mut clients, 5).await?;
     report.retention = figures::retention(&mut clients, &past_quarters(as_of, 4)).await?;
     report.forecasts = figures::forecasts(&mut clients, &next_quarters(as_of, 2), as_of).await?;
@@ -262,6 +266,16 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
             model_version: 0,
         })
         .await?
+        .into_inner();
+    steps.say("reading adoption, success and retention by segment and tier");
+    report.three_rs = clients
+        .renewals
+        .get_value_report(rpb::GetValueReportRequest {
+            as_of: Some(to_date(as_of)),
+            coverage_model_version: 0,
+        })
+        .await
+        .context("reading the adoption, success and retention report")?
         .into_inner();
 
     steps.say("letting the playbooks run");

@@ -293,6 +293,50 @@ impl fmt::Display for Report {
             );
         }
 
+        let r = &self.three_rs;
+        let _ = writeln!(
+            out,
+            "\nADOPTION, SUCCESS AND RETENTION (customers on the day; retention of the year before)"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "",
+            "customers",
+            "licences",
+            "advanced",
+            "success",
+            "positive",
+            "negative",
+            "logos",
+            "NRR"
+        );
+        let rows = r.all.iter().map(|f| ("all", f));
+        let rows = rows.chain(
+            r.segments
+                .iter()
+                .chain(&r.tiers)
+                .filter_map(|g| Some((g.name.as_str(), g.figures.as_ref()?))),
+        );
+        for (name, f) in rows {
+            let percent = |rate: &Option<tenure_proto::renewals::v1::Rate>| {
+                rate.as_ref()
+                    .map_or("-".to_owned(), |r| format!("{} %", r.percent))
+            };
+            let _ = writeln!(
+                out,
+                "  {name:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                f.accounts,
+                pct(f.licenses_adopted_pct),
+                pct(f.advanced_users_pct),
+                pct(f.success_rate_pct),
+                pct(f.positive_impact_pct),
+                pct(f.negative_impact_pct),
+                percent(&f.logo_retention),
+                percent(&f.net_revenue_retention),
+            );
+        }
+
         let _ = writeln!(out, "\nPLAYBOOKS");
         for (name, runs) in &self.playbook_runs {
             let _ = writeln!(out, "  {name:<16} {runs:>5} runs");
