@@ -63,6 +63,20 @@ fn plan_to_proto(plan: &PlanRecord, outcomes: Vec<Outcome>) -> pb::PlanProgress 
     }
 }
 
+/// A batch read's accounts (sorted, each once) and day, validated.
+fn batch_on_a_day(
+    mut ids: Vec<String>,
+    as_of: Option<&tenure_proto::common::v1::Date>,
+) -> ApiResult<(Vec<String>, NaiveDate)> {
+    let mut violations = Violations::default();
+    reads::account_batch(&ids, &mut violations);
+    let as_of = reads::as_of_date(as_of, &mut violations);
+    violations.into_result()?;
+    ids.sort();
+    ids.dedup();
+    Ok((ids, as_of))
+}
+
 impl IngestionApi {
     pub(super) async fn get_success_plan_progress(
         &self,
@@ -71,12 +85,8 @@ impl IngestionApi {
         let mut violations = Violations::default();
         violations.require_text(&request.account_id, "account_id", MAX_ID);
         violations.limit_text(&request.plan_id, "plan_id", MAX_ID);
-        let as_of = match &request.as_of {
-            None => Some(Utc::now().date_naive()),
-            Some(day) => reads::past_day(Some(day), "as_of", &mut violations),
-        };
+        let as_of = reads::as_of_date(request.as_of.as_ref(), &mut violations);
         violations.into_result()?;
-        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
         if accounts::get(&self.pool, &request.account_id)
             .await?
             .is_none()
@@ -138,18 +148,8 @@ impl IngestionApi {
         &self,
         request: pb::GetAdvocacySummariesRequest,
     ) -> ApiResult<pb::GetAdvocacySummariesResponse> {
-        let mut violations = Violations::default();
-        reads::account_batch(&request.account_ids, &mut violations);
-        let as_of = match &request.as_of {
-            None => Some(Utc::now().date_naive()),
-            Some(day) => reads::past_day(Some(day), "as_of", &mut violations),
-        };
-        violations.into_result()?;
-        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
+        let (ids, as_of) = batch_on_a_day(request.account_ids, request.as_of.as_ref())?;
         let cutoff = signals::cutoff(as_of);
-        let mut ids = request.account_ids;
-        ids.sort();
-        ids.dedup();
         let known: Vec<String> = accounts::get_many(&self.pool, &ids)
             .await?
             .into_iter()
@@ -245,18 +245,8 @@ impl IngestionApi {
         &self,
         request: pb::GetAccountValuesRequest,
     ) -> ApiResult<pb::GetAccountValuesResponse> {
-        let mut violations = Violations::default();
-        reads::account_batch(&request.account_ids, &mut violations);
-        let as_of = match &request.as_of {
-            None => Some(Utc::now().date_naive()),
-            Some(day) => reads::past_day(Some(day), "as_of", &mut violations),
-        };
-        violations.into_result()?;
-        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
+        let (ids, as_of) = batch_on_a_day(request.account_ids, request.as_of.as_ref())?;
         let cutoff = signals::cutoff(as_of);
-        let mut ids = request.account_ids;
-        ids.sort();
-        ids.dedup();
         let loaded = signals::load_many(&self.pool, &ids, as_of).await?;
         let known: Vec<String> = loaded.iter().map(|i| i.account_id.clone()).collect();
         let catalog: HashMap<_, Vec<FeatureRecord>> =
