@@ -75,6 +75,34 @@ pub fn usage_days(plan: &PlanRecord, as_of: NaiveDate) -> BTreeSet<NaiveDate> {
     days
 }
 
+/// The days a plan's usage objectives must be read at as of `as_of` to
+/// judge their status alone (not their baselines or projections when the
+/// status does not need them): the due day of one past due; for one not
+/// due yet whose value on `as_of` (`on_as_of`) falls short of its target,
+/// the start and the trend's days. What the batch of signals reads.
+pub fn status_days(
+    plan: &PlanRecord,
+    as_of: NaiveDate,
+    on_as_of: impl Fn(UsageMeasure) -> f64,
+) -> BTreeSet<NaiveDate> {
+    let mut days = BTreeSet::new();
+    if as_of < plan.start_on {
+        return days;
+    }
+    for objective in &plan.objectives {
+        let Measure::Usage(measure) = objective.measure else {
+            continue;
+        };
+        if objective.due_on < as_of {
+            days.insert(objective.due_on);
+        } else if on_as_of(measure) < objective.target {
+            days.insert(plan.start_on);
+            days.extend(trend_days(plan.start_on, as_of));
+        }
+    }
+    days
+}
+
 /// A metric's latest value on or before `day`.
 fn metric_value_on(metric: &MetricRecord, day: NaiveDate) -> Option<f64> {
     metric
@@ -361,6 +389,50 @@ mod tests {
         let [o] = progress(&p, day(3, 1), &[], &stuck).try_into().unwrap();
         assert_eq!(o.status, Status::AtRisk);
         assert_eq!(o.attainment_pct, Some(0.0));
+    }
+
+    #[test]
+    fn the_days_a_status_needs_give_the_same_status() {
+        let users = Measure::Usage(UsageMeasure::ActiveUsers30d);
+        let p = plan(vec![
+            objective(users.clone(), 40.0, day(6, 30)),
+            objective(users, 12.0, day(2, 1)),
+        ]);
+        let growing = |_: UsageMeasure, d: NaiveDate| {
+            Some(10.0 + 5.0 * ((d - day(1, 1)).num_days() / 14) as f64)
+        };
+        for as_of in [day(1, 20), day(3, 1), day(6, 1), day(8, 1)] {
+            let on_as_of = |m| growing(m, as_of).unwrap();
+            let needed = status_days(&p, as_of, on_as_of);
+            assert!(needed.is_subset(&usage_days(&p, as_of).into_iter().chain([as_of]).collect()));
+            let only_needed = |m: UsageMeasure, d: NaiveDate| {
+                (d == as_of || needed.contains(&d))
+                    .then(|| growing(m, d))
+                    .flatten()
+            };
+            let full: Vec<Status> = progress(&p, as_of, &[], &growing)
+                .iter()
+                .map(|o| o.status)
+                .collect();
+            let lean: Vec<Status> = progress(&p, as_of, &[], &only_needed)
+                .iter()
+                .map(|o| o.status)
+                .collect();
+            assert_eq!(full, lean, "{as_of}");
+        }
+        // Past due, only the due day is read.
+        assert_eq!(
+            status_days(
+                &plan(vec![objective(
+                    Measure::Usage(UsageMeasure::Events30d),
+                    5.0,
+                    day(2, 1)
+                )]),
+                day(3, 1),
+                |_| 0.0
+            ),
+            BTreeSet::from([day(2, 1)])
+        );
     }
 
     #[test]

@@ -205,10 +205,11 @@ pub async fn load_at(
     let mut metrics = read(pool, r, &slots, "true").await?.into_iter();
     let catalog: HashMap<DateTime<Utc>, Vec<FeatureRecord>> =
         records::catalog_as_of_each(pool, slots.cutoffs.iter().copied()).await?;
-    let mut usage = usage_many(pool, &slots).await?.into_iter();
+    let usage = usage_many(pool, &slots).await?;
     let plans: Vec<Vec<PlanRecord>> = read(pool, r, &slots, PLANS_STARTED).await?;
-    let mut plan_usage = plan_usage(pool, batch, &plans).await?.into_iter();
+    let mut plan_usage = plan_usage(pool, batch, &plans, &usage).await?.into_iter();
     let mut plans = plans.into_iter();
+    let mut usage = usage.into_iter();
 
     let mut accounts = accounts.into_iter().peekable();
     let mut loaded = Vec::with_capacity(batch.len());
@@ -266,19 +267,23 @@ pub async fn load_at(
 }
 
 /// The usage of each slot's account on the days its success plans' usage
-/// objectives are read at, in one read of the rollups for the batch.
+/// objectives need to be judged (`plans::status_days`; the slot's own day
+/// is its `usage`), in one read of the rollups for the batch.
 async fn plan_usage(
     pool: &PgPool,
     batch: &[(String, NaiveDate)],
     plans: &[Vec<PlanRecord>],
+    usage: &[Usage],
 ) -> sqlx::Result<Vec<BTreeMap<NaiveDate, Usage>>> {
     let wanted: Vec<Vec<NaiveDate>> = batch
         .iter()
         .zip(plans)
-        .map(|((_, as_of), plans)| {
+        .zip(usage)
+        .map(|(((_, as_of), plans), own)| {
             let days: std::collections::BTreeSet<NaiveDate> = plans
                 .iter()
-                .flat_map(|plan| crate::plans::usage_days(plan, *as_of))
+                .flat_map(|plan| crate::plans::status_days(plan, *as_of, |m| own.measure(m)))
+                .filter(|day| day != as_of)
                 .collect();
             days.into_iter().collect()
         })
@@ -288,10 +293,16 @@ async fn plan_usage(
         .zip(&wanted)
         .flat_map(|((account_id, _), days)| days.iter().map(|d| (account_id.clone(), *d)))
         .collect();
-    let mut usage = usage_at(pool, &pairs).await?.into_iter();
-    Ok(wanted
-        .into_iter()
-        .map(|days| days.into_iter().zip(usage.by_ref()).collect())
+    let mut read = usage_at(pool, &pairs).await?.into_iter();
+    Ok(batch
+        .iter()
+        .zip(wanted)
+        .zip(usage)
+        .map(|(((_, as_of), days), own)| {
+            let mut map: BTreeMap<NaiveDate, Usage> = days.into_iter().zip(read.by_ref()).collect();
+            map.insert(*as_of, own.clone());
+            map
+        })
         .collect())
 }
 

@@ -55,7 +55,8 @@ pub struct Inputs {
     pub usage: Usage,
     /// Success plans started by the day.
     pub plans: Vec<PlanRecord>,
-    /// Usage on the days the plans' usage objectives are read at.
+    /// Usage on the days the plans' usage objectives need to be judged
+    /// (`plans::status_days`), the day itself included.
     pub plan_usage: BTreeMap<NaiveDate, Usage>,
 }
 
