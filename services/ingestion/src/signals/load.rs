@@ -308,46 +308,32 @@ async fn plan_usage(
 
 /// The usage measures of success-plan objectives (active users and events
 /// in the 30 days up to the day) of each (account, day), in the order
-/// given: two grouped reads of the rollups, nothing else of `Usage` set.
+/// given, in one read of the rollups; nothing else of `Usage` is set.
 pub async fn usage_at(pool: &PgPool, pairs: &[(String, NaiveDate)]) -> sqlx::Result<Vec<Usage>> {
-    let mut usage: Vec<Usage> = vec![Usage::default(); pairs.len()];
     if pairs.is_empty() {
-        return Ok(usage);
+        return Ok(Vec::new());
     }
     let slots = slots_of(pairs, 0);
-    let users: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT p.slot, count(DISTINCT u.user_id) \
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT u.user_id) FROM ingestion.usage_daily_users u \
+                 WHERE u.account_id = p.account_id AND u.day > p.day - 30 AND u.day <= p.day), \
+                (SELECT coalesce(sum(f.events), 0)::int8 FROM ingestion.usage_daily_features f \
+                 WHERE f.account_id = p.account_id AND f.day > p.day - 30 AND f.day <= p.day) \
          FROM unnest($1::text[], $2::date[]) WITH ORDINALITY AS p(account_id, day, slot) \
-         JOIN ingestion.usage_daily_users u ON u.account_id = p.account_id \
-           AND u.day > p.day - 30 AND u.day <= p.day \
-         GROUP BY p.slot",
+         ORDER BY p.slot",
     )
     .bind(&slots.account_ids)
     .bind(&slots.days)
     .fetch_all(pool)
     .await?;
-    for (slot, users_30d) in users {
-        if let Some(entry) = slot_mut(&mut usage, slot) {
-            entry.active_users_30d = users_30d;
-        }
-    }
-    let events: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT p.slot, coalesce(sum(f.events), 0)::int8 \
-         FROM unnest($1::text[], $2::date[]) WITH ORDINALITY AS p(account_id, day, slot) \
-         JOIN ingestion.usage_daily_features f ON f.account_id = p.account_id \
-           AND f.day > p.day - 30 AND f.day <= p.day \
-         GROUP BY p.slot",
-    )
-    .bind(&slots.account_ids)
-    .bind(&slots.days)
-    .fetch_all(pool)
-    .await?;
-    for (slot, events_30d) in events {
-        if let Some(entry) = slot_mut(&mut usage, slot) {
-            entry.events_30d = events_30d;
-        }
-    }
-    Ok(usage)
+    Ok(rows
+        .into_iter()
+        .map(|(active_users_30d, events_30d)| Usage {
+            active_users_30d,
+            events_30d,
+            ..Usage::default()
+        })
+        .collect())
 }
 
 /// The list of the slot numbered `slot` (from one, as `WITH ORDINALITY`
