@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tenure/ingestion/v1/plans.proto",
         "tenure/ingestion/v1/ingestion.proto",
         "tenure/health/v1/maturity.proto",
+        "tenure/health/v1/models.proto",
+        "tenure/health/v1/prospects.proto",
         "tenure/health/v1/health.proto",
         "tenure/renewals/v1/coverage.proto",
         "tenure/renewals/v1/renewals.proto",

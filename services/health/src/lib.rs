@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod maturity;
 pub mod model;
 pub mod notify;
+pub mod prospect;
 pub mod queue;
 pub mod scorecard;
 pub mod scoring;
@@ -58,6 +59,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("ListMaturityModels", Scope::Read),
     ("GetAccountMaturity", Scope::Read),
     ("GetMaturityHistory", Scope::Read),
+    ("GetProspectModel", Scope::Read),
     ("CreateScorecard", Scope::Analytics),
     ("RecomputeHealth", Scope::Analytics),
     ("TrainChurnModel", Scope::Analytics),
@@ -65,6 +67,8 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("BacktestScorecard", Scope::Analytics),
     ("CreateMaturityModel", Scope::Analytics),
     ("GetMaturityDistribution", Scope::Analytics),
+    ("TrainProspectModel", Scope::Analytics),
+    ("ScoreProspects", Scope::Analytics),
 ];
 
 pub static SPEC: ServiceSpec = ServiceSpec {

@@ -487,6 +487,17 @@ impl RenewalsService for RenewalsApi {
 
     type StreamForecastStream = crate::forecasts::ForecastStream;
 
+    type StreamFirstTermsStream = crate::reports::first_terms::FirstTermStream;
+
+    async fn stream_first_terms(
+        &self,
+        request: Request<pb::StreamFirstTermsRequest>,
+    ) -> Result<Response<Self::StreamFirstTermsStream>, Status> {
+        Ok(Response::new(
+            self.stream_first_terms(request.into_inner()).await?,
+        ))
+    }
+
     async fn stream_forecast(
         &self,
         request: Request<pb::StreamForecastRequest>,

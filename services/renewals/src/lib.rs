@@ -49,6 +49,7 @@ pub const ACCESS: &[(&str, Scope)] = &[
     ("RecordRenewalOutcome", Scope::Ingest),
     ("BatchRecordRenewalOutcomes", Scope::Ingest),
     ("ListRenewalOutcomes", Scope::Read),
+    ("StreamFirstTerms", Scope::Read),
     ("ListRenewalPipeline", Scope::Read),
     ("SummarizeRenewalPipeline", Scope::Read),
     ("GetRevenueLedger", Scope::Read),

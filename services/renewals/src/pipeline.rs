@@ -245,14 +245,22 @@ pub async fn versions_in(
     Ok(readable(rows))
 }
 
-/// Every subscription version recorded by the end of `as_of`.
-pub async fn versions_recorded_by(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Vec<Version>> {
+/// Every subscription version recorded by the end of `as_of` (of the
+/// accounts of `segment`, when given).
+pub async fn versions_recorded_by(
+    pool: &PgPool,
+    as_of: NaiveDate,
+    segment: Option<&str>,
+) -> sqlx::Result<Vec<Version>> {
     let rows: Vec<VersionRow> = sqlx::query_as(
-        "SELECT subscription_id, updated_at, account_id, status, term_start, term_end, \
-           currency::text AS currency, arr_minor \
-         FROM renewals.subscription_versions WHERE updated_at < $1",
+        "SELECT v.subscription_id, v.updated_at, v.account_id, v.status, v.term_start, v.term_end, \
+           v.currency::text AS currency, v.arr_minor \
+         FROM renewals.subscription_versions v \
+         WHERE v.updated_at < $1 AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM renewals.accounts a \
+           WHERE a.account_id = v.account_id AND a.segment = $2))",
     )
     .bind(end_of_day(as_of))
+    .bind(segment)
     .fetch_all(pool)
     .await?;
     Ok(readable(rows))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Months, NaiveDate, Utc};
+use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 
 /// One subscription version as the generator wrote it.
 struct Version {
@@ -123,5 +123,52 @@ impl Base {
             }
         }
         f
+    }
+
+    /// Each account's first term, decided by `as_of`: followed from its
+    /// first paid day to the end of the term running `look` days later, or
+    /// churned the first day before that it paid nothing. (renewed, paying
+    /// at the look day) by account.
+    pub(super) fn first_terms(
+        &self,
+        look: u64,
+        as_of: NaiveDate,
+    ) -> BTreeMap<String, (bool, bool)> {
+        let mut terms = BTreeMap::new();
+        for (account, subscriptions) in &self.accounts {
+            let Some(first) = subscriptions
+                .values()
+                .flatten()
+                .filter(|v| v.active && v.arr > 0)
+                .map(|v| v.effective)
+                .min()
+            else {
+                continue;
+            };
+            let look_day = first + Days::new(look);
+            let stopped = first
+                .iter_days()
+                .take_while(|d| *d <= look_day)
+                .find(|d| Self::arr(subscriptions, *d) == 0);
+            let (decided, renewed, paying) = match stopped {
+                Some(day) => (day, false, false),
+                None => {
+                    let end = subscriptions
+                        .values()
+                        .filter_map(|versions| {
+                            versions.iter().rev().find(|v| v.effective <= look_day)
+                        })
+                        .filter(|v| v.active && v.term_start <= look_day && look_day < v.term_end)
+                        .map(|v| v.term_end)
+                        .min()
+                        .unwrap();
+                    (end, Self::arr(subscriptions, end) > 0, true)
+                }
+            };
+            if decided <= as_of {
+                terms.insert(account.clone(), (renewed, paying));
+            }
+        }
+        terms
     }
 }

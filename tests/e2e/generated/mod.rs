@@ -4,6 +4,7 @@
 
 use chrono::Datelike;
 mod independent;
+mod prospects;
 mod signals;
 
 use std::collections::HashMap;
@@ -200,7 +201,7 @@ async fn the_churn_model_finds_the_true_drivers() {
     })
     .await;
     let config = config(1500, 5);
-    load(&app, &config).await;
+    let (dir, _) = load(&app, &config).await;
     let model =
         tenure::model::train_and_wait(&mut app.health, tenure::model::request(90, 0.01, None))
             .await
@@ -308,5 +309,8 @@ async fn the_churn_model_finds_the_true_drivers() {
     // A model that learned from later outcomes cannot be backtested.
     let leaky = backtest(&model.model_id).await.unwrap_err();
     assert_eq!(leaky.code(), tonic::Code::FailedPrecondition, "{leaky:?}");
+
+    // Prospect fit learns from the same base's first terms.
+    prospects::judged_by_first_terms(&mut app, &config, dir.path()).await;
     app.stop().await;
 }

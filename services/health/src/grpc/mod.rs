@@ -8,6 +8,7 @@ mod lists;
 mod maturity;
 mod models;
 mod notices;
+mod prospects;
 mod scores;
 
 use sqlx::PgPool;
@@ -275,6 +276,33 @@ impl HealthService for HealthApi {
     ) -> Result<Response<pb::GetMaturityDistributionResponse>, Status> {
         Ok(Response::new(
             self.get_maturity_distribution(request.into_inner()).await?,
+        ))
+    }
+
+    async fn train_prospect_model(
+        &self,
+        request: Request<pb::TrainProspectModelRequest>,
+    ) -> Result<Response<pb::TrainProspectModelResponse>, Status> {
+        Ok(Response::new(
+            self.train_prospect_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_prospect_model(
+        &self,
+        request: Request<pb::GetProspectModelRequest>,
+    ) -> Result<Response<pb::GetProspectModelResponse>, Status> {
+        Ok(Response::new(
+            self.get_prospect_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn score_prospects(
+        &self,
+        request: Request<pb::ScoreProspectsRequest>,
+    ) -> Result<Response<pb::ScoreProspectsResponse>, Status> {
+        Ok(Response::new(
+            self.score_prospects(request.into_inner()).await?,
         ))
     }
 }

@@ -1,6 +1,32 @@
 //! Churn models: training, reading, predicting and backtesting scorecards.
 
 use super::*;
+use crate::training;
+
+/// A training request's settings, defaults applied: its days (0: 90,
+/// else within the range), its L2 penalty (0: 0.01) and its as-of day.
+pub(super) fn training_settings(
+    (field, days, range): (&str, i32, std::ops::RangeInclusive<i32>),
+    l2: f64,
+    as_of: Option<&tenure_proto::common::v1::Date>,
+) -> ApiResult<(i32, f64, Option<chrono::NaiveDate>)> {
+    let mut violations = Violations::default();
+    violations.check(
+        days == 0 || range.contains(&days),
+        field,
+        format!("must be {}-{} (0: 90)", range.start(), range.end()),
+    );
+    violations.check(
+        l2.is_finite() && l2 >= 0.0,
+        "l2",
+        "must be a finite number, not negative",
+    );
+    let as_of = as_of.and_then(|d| time::date(Some(d), "as_of", &mut violations));
+    violations.into_result()?;
+    let days = if days == 0 { 90 } else { days };
+    let l2 = if l2 == 0.0 { 0.01 } else { l2 };
+    Ok((days, l2, as_of))
+}
 
 impl HealthApi {
     pub(super) async fn train_churn_model(
@@ -8,28 +34,11 @@ impl HealthApi {
         request: pb::TrainChurnModelRequest,
     ) -> ApiResult<pb::TrainChurnModelResponse> {
         const METHOD: &str = "TrainChurnModel";
-        let mut violations = Violations::default();
-        violations.check(
-            (0..=3650).contains(&request.horizon_days),
-            "horizon_days",
-            "must be 0-3650 (0: 90)",
-        );
-        violations.check(
-            request.l2.is_finite() && request.l2 >= 0.0,
-            "l2",
-            "must be a finite number, not negative",
-        );
-        let as_of = request
-            .as_of
-            .as_ref()
-            .and_then(|d| time::date(Some(d), "as_of", &mut violations));
-        violations.into_result()?;
-        let horizon = if request.horizon_days == 0 {
-            90
-        } else {
-            request.horizon_days
-        };
-        let l2 = if request.l2 == 0.0 { 0.01 } else { request.l2 };
+        let (horizon, l2, as_of) = training_settings(
+            ("horizon_days", request.horizon_days, 1..=3650),
+            request.l2,
+            request.as_of.as_ref(),
+        )?;
         idempotency::once(
             &self.pool,
             SCHEMA,
@@ -38,7 +47,7 @@ impl HealthApi {
             // The model row commits with the key: a retry finds the run
             // it started, never starts a second one.
             async |tx| {
-                let model = self.trainer.start(tx, horizon, l2, as_of).await?;
+                let model = training::churn::start(&self.trainer, tx, horizon, l2, as_of).await?;
                 Ok(pb::TrainChurnModelResponse { model: Some(model) })
             },
         )
@@ -57,7 +66,7 @@ impl HealthApi {
             ),
         };
         Ok(pb::GetChurnModelResponse {
-            model: Some(self.trainer.get(model_id).await?),
+            model: Some(training::churn::get(&self.trainer, model_id).await?),
         })
     }
 
@@ -83,7 +92,7 @@ impl HealthApi {
         } else {
             request.horizon_days
         };
-        self.trainer.backtest(&card, horizon).await
+        training::churn::backtest(&self.trainer, &card, horizon).await
     }
 
     pub(super) async fn predict_churn(
@@ -105,8 +114,6 @@ impl HealthApi {
             }
         };
         violations.into_result()?;
-        self.trainer
-            .predict(&request.account_id, as_of, model_id)
-            .await
+        training::churn::predict(&self.trainer, &request.account_id, as_of, model_id).await
     }
 }

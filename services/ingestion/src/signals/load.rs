@@ -150,11 +150,12 @@ pub async fn load_at(
         i64,
         String,
         String,
+        String,
         Option<String>,
         sqlx::types::Json<Attributes>,
     );
     let accounts: Vec<AccountRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (p.slot) p.slot, v.segment, v.owner, v.parent_account_id, v.attributes \
+        "SELECT DISTINCT ON (p.slot) p.slot, v.segment, v.industry, v.owner, v.parent_account_id, v.attributes \
          FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS p(account_id, cutoff, slot) \
          JOIN ingestion.account_versions v USING (account_id) \
          ORDER BY p.slot, (v.valid_from < p.cutoff) DESC, \
@@ -235,7 +236,7 @@ pub async fn load_at(
             plan_usage.next().unwrap_or_default(),
         );
         // Slots count from one, as `WITH ORDINALITY` does.
-        let Some((_, segment, owner, parent, attributes)) =
+        let Some((_, segment, industry, owner, parent, attributes)) =
             accounts.next_if(|row| usize::try_from(row.0 - 1) == Ok(i))
         else {
             loaded.push(None);
@@ -256,6 +257,7 @@ pub async fn load_at(
             plans,
             plan_usage,
             segment,
+            industry,
             owner,
             parent_account_id: parent.unwrap_or_default(),
             attributes: attributes.0,

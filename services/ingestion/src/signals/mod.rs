@@ -38,6 +38,7 @@ pub struct Inputs {
     /// The day whose end the inputs stood at.
     pub as_of: NaiveDate,
     pub segment: String,
+    pub industry: String,
     pub owner: String,
     pub parent_account_id: String,
     pub attributes: Attributes,
@@ -210,6 +211,7 @@ pub fn compute(inputs: &Inputs, as_of: NaiveDate) -> AccountSignals {
         account_id: inputs.account_id.clone(),
         as_of: Some(to_date(as_of)),
         segment: inputs.segment.clone(),
+        industry: inputs.industry.clone(),
         owner: inputs.owner.clone(),
         parent_account_id: inputs.parent_account_id.clone(),
         seats_purchased: seats as i32,

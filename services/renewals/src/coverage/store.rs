@@ -73,7 +73,7 @@ pub(super) async fn customers(
     currency: &str,
     as_of: NaiveDate,
 ) -> sqlx::Result<(Vec<Customer>, i64)> {
-    let versions = pipeline::versions_recorded_by(pool, as_of).await?;
+    let versions = pipeline::versions_recorded_by(pool, as_of, None).await?;
     let mut arr: HashMap<&str, (i64, i64)> = HashMap::new();
     let book = Book::from_versions(versions);
     for (account_id, subscriptions) in &book.accounts {

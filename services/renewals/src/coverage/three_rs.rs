@@ -153,7 +153,7 @@ impl RenewalsApi {
         let start = end - Months::new(12);
         let then = self.placed(Some(model.version), before(start)).await?;
         let book = Book::from_versions(
-            pipeline::versions_recorded_by(&self.pool, as_of)
+            pipeline::versions_recorded_by(&self.pool, as_of, None)
                 .await?
                 .into_iter()
                 .filter(|v| v.currency == model.currency),

@@ -1,9 +1,11 @@
 //! Retention reports: contract and revenue retention for a period and the
 //! monthly ledger ([`metrics`]), cohort survival and the sBG model
-//! ([`cohorts`]), lifetime value and growth scenarios ([`value`]). Shared
-//! here: how a customer's life is read off the ledger.
+//! ([`cohorts`]), lifetime value and growth scenarios ([`value`]), each
+//! customer's first term ([`first_terms`]). Shared here: how a customer's
+//! life is read off the ledger.
 
 mod cohorts;
+pub mod first_terms;
 mod metrics;
 mod value;
 

@@ -1,0 +1,286 @@
+//! Churn models: trained on past renewal outcomes, each with the account's
+//! signals from ingestion as they were `horizon_days` before its term end
+//! (ingestion answers as of that day, so nothing from after it can leak
+//! into training); their predictions, and scorecard backtests on the same
+//! examples.
+
+use chrono::{Days, NaiveDate, Utc};
+use tenure_platform::{ApiError, ApiResult, time};
+use tenure_proto::health::v1 as pb;
+use tenure_proto::ingestion::v1::GetAccountSignalsRequest;
+use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
+use uuid::Uuid;
+
+use super::{MIN_EXAMPLES, ModelKind, Trainer, signal_weights};
+use crate::model::{self, Example, FitOptions, Model};
+use crate::signals;
+
+/// Records a RUNNING churn model in the caller's transaction and trains
+/// it in the background, on every outcome or on those decided by
+/// `as_of`, once that transaction has committed the model (never, if it
+/// rolls back).
+pub async fn start(
+    trainer: &Trainer,
+    tx: &mut sqlx::PgConnection,
+    horizon_days: i32,
+    l2: f64,
+    as_of: Option<NaiveDate>,
+) -> ApiResult<pb::ChurnModel> {
+    let (model_id, created) = trainer
+        .start_job(tx, ModelKind::Churn, horizon_days, l2, as_of)
+        .await?;
+    Ok(pb::ChurnModel {
+        model_id: model_id.to_string(),
+        status: pb::ModelStatus::Running as i32,
+        horizon_days,
+        l2,
+        create_time: Some(time::to_timestamp(created)),
+        as_of: as_of.map(time::to_date),
+        ..Default::default()
+    })
+}
+
+/// Past outcomes with the account's signals at the horizon: (account,
+/// term end, example).
+async fn examples(
+    trainer: &Trainer,
+    horizon_days: i32,
+    as_of: Option<NaiveDate>,
+) -> anyhow::Result<Vec<(String, NaiveDate, Example)>> {
+    let mut examples = Vec::new();
+    let mut page_token = String::new();
+    let today = Utc::now().date_naive();
+    let known_on = as_of.map_or(today, |d| d.min(today));
+    // Outcomes decided by the as-of day, when there is one.
+    let decided = as_of.map(|day| tenure_proto::common::v1::DateRange {
+        start: None,
+        end: day.succ_opt().map(time::to_date),
+    });
+    loop {
+        let page = trainer
+            .renewals
+            .clone()
+            .list_renewal_outcomes(ListRenewalOutcomesRequest {
+                page_size: 1000,
+                page_token,
+                decided,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut wanted = Vec::with_capacity(page.outcomes.len());
+        for outcome in page.outcomes {
+            let Some(term_end) = outcome.term_end_date.as_ref().and_then(time::from_date) else {
+                continue;
+            };
+            let Some(as_of) = term_end
+                .checked_sub_days(Days::new(horizon_days as u64))
+                .filter(|d| *d <= known_on)
+            else {
+                continue;
+            };
+            wanted.push((outcome, term_end, as_of));
+        }
+        let mut fetched = trainer
+            .signals_at(
+                wanted
+                    .iter()
+                    .map(|(o, _, day)| (o.account_id.clone(), *day)),
+            )
+            .await?;
+        for (outcome, term_end, as_of) in wanted {
+            // Missing: the account was not known at the horizon.
+            let Some(signals) = fetched.remove(&(outcome.account_id.clone(), as_of)) else {
+                continue;
+            };
+            let example = Example {
+                numbers: signals::values(&signals),
+                categories: signals::categories(&signals),
+                churned: outcome.kind() == OutcomeKind::Churned,
+                group: outcome.account_id.clone(),
+            };
+            examples.push((outcome.account_id.clone(), term_end, example));
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(examples);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+pub(super) async fn train(
+    trainer: &Trainer,
+    model_id: Uuid,
+    horizon_days: i32,
+    l2: f64,
+    as_of: Option<NaiveDate>,
+) -> anyhow::Result<(Model, pb::ChurnModel)> {
+    let started = std::time::Instant::now();
+    let gathered = examples(trainer, horizon_days, as_of).await?;
+    let gather_seconds = started.elapsed().as_secs_f64();
+    let first = gathered.iter().map(|(_, d, _)| *d).min();
+    let last = gathered.iter().map(|(_, d, _)| *d).max();
+    let window = first
+        .zip(last)
+        .map(|(first, last)| tenure_proto::common::v1::DateRange {
+            start: Some(time::to_date(first)),
+            end: last.succ_opt().map(time::to_date),
+        });
+    let examples: Vec<Example> = gathered.into_iter().map(|(_, _, e)| e).collect();
+    let churns = examples.iter().filter(|e| e.churned).count();
+    anyhow::ensure!(
+        examples.len() >= MIN_EXAMPLES && churns > 0 && churns < examples.len(),
+        "training needs at least {MIN_EXAMPLES} outcomes with both renewals and churns; found {} with {churns} churns",
+        examples.len()
+    );
+    let options = FitOptions {
+        l2,
+        ..FitOptions::default()
+    };
+    let fitting = examples.clone();
+    let started = std::time::Instant::now();
+    let ((model, convergence), predictions) = tokio::task::spawn_blocking(move || {
+        (
+            Model::fit_reporting(&fitting, options),
+            model::cross_validate(&fitting, 5, options),
+        )
+    })
+    .await?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let churned: Vec<bool> = examples.iter().map(|e| e.churned).collect();
+    let weights = signal_weights(&model, &examples);
+    let report = pb::ChurnModel {
+        model_id: model_id.to_string(),
+        status: pb::ModelStatus::Ready as i32,
+        horizon_days,
+        l2,
+        example_count: examples.len() as i32,
+        churn_count: churns as i32,
+        cv_auc: model::auc(&predictions, &churned),
+        cv_brier: Some(model::brier(&predictions, &churned)),
+        signals: weights,
+        training_window: window,
+        converged: convergence.converged,
+        iterations: i32::try_from(convergence.iterations).unwrap_or(i32::MAX),
+        tolerance: options.tolerance,
+        as_of: as_of.map(time::to_date),
+        gather_seconds,
+        fit_seconds,
+        ..Default::default()
+    };
+    Ok((model, report))
+}
+
+/// A churn model by id, or the latest ready one.
+pub async fn get(trainer: &Trainer, model_id: Option<Uuid>) -> ApiResult<pb::ChurnModel> {
+    let stored = trainer.stored(ModelKind::Churn, model_id).await?;
+    let mut model: pb::ChurnModel = stored.report()?;
+    model.model_id = stored.model_id.to_string();
+    model.status = i32::from(stored.status);
+    model.horizon_days = stored.horizon_days;
+    model.l2 = stored.l2;
+    model.error = stored.error;
+    model.create_time = Some(time::to_timestamp(stored.create_time));
+    model.finish_time = stored.finish_time.map(time::to_timestamp);
+    model.as_of = stored.as_of.map(time::to_date);
+    Ok(model)
+}
+
+/// An account's churn probability from its signals as of `as_of` (now
+/// when unset), by one model or the latest ready one.
+pub async fn predict(
+    trainer: &Trainer,
+    account_id: &str,
+    as_of: Option<NaiveDate>,
+    model_id: Option<Uuid>,
+) -> ApiResult<pb::PredictChurnResponse> {
+    let (model_id, model): (Uuid, Model) = trainer.ready(ModelKind::Churn, model_id).await?;
+    let request = GetAccountSignalsRequest {
+        account_id: account_id.to_owned(),
+        as_of: as_of.map(time::to_date),
+    };
+    let signals = trainer
+        .ingestion
+        .clone()
+        .get_account_signals(request)
+        .await
+        .map_err(|s| ApiError::from_upstream(s, &format!("account {account_id}")))?
+        .into_inner()
+        .signals
+        .unwrap_or_default();
+    let (probability, contributions) =
+        model.predict(&signals::values(&signals), &signals::categories(&signals));
+    let mut top: Vec<(String, f64)> = contributions
+        .into_iter()
+        .filter(|(_, c)| *c != 0.0)
+        .collect();
+    top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    top.truncate(5);
+    Ok(pb::PredictChurnResponse {
+        model_id: model_id.to_string(),
+        churn_probability: probability,
+        top_signals: top
+            .into_iter()
+            .map(|(feature, contribution)| pb::SignalContribution {
+                feature,
+                contribution,
+            })
+            .collect(),
+    })
+}
+
+/// Scores past accounts at the horizon with one scorecard version.
+pub async fn backtest(
+    trainer: &Trainer,
+    card: &crate::store::StoredScorecard,
+    horizon_days: i32,
+) -> ApiResult<pb::BacktestScorecardResponse> {
+    let examples = examples(trainer, horizon_days, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("gathering outcomes: {e:#}"))?;
+    let mut scores = Vec::new();
+    let mut renewed = Vec::new();
+    let mut bands: std::collections::BTreeMap<i32, (i32, i32)> = std::collections::BTreeMap::new();
+    let mut surprises = Vec::new();
+    for (account_id, term_end, example) in &examples {
+        let Some(scored) = crate::scorecard::score(&card.definition.0, &example.numbers) else {
+            continue;
+        };
+        let band = crate::scoring::band_to_proto(scored.band);
+        let entry = bands.entry(band as i32).or_default();
+        entry.0 += 1;
+        if !example.churned {
+            entry.1 += 1;
+        }
+        if example.churned && band == pb::Band::Green {
+            surprises.push(pb::SurpriseChurn {
+                account_id: account_id.clone(),
+                score: scored.score,
+                term_end_date: Some(time::to_date(*term_end)),
+            });
+        }
+        scores.push(scored.score);
+        renewed.push(!example.churned);
+    }
+    Ok(pb::BacktestScorecardResponse {
+        name: card.name.clone(),
+        version: card.version,
+        horizon_days,
+        example_count: scores.len() as i32,
+        auc: model::auc(&scores, &renewed),
+        bands: [pb::Band::Red, pb::Band::Yellow, pb::Band::Green]
+            .into_iter()
+            .map(|band| {
+                let (count, renewed) = bands.get(&(band as i32)).copied().unwrap_or_default();
+                pb::BandOutcomes {
+                    band: band as i32,
+                    account_count: count,
+                    renewed_count: renewed,
+                    renewal_rate_pct: (count > 0)
+                        .then(|| f64::from(renewed) / f64::from(count) * 100.0),
+                }
+            })
+            .collect(),
+        surprise_churns: surprises,
+    })
+}
