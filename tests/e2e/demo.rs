@@ -104,9 +104,18 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         plans.accounts > 0 && count("met") > 0 && count("missed") > 0,
         "{text}"
     );
+    // Prospect fit learned from the base's first terms, three prospects
+    // judged by it.
+    assert_eq!(
+        report.prospect_model.status(),
+        tenure_proto::health::v1::ModelStatus::Ready
+    );
+    assert!(report.prospect_model.example_count > 50, "{text}");
+    assert_eq!(report.prospects.len(), 3, "{text}");
     for heading in [
         "HEALTH BY BAND",
         "MATURITY",
+        "PROSPECT FIT",
         "SUCCESS PLANS",
         "AT RISK",
         "SURPRISE CHURNS",

@@ -123,3 +123,23 @@ pub fn render(model: &pb::ChurnModel) -> String {
     }
     out
 }
+
+/// Waits until a prospect-fit model is ready or has failed.
+pub async fn wait_for_prospect_model(
+    health: &mut HealthServiceClient<TracedChannel>,
+    mut model: pb::ProspectModel,
+) -> anyhow::Result<pb::ProspectModel> {
+    while model.status() == pb::ModelStatus::Running {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let request = pb::GetProspectModelRequest {
+            model_id: model.model_id.clone(),
+        };
+        model = health
+            .get_prospect_model(request)
+            .await?
+            .into_inner()
+            .model
+            .unwrap_or_default();
+    }
+    Ok(model)
+}

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use tenure::generate::Config;
 use tenure_platform::time::to_date;
@@ -71,21 +70,9 @@ async fn train(app: &mut TestStack, config: &Config) -> hpb::ProspectModel {
         .model
         .unwrap();
     assert_eq!(again.model_id, started.model_id);
-    let mut model = started;
-    while model.status() == hpb::ModelStatus::Running {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        model = app
-            .health
-            .get_prospect_model(hpb::GetProspectModelRequest {
-                model_id: model.model_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .model
-            .unwrap();
-    }
-    model
+    tenure::model::wait_for_prospect_model(&mut app.health, started)
+        .await
+        .unwrap()
 }
 
 fn prospect(id: &str, segment: &str, industry: &str, seats: i32, dollars: i64) -> hpb::Prospect {

@@ -95,6 +95,10 @@ pub struct Report {
     pub maturity: hpb::GetMaturityDistributionResponse,
     /// Success plans' objectives by status, as of the base's last day.
     pub plans: figures::Plans,
+    /// What past customers' first terms teach, and three prospects judged
+    /// by it.
+    pub prospect_model: hpb::ProspectModel,
+    pub prospects: Vec<hpb::ProspectFit>,
     /// (playbook, runs started).
     pub playbook_runs: Vec<(String, usize)>,
     pub tasks_opened: usize,
@@ -247,6 +251,8 @@ pub async fn run(peers: &PeerConfig, options: &Options) -> anyhow::Result<Report
         .await
         .context("reading the maturity distribution")?
         .into_inner();
+    steps.say("learning prospect fit from first terms; scoring three prospects");
+    (report.prospect_model, report.prospects) = prospect_fit(&mut clients, as_of).await?;
     steps.say("reading the success plans");
     report.plans = figures::plans(&mut clients, as_of).await?;
     steps.say("reading health, retention, forecasts, cohorts and service tiers");
@@ -318,6 +324,40 @@ async fn train(clients: &mut Clients) -> anyhow::Result<hpb::ChurnModel> {
         model.error
     );
     Ok(model)
+}
+
+async fn prospect_fit(
+    clients: &mut Clients,
+    as_of: NaiveDate,
+) -> anyhow::Result<(hpb::ProspectModel, Vec<hpb::ProspectFit>)> {
+    let started = clients
+        .health
+        .train_prospect_model(hpb::TrainProspectModelRequest {
+            as_of: Some(to_date(as_of)),
+            ..Default::default()
+        })
+        .await
+        .context("training prospect fit")?
+        .into_inner()
+        .model
+        .unwrap_or_default();
+    let model = crate::model::wait_for_prospect_model(&mut clients.health, started).await?;
+    anyhow::ensure!(
+        model.status() == hpb::ModelStatus::Ready,
+        "prospect fit failed: {}",
+        model.error
+    );
+    let fits = clients
+        .health
+        .score_prospects(hpb::ScoreProspectsRequest {
+            model_id: model.model_id.clone(),
+            prospects: setup::prospects(),
+        })
+        .await
+        .context("scoring prospects")?
+        .into_inner()
+        .fits;
+    Ok((model, fits))
 }
 
 /// Waits until renewals' view of the book stops changing: its retention

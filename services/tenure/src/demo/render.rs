@@ -257,6 +257,41 @@ impl fmt::Display for Report {
             let _ = writeln!(out, "  {status:<12} {objectives:>6} objectives");
         }
 
+        let m = &self.prospect_model;
+        let _ = writeln!(
+            out,
+            "\nPROSPECT FIT (learned from {} first terms, {} churned; fit AUC {}, day-{} indicators AUC {})",
+            m.example_count,
+            m.churn_count,
+            m.cv_auc.map_or("-".to_owned(), |a| format!("{a:.2}")),
+            m.look_days,
+            m.indicator_cv_auc
+                .map_or("-".to_owned(), |a| format!("{a:.2}")),
+        );
+        for fit in &self.prospects {
+            let _ = writeln!(
+                out,
+                "  {:<36} renews {:>5.1} %   look-alikes: {} ({}, {} renewed)",
+                fit.prospect_id,
+                fit.renewal_probability * 100.0,
+                fit.look_alikes,
+                fit.look_alike_count,
+                pct(fit.look_alike_renewal_rate_pct),
+            );
+            for gap in fit.gaps.iter().take(3) {
+                let _ = writeln!(
+                    out,
+                    "      by day {}: {:<28} renewed {:>7.1}, churned {:>7.1}  ({:.1} % against {:.1} %)",
+                    m.look_days,
+                    gap.signal,
+                    gap.renewed_value,
+                    gap.churned_value,
+                    gap.renewal_probability_if_reached * 100.0,
+                    gap.renewal_probability_if_missed * 100.0,
+                );
+            }
+        }
+
         let c = &self.coverage;
         let _ = writeln!(
             out,

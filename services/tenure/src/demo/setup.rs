@@ -226,3 +226,54 @@ pub(super) fn playbooks(hook: &str) -> Vec<String> {
         .to_owned(),
     ]
 }
+
+/// Three companies about to sign: a small one on a monthly plan, a
+/// mid-market one on an annual plan, an enterprise one.
+pub(super) fn prospects() -> Vec<hpb::Prospect> {
+    let prospect =
+        |id: &str, segment: &str, industry: &str, seats: i32, dollars: i64, months: i32| {
+            hpb::Prospect {
+                prospect_id: id.into(),
+                segment: segment.into(),
+                industry: industry.into(),
+                seats,
+                arr: Some(tenure_proto::common::v1::Money {
+                    currency_code: "USD".into(),
+                    amount_minor: dollars * 100,
+                }),
+                term_months: months,
+                number_attributes: [("employees".to_owned(), f64::from(seats) * 10.0)].into(),
+                category_attributes: [(
+                    "billing".to_owned(),
+                    if months == 1 { "monthly" } else { "annual" }.to_owned(),
+                )]
+                .into(),
+            }
+        };
+    vec![
+        prospect(
+            "Nova Retail (5 seats, monthly)",
+            "tech-touch",
+            "retail",
+            5,
+            4_800,
+            1,
+        ),
+        prospect(
+            "Cedar Health (20 seats, annual)",
+            "mid-market",
+            "healthcare",
+            20,
+            36_000,
+            12,
+        ),
+        prospect(
+            "Granite Capital (60 seats, annual)",
+            "enterprise",
+            "finance",
+            60,
+            240_000,
+            12,
+        ),
+    ]
+}
