@@ -12,7 +12,7 @@ use super::Config;
 use super::life::{Life, at};
 use super::out::{Files, day, time};
 use super::plan::{Plan, Tier};
-use super::truth::Driver;
+use super::truth::{Driver, ONBOARDING};
 use crate::import::Kind;
 
 /// The product's features: (name, advanced).
@@ -153,7 +153,8 @@ fn seats_on(seats: &[(NaiveDate, u32)], on: NaiveDate) -> u32 {
 
 /// Weekly sessions of the account's engaged users, mostly on weekdays,
 /// after an onboarding ramp; a fall in advanced adoption halves usage and
-/// drops the advanced features.
+/// drops the advanced features; a stalled onboarding keeps usage at the
+/// ramp's foot, with no advanced features, for its first half year.
 fn usage(
     files: &mut Files,
     Account { config, plan, life }: Account<'_>,
@@ -168,7 +169,13 @@ fn usage(
         while week <= last {
             let epoch = life.epoch_on(week);
             let dropped = epoch.is_some_and(|e| e.has(Driver::FallingAdvancedAdoption, week));
-            let ramp = ((week - spell.start).num_days() as f64 / 60.0).clamp(0.2, 1.0);
+            let stalled = epoch.is_some_and(|e| e.stalled(plan))
+                && week < spell.start + Days::new(ONBOARDING.stalled_days);
+            let ramp = if stalled {
+                0.2
+            } else {
+                ((week - spell.start).num_days() as f64 / 60.0).clamp(0.2, 1.0)
+            };
             let factor = if dropped { 0.5 } else { 1.0 };
             let engaged = (f64::from(seats_on(&spell.seats, week)) * engagement).round() as u32;
             for user in 0..engaged.max(1) {
@@ -184,7 +191,7 @@ fn usage(
                 if on > last {
                     continue;
                 }
-                let feature = if !dropped && rng.random_bool(advanced_share) {
+                let feature = if !dropped && !stalled && rng.random_bool(advanced_share) {
                     FEATURES[rng.random_range(6..12)].0
                 } else {
                     FEATURES[rng.random_range(0..6)].0

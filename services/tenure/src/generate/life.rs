@@ -12,7 +12,7 @@ use serde_json::json;
 use super::Config;
 use super::out::{Files, day, time};
 use super::plan::Plan;
-use super::truth::{DRIVERS, Driver};
+use super::truth::{DRIVERS, Driver, ONBOARDING};
 use crate::import::Kind;
 
 /// A year of a spell and the drivers that appeared in it, with the day each
@@ -34,9 +34,18 @@ impl Epoch {
         self.drivers[driver as usize].is_some_and(|d| d <= on)
     }
 
+    /// Whether this is the first year of an account whose onboarding
+    /// stalled.
+    pub(super) fn stalled(&self, plan: &Plan) -> bool {
+        plan.stalled_onboarding && self.start == plan.signup
+    }
+
     /// The true yearly churn probability of a renewal decided on `on`.
     pub(super) fn churn_probability(&self, plan: &Plan, on: NaiveDate) -> f64 {
         let mut log_odds = plan.tier.base_log_odds() + self.noise;
+        if self.stalled(plan) {
+            log_odds += ONBOARDING.log_odds;
+        }
         for driver in DRIVERS {
             if self.has(driver.driver, on) {
                 log_odds += driver.log_odds;
@@ -238,6 +247,7 @@ fn simulate_spell(
             .iter()
             .filter(|d| epoch.has(d.driver, term_end))
             .map(|d| d.name)
+            .chain(epoch.stalled(plan).then_some(ONBOARDING.name))
             .collect();
         let decided_on = if plan.monthly {
             term_end - Days::new(rng.random_range(1..=10))
@@ -342,6 +352,7 @@ fn churn_reason(drivers: &[&'static str], rng: &mut ChaCha8Rng) -> &'static str 
         Some(&"unresolved_p1_defects") => "support",
         Some(&"falling_advanced_adoption") => "product_gap",
         Some(&"late_invoices") => "budget_cut",
+        Some(&"stalled_onboarding") => "product_gap",
         _ => ["price", "competitor", "other", "business_closed"][rng.random_range(0..4)],
     }
 }

@@ -11,8 +11,9 @@
 //! onboarding ramp; tickets, NPS responses, invoices, external signals and
 //! success-plan metrics accompany them.
 //!
-//! Churn is caused by a few hidden drivers ([`truth::DRIVERS`]) plus noise
-//! the data does not show. Each driver leaves traces in the data before the
+//! Churn is caused by a few hidden drivers ([`truth::DRIVERS`], and in an
+//! account's first year [`truth::ONBOARDING`]) plus noise the data does not
+//! show. Each driver leaves traces in the data before the
 //! renewal it endangers, so a model that reads the signals can find them and
 //! a blind one cannot. `truth.json` and `truth.jsonl` record the drivers,
 //! their true log-odds and every renewal's true churn probability.

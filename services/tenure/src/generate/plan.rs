@@ -101,6 +101,8 @@ pub(super) struct Plan {
     pub(super) seats: u32,
     pub(super) parent: Option<String>,
     pub(super) employees: u32,
+    /// Its onboarding stalls ([`super::truth::ONBOARDING`]).
+    pub(super) stalled_onboarding: bool,
 }
 
 const INDUSTRIES: [&str; 8] = [
@@ -202,6 +204,7 @@ pub(super) fn plans(config: &Config, rng: &mut ChaCha8Rng) -> Vec<Plan> {
             seats,
             parent,
             employees: seats * rng.random_range(3..=20),
+            stalled_onboarding: super::truth::stalled(config.seed, index),
         });
     }
     plans

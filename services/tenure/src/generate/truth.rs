@@ -79,6 +79,44 @@ pub const DRIVERS: [DriverSpec; 4] = [
     },
 ];
 
+/// The first-year driver: an onboarding that stalled. Few of the account's
+/// users ever take up the product in its first half year, none of them its
+/// advanced features, and its first renewal is at risk. It strikes a share
+/// of accounts chosen by a hash of the seed and the account rather than
+/// from a random stream, so adding it changed no account it spared.
+pub struct OnboardingSpec {
+    pub name: &'static str,
+    pub share: f64,
+    /// Days from the first paid day that usage stays low.
+    pub stalled_days: u64,
+    /// What it adds to the log-odds of churn in the first year.
+    pub log_odds: f64,
+    pub signals: &'static [&'static str],
+}
+
+pub const ONBOARDING: OnboardingSpec = OnboardingSpec {
+    name: "stalled_onboarding",
+    share: 0.2,
+    stalled_days: 180,
+    log_odds: 1.4,
+    signals: &[
+        "active_users_30d",
+        "license_utilization_pct",
+        "advanced_features_used_30d",
+    ],
+};
+
+/// Whether account `index` of a base seeded `seed` stalled in onboarding.
+pub(super) fn stalled(seed: u64, index: usize) -> bool {
+    let mut x = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED_0B0A_4D16_0001;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 32;
+    (x % 1_000_000) as f64 / 1_000_000.0 < ONBOARDING.share
+}
+
 /// Collects every yearly renewal's truth as accounts are simulated.
 pub(super) struct Truth {
     config: Config,
@@ -134,7 +172,12 @@ impl Truth {
                 "yearly_share": d.share,
                 "log_odds": d.log_odds,
                 "signals": d.signals,
-            })).collect::<Vec<_>>(),
+            })).chain([json!({
+                "name": ONBOARDING.name,
+                "first_year_share": ONBOARDING.share,
+                "log_odds": ONBOARDING.log_odds,
+                "signals": ONBOARDING.signals,
+            })]).collect::<Vec<_>>(),
             "rows": counts
                 .iter()
                 .map(|(kind, n)| (format!("{kind:?}").to_lowercase(), json!(n)))
