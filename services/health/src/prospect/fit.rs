@@ -16,8 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Example, FitOptions, Model};
 
-/// Fewest past customers a look-alike group needs to be used.
+/// Fewest past customers a look-alike group needs to be used, and fewest
+/// of them that churned while paying at the look day (to compare with).
 pub const MIN_LOOK_ALIKES: u32 = 30;
+pub const MIN_CHURNED: u32 = 10;
+/// Welch's t beyond which renewed and churned look-alikes differ on an
+/// indicator (two-sided, about 5 % by chance on large groups).
+const MIN_T: f64 = 1.96;
 /// Gaps reported per prospect.
 const MAX_GAPS: usize = 5;
 /// Reasons reported per prospect.
@@ -95,10 +100,10 @@ impl PastCustomer {
     }
 }
 
-/// Sums and counts of each indicator over some customers.
+/// Sums, sums of squares and counts of each indicator over some customers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Means {
-    pub sums: BTreeMap<String, (f64, u32)>,
+    pub sums: BTreeMap<String, (f64, f64, u32)>,
 }
 
 impl Means {
@@ -106,15 +111,26 @@ impl Means {
         for (name, value) in indicators {
             let entry = self.sums.entry(name.clone()).or_default();
             entry.0 += value;
-            entry.1 += 1;
+            entry.1 += value * value;
+            entry.2 += 1;
         }
     }
 
     pub fn mean(&self, name: &str) -> Option<f64> {
         self.sums
             .get(name)
-            .filter(|(_, n)| *n > 0)
-            .map(|(sum, n)| sum / f64::from(*n))
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(sum, _, n)| sum / f64::from(*n))
+    }
+
+    /// Mean, sample variance and count, with two values or more.
+    fn spread(&self, name: &str) -> Option<(f64, f64, f64)> {
+        let (sum, squares, n) = *self.sums.get(name)?;
+        let n = f64::from(n);
+        (n >= 2.0).then(|| {
+            let mean = sum / n;
+            (mean, ((squares - n * mean * mean) / (n - 1.0)).max(0.0), n)
+        })
     }
 
     fn means(&self) -> BTreeMap<String, f64> {
@@ -125,6 +141,20 @@ impl Means {
     }
 }
 
+/// Whether two groups' means of `name` differ beyond chance: Welch's t of
+/// at least [`MIN_T`] (means that differ with no spread at all count too).
+fn differ(a: &Means, b: &Means, name: &str) -> bool {
+    let (Some((mean_a, var_a, n_a)), Some((mean_b, var_b, n_b))) = (a.spread(name), b.spread(name))
+    else {
+        return false;
+    };
+    let error = (var_a / n_a + var_b / n_b).sqrt();
+    if error == 0.0 {
+        return mean_a != mean_b;
+    }
+    ((mean_a - mean_b) / error).abs() >= MIN_T
+}
+
 /// Past customers alike in segment and industry (`None`: any).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Group {
@@ -132,6 +162,8 @@ pub struct Group {
     pub industry: Option<String>,
     pub customers: u32,
     pub renewed: u32,
+    /// Those that churned while paying at the look day.
+    pub churned_at_look_count: u32,
     /// Indicators at the look day of those paying then, and of those of
     /// them who renewed or did not.
     pub at_look: Means,
@@ -150,6 +182,7 @@ impl Group {
             if customer.renewed {
                 self.renewed_at_look.add(indicators);
             } else {
+                self.churned_at_look_count += 1;
                 self.churned_at_look.add(indicators);
             }
         }
@@ -311,13 +344,16 @@ impl ProspectFit {
     }
 
     /// The look-alikes of a prospect: its segment and industry, else its
-    /// segment, else every customer.
+    /// segment, else every customer; a group is used once it holds
+    /// [`MIN_LOOK_ALIKES`] customers, [`MIN_CHURNED`] of them churned while
+    /// paying at the look day.
     pub fn look_alikes(&self, prospect: &Firmographics) -> Option<&Group> {
         let find = |segment: Option<&str>, industry: Option<&str>| {
             self.groups.iter().find(|g| {
                 g.segment.as_deref() == segment
                     && g.industry.as_deref() == industry
                     && g.customers >= MIN_LOOK_ALIKES
+                    && g.churned_at_look_count >= MIN_CHURNED
             })
         };
         find(Some(&prospect.segment), Some(&prospect.industry))
@@ -370,9 +406,11 @@ impl ProspectFit {
                     renewal_probability_if_reached: at(signal, renewed_value),
                     renewal_probability_if_missed: at(signal, churned_value),
                 };
-                // Under a tenth of a point is no gap worth naming; a
-                // negative swing is one the model does not bear out.
-                if gap.swing() > 0.001 {
+                // A gap is named when renewed and churned look-alikes
+                // differ beyond chance and the model bears it out by half
+                // a point or more.
+                let real = differ(&group.renewed_at_look, &group.churned_at_look, signal);
+                if real && gap.swing() >= 0.005 {
                     gaps.push(gap);
                 }
             }
@@ -470,6 +508,10 @@ mod tests {
         // The gap is advanced adoption: renewed look-alikes used more.
         let gap = &small.gaps[0];
         assert_eq!(gap.signal, "advanced_features_used_30d", "{small:?}");
+        assert!(
+            small.gaps.iter().all(|g| g.signal != "noise"),
+            "noise is no gap: {small:?}"
+        );
         assert!(gap.renewed_value > gap.look_alike_value);
         assert!(gap.churned_value < gap.look_alike_value);
         assert!(gap.renewal_probability_if_reached > small.renewal_probability_at_look);
