@@ -104,6 +104,17 @@ async fn the_demo_reports_what_the_apis_answer_and_the_page_draws_every_chart() 
         plans.accounts > 0 && count("met") > 0 && count("missed") > 0,
         "{text}"
     );
+    // The churn model's examples, told by the adoption model's levels.
+    let lessons = &report.model.maturity;
+    assert_eq!(lessons.len(), 1, "{text}");
+    let by_level: i32 = lessons[0].levels.iter().map(|l| l.example_count).sum();
+    assert_eq!(by_level, report.model.example_count, "{text}");
+    for behaviour in &lessons[0].behaviours {
+        assert_eq!(
+            behaviour.shown_count + behaviour.not_shown_count,
+            report.model.example_count
+        );
+    }
     // Prospect fit learned from the base's first terms, three prospects
     // judged by it.
     assert_eq!(

@@ -207,6 +207,67 @@ impl MaturityDef {
     }
 }
 
+/// Past renewals told by a model's levels and behaviours: how many stood
+/// at each level (and showed each behaviour) at the horizon, and how many
+/// of them renewed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lessons {
+    /// (level, examples, renewed), level 0 (none reached) first.
+    pub levels: Vec<(u8, u32, u32)>,
+    pub behaviours: Vec<BehaviourLesson>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BehaviourLesson {
+    pub level: u8,
+    pub name: String,
+    /// (examples, renewed) of those that showed it, and of the others.
+    pub shown: (u32, u32),
+    pub not_shown: (u32, u32),
+}
+
+impl MaturityDef {
+    /// What `examples` (signal values at the horizon, renewed or not) say
+    /// of each level and behaviour.
+    pub fn lessons<'a>(
+        &self,
+        examples: impl IntoIterator<Item = (&'a BTreeMap<String, f64>, bool)>,
+    ) -> Lessons {
+        let mut levels = vec![(0u32, 0u32); self.levels.len() + 1];
+        let mut behaviours: Vec<BehaviourLesson> = Vec::new();
+        for (values, renewed) in examples {
+            let standing = self.assess(values);
+            let entry = &mut levels[usize::from(standing.level)];
+            entry.0 += 1;
+            entry.1 += u32::from(renewed);
+            for (i, behaviour) in standing.behaviours.iter().enumerate() {
+                if behaviours.len() <= i {
+                    behaviours.push(BehaviourLesson {
+                        level: behaviour.level,
+                        name: behaviour.name.clone(),
+                        ..BehaviourLesson::default()
+                    });
+                }
+                let side = if behaviour.shown {
+                    &mut behaviours[i].shown
+                } else {
+                    &mut behaviours[i].not_shown
+                };
+                side.0 += 1;
+                side.1 += u32::from(renewed);
+            }
+        }
+        Lessons {
+            levels: levels
+                .into_iter()
+                .enumerate()
+                .map(|(level, (n, renewed))| (u8::try_from(level).unwrap_or(u8::MAX), n, renewed))
+                .collect(),
+            behaviours,
+        }
+    }
+}
+
 /// An account's level as tracked between scorings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -318,6 +379,33 @@ mod tests {
 
     fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn lessons_count_renewals_per_level_and_behaviour() {
+        let m = model();
+        let top = values(&[
+            ("active_users_30d", 4.0),
+            ("advanced_features_used_30d", 3.0),
+            ("open_tickets_p1", 0.0),
+        ]);
+        let idle = values(&[("active_users_30d", 0.0)]);
+        let lessons = m.lessons([(&top, true), (&top, true), (&idle, false), (&idle, true)]);
+        assert_eq!(
+            lessons.levels,
+            vec![(0, 0, 0), (1, 2, 1), (2, 0, 0), (3, 2, 2)]
+        );
+        let logs_in = &lessons.behaviours[0];
+        assert_eq!(
+            (
+                logs_in.name.as_str(),
+                logs_in.level,
+                logs_in.shown,
+                logs_in.not_shown
+            ),
+            ("logs-in", 2, (2, 2), (2, 1))
+        );
+        assert_eq!(lessons.behaviours.len(), 3);
     }
 
     #[test]

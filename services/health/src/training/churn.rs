@@ -149,6 +149,7 @@ pub(super) async fn train(
     let fit_seconds = started.elapsed().as_secs_f64();
     let churned: Vec<bool> = examples.iter().map(|e| e.churned).collect();
     let weights = signal_weights(&model, &examples);
+    let maturity = maturity_lessons(trainer, &examples).await?;
     let report = pb::ChurnModel {
         model_id: model_id.to_string(),
         status: pb::ModelStatus::Ready as i32,
@@ -166,9 +167,55 @@ pub(super) async fn train(
         as_of: as_of.map(time::to_date),
         gather_seconds,
         fit_seconds,
+        maturity,
         ..Default::default()
     };
     Ok((model, report))
+}
+
+/// What the examples say of the latest version of each maturity model:
+/// renewals per level and per behaviour at the horizon.
+async fn maturity_lessons(
+    trainer: &Trainer,
+    examples: &[Example],
+) -> anyhow::Result<Vec<pb::MaturityLessons>> {
+    let models = crate::maturity::store::list_latest(&trainer.pool, None, None).await?;
+    let rate = |n: u32, renewed: u32| (n > 0).then(|| f64::from(renewed) / f64::from(n) * 100.0);
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(models
+        .into_iter()
+        .map(|stored| {
+            let definition = &stored.definition.0;
+            let lessons = definition.lessons(examples.iter().map(|e| (&e.numbers, !e.churned)));
+            pb::MaturityLessons {
+                levels: lessons
+                    .levels
+                    .iter()
+                    .map(|&(level, n, renewed)| pb::LevelOutcomes {
+                        level: level.into(),
+                        name: definition.level_name(level).to_owned(),
+                        example_count: count(n),
+                        renewed_count: count(renewed),
+                        renewal_rate_pct: rate(n, renewed),
+                    })
+                    .collect(),
+                behaviours: lessons
+                    .behaviours
+                    .into_iter()
+                    .map(|b| pb::BehaviourOutcomes {
+                        behaviour: b.name,
+                        level: b.level.into(),
+                        shown_count: count(b.shown.0),
+                        renewal_rate_shown_pct: rate(b.shown.0, b.shown.1),
+                        not_shown_count: count(b.not_shown.0),
+                        renewal_rate_not_shown_pct: rate(b.not_shown.0, b.not_shown.1),
+                    })
+                    .collect(),
+                model_name: stored.name,
+                version: stored.version,
+            }
+        })
+        .collect())
 }
 
 /// A churn model by id, or the latest ready one.

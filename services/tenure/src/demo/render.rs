@@ -160,6 +160,27 @@ impl fmt::Display for Report {
                 signals.join(", ")
             );
         }
+        for lessons in &m.maturity {
+            let levels: Vec<String> = lessons
+                .levels
+                .iter()
+                .filter(|l| l.example_count > 0)
+                .map(|l| {
+                    format!(
+                        "{} {} ({})",
+                        l.name,
+                        pct(l.renewal_rate_pct),
+                        l.example_count
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  renewed, by {} maturity level at the horizon: {}",
+                lessons.model_name,
+                levels.join(", ")
+            );
+        }
 
         let _ = writeln!(
             out,
