@@ -407,10 +407,10 @@ impl ProspectFit {
                     renewal_probability_if_missed: at(signal, churned_value),
                 };
                 // A gap is named when renewed and churned look-alikes
-                // differ beyond chance and the model bears it out by half
-                // a point or more.
+                // differ beyond chance and the model bears it out (by a
+                // tenth of a point or more).
                 let real = differ(&group.renewed_at_look, &group.churned_at_look, signal);
-                if real && gap.swing() >= 0.005 {
+                if real && gap.swing() >= 0.001 {
                     gaps.push(gap);
                 }
             }
