@@ -6,7 +6,7 @@ use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::ingestion::v1 as pb;
 use tenure_proto::renewals::v1 as rpb;
-use tenure_tests::{TestStack, eventually};
+use tenure_tests::{TestStack, eventually, violated_fields};
 
 use crate::fixtures::*;
 use crate::ingestion::account;
@@ -219,6 +219,54 @@ async fn learns_the_hidden_driver_without_seeing_past_the_horizon() {
         .into_inner();
     assert_eq!(prediction.model_id, later.model_id);
     assert!((0.0..=1.0).contains(&prediction.churn_probability));
+
+    // Many accounts from one stream of signals: the same probabilities, in
+    // id order, each once, and the ids ingestion does not know named.
+    let batch = app
+        .health
+        .batch_predict_churn(hpb::BatchPredictChurnRequest {
+            account_ids: vec!["m01".into(), "ghost-x".into(), "m00".into(), "m01".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.model_id, later.model_id);
+    let ids: Vec<&str> = batch
+        .predictions
+        .iter()
+        .map(|p| p.account_id.as_str())
+        .collect();
+    assert_eq!(ids, ["m00", "m01"]);
+    assert_eq!(
+        batch.predictions[0].churn_probability,
+        prediction.churn_probability
+    );
+    assert_eq!(batch.predictions[0].top_signals, prediction.top_signals);
+    assert_eq!(batch.missing_account_ids, ["ghost-x"]);
+    let unknown = app
+        .health
+        .predict_churn(hpb::PredictChurnRequest {
+            account_id: "ghost-x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    let refused = app
+        .health
+        .batch_predict_churn(hpb::BatchPredictChurnRequest {
+            account_ids: vec!["m00".into(), String::new()],
+            model_id: "not-a-model".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&refused),
+        ["account_ids[1]", "model_id"],
+        "{refused:?}"
+    );
 
     let report = tenure::model::train(
         &app.stack.peers.health_url,

@@ -192,6 +192,7 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
             account_ids: vec!["acme".into()],
             as_of: date(today_minus(1)),
             at: vec![pair(1), tomorrow, pb::AccountDay::default()],
+            skip_unknown: false,
         })
         .await
         .unwrap_err();
@@ -206,5 +207,30 @@ async fn signals_as_of_a_past_date_ignore_later_data() {
             "at[2].as_of"
         ]
     );
+
+    // An unknown account ends the stream with NOT_FOUND, unless the caller
+    // asks to leave it out.
+    let with_ghost = |skip_unknown| pb::StreamAccountSignalsRequest {
+        account_ids: vec!["ghost".into(), "acme".into()],
+        skip_unknown,
+        ..Default::default()
+    };
+    let mut stream = app
+        .ingestion
+        .stream_account_signals(with_ghost(false))
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without naming the unknown account"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::NotFound, "{ended:?}");
+    let known = streamed_signals(&mut app, with_ghost(true), 1).await;
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].account_id, "acme");
     app.stop().await;
 }

@@ -352,6 +352,20 @@ pub async fn list_by_arr_at_risk(
     .await
 }
 
+/// The latest scores of `ids` (sorted), in id order; unscored ids are
+/// left out.
+pub async fn listed(pool: &PgPool, ids: &[String]) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LISTED} AND account_id = ANY($4) ORDER BY account_id"
+    )))
+    .bind(None::<i16>)
+    .bind(None::<String>)
+    .bind(None::<String>)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Score, band, currency and ARR of every account matching `filter`.
 pub async fn distribution(
     pool: &PgPool,

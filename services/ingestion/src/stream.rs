@@ -184,10 +184,12 @@ pub enum Wanted {
 }
 
 /// Streams the signals `wanted` names, in batches loaded a few at a time
-/// and sent in order; an unknown account ends the stream with NOT_FOUND.
+/// and sent in order; an unknown account is left out when `skip_unknown`,
+/// and otherwise ends the stream with NOT_FOUND.
 pub fn signals(
     pool: PgPool,
     wanted: Wanted,
+    skip_unknown: bool,
 ) -> crate::grpc::ResponseStream<pb::StreamAccountSignalsResponse> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED * 8);
     tokio::spawn(
@@ -224,6 +226,9 @@ pub fn signals(
                         .map_err(|e| anyhow::anyhow!("loading signals: {e}"))??;
                     for (inputs, (account_id, as_of)) in loaded.iter().zip(&batch) {
                         let Some(inputs) = inputs else {
+                            if skip_unknown {
+                                continue;
+                            }
                             return Err(ApiError::NotFound(format!(
                                 "account {account_id} as of {as_of}"
                             )));

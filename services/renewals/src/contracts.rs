@@ -99,12 +99,12 @@ pub const CALIBRATION_HORIZON_DAYS: i32 = 90;
 
 /// Keeps, for each open term that has come within the calibration horizon
 /// by `today` and has none yet, the renewal probability the model gives its
-/// account now (of one account, or of all). Run by the daily sweep and
+/// account now (of the accounts given, or of all). Run by the daily sweep and
 /// whenever an account's churn probability changes.
 pub async fn record_horizon_probabilities(
     pool: &PgPool,
     today: NaiveDate,
-    account_id: Option<&str>,
+    account_ids: Option<&[String]>,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE renewals.opportunities o \
@@ -113,11 +113,11 @@ pub async fn record_horizon_probabilities(
          WHERE a.account_id = o.account_id AND a.churn_probability IS NOT NULL \
            AND o.horizon_probability IS NULL AND o.state = 1 \
            AND o.term_end - $2 <= $1 AND o.term_end > $1 \
-           AND ($3::text IS NULL OR o.account_id = $3)",
+           AND ($3::text[] IS NULL OR o.account_id = ANY($3))",
     )
     .bind(today)
     .bind(CALIBRATION_HORIZON_DAYS)
-    .bind(account_id)
+    .bind(account_ids)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

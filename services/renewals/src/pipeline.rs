@@ -447,16 +447,47 @@ pub async fn count_opportunities(pool: &PgPool, filter: &OpportunityFilter) -> s
     .await
 }
 
-/// Records an account's health and churn prediction.
+/// An account's health as health scored it last.
+pub struct AccountHealth {
+    pub account_id: String,
+    pub score: f64,
+    pub band: String,
+}
+
+/// An account's churn probability by one model.
+pub struct AccountChurn {
+    pub account_id: String,
+    pub probability: f64,
+    pub model_id: String,
+}
+
+/// Records accounts' health and churn predictions in one statement; an
+/// account named in only one of them keeps what it had of the other.
 pub async fn set_health(
     pool: &PgPool,
-    account_id: &str,
-    score: Option<(f64, &str)>,
-    churn: Option<(f64, &str)>,
+    health: &[AccountHealth],
+    churn: &[AccountChurn],
 ) -> sqlx::Result<()> {
+    if health.is_empty() && churn.is_empty() {
+        return Ok(());
+    }
+    let health_ids: Vec<&str> = health.iter().map(|h| h.account_id.as_str()).collect();
+    let scores: Vec<f64> = health.iter().map(|h| h.score).collect();
+    let bands: Vec<&str> = health.iter().map(|h| h.band.as_str()).collect();
+    let churn_ids: Vec<&str> = churn.iter().map(|c| c.account_id.as_str()).collect();
+    let probabilities: Vec<f64> = churn.iter().map(|c| c.probability).collect();
+    let models: Vec<&str> = churn.iter().map(|c| c.model_id.as_str()).collect();
     sqlx::query(
-        "INSERT INTO renewals.accounts (account_id, health_score, health_band, churn_probability, \
-           churn_model_id, health_synced_at) VALUES ($1, $2, $3, $4, $5, now()) \
+        "WITH h AS (SELECT * FROM unnest($1::text[], $2::float8[], $3::text[]) \
+                      AS h(account_id, score, band)), \
+              c AS (SELECT * FROM unnest($4::text[], $5::float8[], $6::text[]) \
+                      AS c(account_id, probability, model_id)) \
+         INSERT INTO renewals.accounts (account_id, health_score, health_band, churn_probability, \
+           churn_model_id, health_synced_at) \
+         SELECT COALESCE(h.account_id, c.account_id), h.score, h.band, c.probability, \
+           c.model_id, now() \
+         FROM h FULL JOIN c ON c.account_id = h.account_id \
+         ORDER BY 1 \
          ON CONFLICT (account_id) DO UPDATE SET \
            health_score = COALESCE(EXCLUDED.health_score, renewals.accounts.health_score), \
            health_band = COALESCE(EXCLUDED.health_band, renewals.accounts.health_band), \
@@ -464,11 +495,12 @@ pub async fn set_health(
            churn_model_id = COALESCE(EXCLUDED.churn_model_id, renewals.accounts.churn_model_id), \
            health_synced_at = now()",
     )
-    .bind(account_id)
-    .bind(score.map(|s| s.0))
-    .bind(score.map(|s| s.1))
-    .bind(churn.map(|c| c.0))
-    .bind(churn.map(|c| c.1))
+    .bind(&health_ids)
+    .bind(&scores)
+    .bind(&bands)
+    .bind(&churn_ids)
+    .bind(&probabilities)
+    .bind(&models)
     .execute(pool)
     .await?;
     Ok(())

@@ -18,6 +18,9 @@ use tracing::Instrument as _;
 
 use crate::{contracts, forecasts, pipeline, sweep};
 
+/// Accounts whose health one read (and one prediction) copies.
+const HEALTH_BATCH: usize = 1000;
+
 /// How long finished forecast jobs and their rows are kept.
 const JOB_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
@@ -97,45 +100,36 @@ impl Syncer {
         Ok(ids.len())
     }
 
-    /// Copies the health score, band and churn probability of `accounts`.
-    /// Accounts health has not scored, or no churn model yet, are skipped.
+    /// Copies the health score, band and churn probability of `accounts`,
+    /// a thousand at a time (one read of health and one prediction per
+    /// batch). Accounts health has not scored, or no churn model yet, keep
+    /// what they had.
     pub async fn sync_health(&self, accounts: &[String]) -> anyhow::Result<()> {
         let mut model = true;
-        for account_id in accounts {
-            let score = match self
+        for batch in accounts.chunks(HEALTH_BATCH) {
+            let scores = self
                 .health
                 .clone()
-                .get_health(hpb::GetHealthRequest {
-                    account_id: account_id.clone(),
+                .batch_get_health(hpb::BatchGetHealthRequest {
+                    account_ids: batch.to_vec(),
                 })
-                .await
-            {
-                Ok(response) => response.into_inner().health.map(|h| {
-                    let band = hpb::Band::try_from(h.band).unwrap_or(hpb::Band::Unspecified);
-                    (h.score, band_name(band))
-                }),
-                Err(status) if status.code() == Code::NotFound => None,
-                Err(status) => return Err(status.into()),
-            };
+                .await?
+                .into_inner()
+                .scores;
             let churn = if model {
                 match self
                     .health
                     .clone()
-                    .predict_churn(hpb::PredictChurnRequest {
-                        account_id: account_id.clone(),
+                    .batch_predict_churn(hpb::BatchPredictChurnRequest {
+                        account_ids: batch.to_vec(),
                         ..Default::default()
                     })
                     .await
                 {
-                    Ok(response) => {
-                        let r = response.into_inner();
-                        Some((r.churn_probability, r.model_id))
-                    }
-                    Err(status)
-                        if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) =>
-                    {
-                        // No model trained yet, or the account is unknown.
-                        model = status.code() != Code::FailedPrecondition;
+                    Ok(response) => Some(response.into_inner()),
+                    // No model trained yet.
+                    Err(status) if status.code() == Code::FailedPrecondition => {
+                        model = false;
                         None
                     }
                     Err(status) => return Err(status.into()),
@@ -143,16 +137,33 @@ impl Syncer {
             } else {
                 None
             };
-            pipeline::set_health(
-                &self.pool,
-                account_id,
-                score,
-                churn.as_ref().map(|(p, id)| (*p, id.as_str())),
-            )
-            .await?;
-            if churn.is_some() {
+            let health: Vec<pipeline::AccountHealth> = scores
+                .into_iter()
+                .map(|s| pipeline::AccountHealth {
+                    band: band_name(s.band()).to_owned(),
+                    account_id: s.account_id,
+                    score: s.score,
+                })
+                .collect();
+            let predictions: Vec<pipeline::AccountChurn> = churn
+                .map(|c| {
+                    let model_id = c.model_id;
+                    c.predictions
+                        .into_iter()
+                        .map(|p| pipeline::AccountChurn {
+                            account_id: p.account_id,
+                            probability: p.churn_probability,
+                            model_id: model_id.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            pipeline::set_health(&self.pool, &health, &predictions).await?;
+            if !predictions.is_empty() {
                 let today = chrono::Utc::now().date_naive();
-                contracts::record_horizon_probabilities(&self.pool, today, Some(account_id))
+                let predicted: Vec<String> =
+                    predictions.into_iter().map(|p| p.account_id).collect();
+                contracts::record_horizon_probabilities(&self.pool, today, Some(&predicted))
                     .await?;
             }
         }

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -81,25 +81,32 @@ async fn pipeline(app: &TestStack, include_closed: bool) -> Vec<pb::RenewalOppor
 /// Waits until renewals has refreshed every queued subscription.
 pub(crate) async fn synced(app: &TestStack) {
     let db = app.db().await;
-    eventually(Duration::from_secs(20), || {
-        let db = db.clone();
-        async move {
-            let queued: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM renewals.subscription_queue")
-                    .fetch_one(&db)
-                    .await
-                    .ok()?;
-            let outbox: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM ingestion.outbox WHERE delivered_at IS NULL",
-            )
+    // What is still pending: queued subscriptions, and ingestion's
+    // undelivered notices by topic (set-aside ones apart).
+    let pending = || async {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM renewals.subscription_queue")
             .fetch_one(&db)
             .await
-            .ok()?;
-            (queued == 0 && outbox == 0).then_some(())
-        }
+            .unwrap_or(-1);
+        let outbox: Vec<(String, bool, i64, Option<String>)> = sqlx::query_as(
+            "SELECT topic, dead_at IS NOT NULL, count(*), max(last_error) \
+             FROM ingestion.outbox WHERE delivered_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap_or_default();
+        (queued, outbox)
+    };
+    let done = eventually(Duration::from_secs(20), || async {
+        let (queued, outbox) = pending().await;
+        (queued == 0 && outbox.is_empty()).then_some(())
     })
-    .await
-    .expect("renewals refreshed the changed subscriptions");
+    .await;
+    assert!(
+        done.is_some(),
+        "renewals refreshed the changed subscriptions: still pending (queued, outbox) {:?}",
+        pending().await
+    );
     // The refresh of the last batch may still be committing.
     tokio::time::sleep(Duration::from_millis(300)).await;
 }

@@ -100,6 +100,45 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
         .collect();
     assert_eq!(ids, ["a1", "a0"]);
 
+    // Many accounts' latest scores at once: the scored ones in id order,
+    // each once, the others named.
+    let batch = app
+        .health
+        .batch_get_health(hpb::BatchGetHealthRequest {
+            account_ids: vec!["a2".into(), "nobody".into(), "a0".into(), "a2".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scores: Vec<(&str, f64, hpb::Band)> = batch
+        .scores
+        .iter()
+        .map(|s| (s.account_id.as_str(), s.score.round(), s.band()))
+        .collect();
+    assert_eq!(
+        scores,
+        [
+            ("a0", 100.0, hpb::Band::Green),
+            ("a2", 33.0, hpb::Band::Red)
+        ]
+    );
+    assert_eq!(batch.unscored_account_ids, ["nobody"]);
+    for (ids, field) in [
+        (vec![], "account_ids"),
+        (vec![String::new()], "account_ids[0]"),
+        (vec!["a0".to_owned(); 1001], "account_ids"),
+    ] {
+        let refused = app
+            .health
+            .batch_get_health(hpb::BatchGetHealthRequest { account_ids: ids })
+            .await
+            .unwrap_err();
+        assert!(
+            violated_fields(&refused).contains(&field.to_owned()),
+            "{refused:?}"
+        );
+    }
+
     let by_risk = app
         .health
         .list_account_health(hpb::ListAccountHealthRequest {

@@ -78,6 +78,22 @@ impl HealthApi {
         })
     }
 
+    pub(super) async fn batch_get_health(
+        &self,
+        request: pb::BatchGetHealthRequest,
+    ) -> ApiResult<pb::BatchGetHealthResponse> {
+        let mut violations = Violations::default();
+        let ids = account_batch(request.account_ids, &mut violations);
+        violations.into_result()?;
+        let rows = store::listed(&self.pool, &ids).await?;
+        let unscored_account_ids =
+            tenure_platform::batch::missing(&ids, rows.iter().map(|r| r.account_id.as_str()));
+        Ok(pb::BatchGetHealthResponse {
+            scores: rows.into_iter().map(summary).collect(),
+            unscored_account_ids,
+        })
+    }
+
     pub(super) async fn get_health_distribution(
         &self,
         request: pb::GetHealthDistributionRequest,

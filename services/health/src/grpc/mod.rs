@@ -26,6 +26,12 @@ use crate::{SCHEMA, cards, queue, store};
 const MAX_ID: usize = 128;
 const MAX_ACCOUNTS_PER_NOTICE: usize = 100_000;
 
+/// The account ids of a batch call, checked (into `violations`), sorted
+/// and each once.
+fn account_batch(ids: Vec<String>, violations: &mut Violations) -> Vec<String> {
+    tenure_platform::batch::ids(ids, "account_ids", MAX_ID, violations)
+}
+
 pub struct HealthApi {
     pool: PgPool,
     ingestion: IngestionServiceClient<TracedChannel>,
@@ -294,6 +300,24 @@ impl HealthService for HealthApi {
     ) -> Result<Response<pb::GetProspectModelResponse>, Status> {
         Ok(Response::new(
             self.get_prospect_model(request.into_inner()).await?,
+        ))
+    }
+
+    async fn batch_get_health(
+        &self,
+        request: Request<pb::BatchGetHealthRequest>,
+    ) -> Result<Response<pb::BatchGetHealthResponse>, Status> {
+        Ok(Response::new(
+            self.batch_get_health(request.into_inner()).await?,
+        ))
+    }
+
+    async fn batch_predict_churn(
+        &self,
+        request: Request<pb::BatchPredictChurnRequest>,
+    ) -> Result<Response<pb::BatchPredictChurnResponse>, Status> {
+        Ok(Response::new(
+            self.batch_predict_churn(request.into_inner()).await?,
         ))
     }
 

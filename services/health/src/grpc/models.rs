@@ -101,19 +101,54 @@ impl HealthApi {
     ) -> ApiResult<pb::PredictChurnResponse> {
         let mut violations = Violations::default();
         violations.require_text(&request.account_id, "account_id", MAX_ID);
-        let as_of = request
-            .as_of
-            .as_ref()
-            .and_then(|d| time::date(Some(d), "as_of", &mut violations));
-        let model_id = match request.model_id.as_str() {
-            "" => None,
-            id => {
-                let parsed = uuid::Uuid::parse_str(id).ok();
-                violations.check(parsed.is_some(), "model_id", "is not a model id");
-                parsed
-            }
-        };
-        violations.into_result()?;
-        training::churn::predict(&self.trainer, &request.account_id, as_of, model_id).await
+        let (as_of, model_id) = prediction_settings(request.as_of, &request.model_id, violations)?;
+        let mut predicted = training::churn::predict(
+            &self.trainer,
+            std::slice::from_ref(&request.account_id),
+            as_of,
+            model_id,
+        )
+        .await?;
+        let prediction = predicted
+            .predictions
+            .pop()
+            .ok_or_else(|| ApiError::NotFound(format!("account {}", request.account_id)))?;
+        Ok(pb::PredictChurnResponse {
+            model_id: predicted.model_id,
+            churn_probability: prediction.churn_probability,
+            top_signals: prediction.top_signals,
+        })
     }
+
+    pub(super) async fn batch_predict_churn(
+        &self,
+        request: pb::BatchPredictChurnRequest,
+    ) -> ApiResult<pb::BatchPredictChurnResponse> {
+        let mut violations = Violations::default();
+        let ids = account_batch(request.account_ids, &mut violations);
+        let (as_of, model_id) = prediction_settings(request.as_of, &request.model_id, violations)?;
+        training::churn::predict(&self.trainer, &ids, as_of, model_id).await
+    }
+}
+
+/// The day and model of a prediction request (today's signals and the
+/// latest ready model when unset).
+fn prediction_settings(
+    as_of: Option<tenure_proto::common::v1::Date>,
+    model_id: &str,
+    mut violations: Violations,
+) -> ApiResult<(Option<chrono::NaiveDate>, Option<uuid::Uuid>)> {
+    let as_of = as_of
+        .as_ref()
+        .and_then(|d| time::date(Some(d), "as_of", &mut violations));
+    let model_id = match model_id {
+        "" => None,
+        id => {
+            let parsed = uuid::Uuid::parse_str(id).ok();
+            violations.check(parsed.is_some(), "model_id", "is not a model id");
+            parsed
+        }
+    };
+    violations.into_result()?;
+    Ok((as_of, model_id))
 }

@@ -5,9 +5,9 @@
 //! examples.
 
 use chrono::{Days, NaiveDate, Utc};
-use tenure_platform::{ApiError, ApiResult, time};
+use tenure_platform::{ApiResult, time};
 use tenure_proto::health::v1 as pb;
-use tenure_proto::ingestion::v1::GetAccountSignalsRequest;
+use tenure_proto::ingestion::v1::StreamAccountSignalsRequest;
 use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
 use uuid::Uuid;
 
@@ -233,46 +233,53 @@ pub async fn get(trainer: &Trainer, model_id: Option<Uuid>) -> ApiResult<pb::Chu
     Ok(model)
 }
 
-/// An account's churn probability from its signals as of `as_of` (now
-/// when unset), by one model or the latest ready one.
+/// Accounts' churn probabilities from their signals as of `as_of` (now
+/// when unset), read in one stream, by one model or the latest ready one;
+/// the accounts ingestion does not know are named apart.
 pub async fn predict(
     trainer: &Trainer,
-    account_id: &str,
+    account_ids: &[String],
     as_of: Option<NaiveDate>,
     model_id: Option<Uuid>,
-) -> ApiResult<pb::PredictChurnResponse> {
+) -> ApiResult<pb::BatchPredictChurnResponse> {
     let (model_id, model): (Uuid, Model) = trainer.ready(ModelKind::Churn, model_id).await?;
-    let request = GetAccountSignalsRequest {
-        account_id: account_id.to_owned(),
+    let request = StreamAccountSignalsRequest {
+        account_ids: account_ids.to_vec(),
         as_of: as_of.map(time::to_date),
+        skip_unknown: true,
+        ..Default::default()
     };
-    let signals = trainer
-        .ingestion
-        .clone()
-        .get_account_signals(request)
-        .await
-        .map_err(|s| ApiError::from_upstream(s, &format!("account {account_id}")))?
-        .into_inner()
-        .signals
-        .unwrap_or_default();
-    let (probability, contributions) =
-        model.predict(&signals::values(&signals), &signals::categories(&signals));
-    let mut top: Vec<(String, f64)> = contributions
-        .into_iter()
-        .filter(|(_, c)| *c != 0.0)
-        .collect();
-    top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    top.truncate(5);
-    Ok(pb::PredictChurnResponse {
-        model_id: model_id.to_string(),
-        churn_probability: probability,
-        top_signals: top
+    let mut stream = signals::SignalStream::open(&trainer.ingestion, request).await?;
+    let mut predictions = Vec::with_capacity(account_ids.len());
+    while let Some(signals) = stream.next().await? {
+        let (probability, contributions) =
+            model.predict(&signals::values(&signals), &signals::categories(&signals));
+        let mut top: Vec<(String, f64)> = contributions
             .into_iter()
-            .map(|(feature, contribution)| pb::SignalContribution {
-                feature,
-                contribution,
-            })
-            .collect(),
+            .filter(|(_, c)| *c != 0.0)
+            .collect();
+        top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        top.truncate(5);
+        predictions.push(pb::ChurnPrediction {
+            account_id: signals.account_id,
+            churn_probability: probability,
+            top_signals: top
+                .into_iter()
+                .map(|(feature, contribution)| pb::SignalContribution {
+                    feature,
+                    contribution,
+                })
+                .collect(),
+        });
+    }
+    let missing_account_ids = tenure_platform::batch::missing(
+        account_ids,
+        predictions.iter().map(|p| p.account_id.as_str()),
+    );
+    Ok(pb::BatchPredictChurnResponse {
+        model_id: model_id.to_string(),
+        predictions,
+        missing_account_ids,
     })
 }
 

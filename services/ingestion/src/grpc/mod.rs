@@ -451,6 +451,7 @@ impl IngestionService for IngestionApi {
         Ok(Response::new(crate::stream::signals(
             self.pool.clone(),
             wanted,
+            request.skip_unknown,
         )))
     }
 }

@@ -23,19 +23,11 @@ impl IngestionApi {
         request: pb::BatchGetAccountsRequest,
     ) -> ApiResult<pb::BatchGetAccountsResponse> {
         let mut violations = Violations::default();
-        account_batch(&request.account_ids, &mut violations);
+        let ids = account_batch(request.account_ids, &mut violations);
         violations.into_result()?;
-        let mut ids = request.account_ids;
-        ids.sort();
-        ids.dedup();
         let records = accounts::get_many(&self.pool, &ids).await?;
-        let known: std::collections::HashSet<&str> =
-            records.iter().map(|r| r.account_id.as_str()).collect();
-        let missing_account_ids = ids
-            .iter()
-            .filter(|id| !known.contains(id.as_str()))
-            .cloned()
-            .collect();
+        let missing_account_ids =
+            tenure_platform::batch::missing(&ids, records.iter().map(|r| r.account_id.as_str()));
         Ok(pb::BatchGetAccountsResponse {
             accounts: records.into_iter().map(account_to_proto).collect(),
             missing_account_ids,
@@ -93,19 +85,16 @@ impl IngestionApi {
         &self,
         request: pb::GetSubscriptionHistoryRequest,
     ) -> ApiResult<pb::GetSubscriptionHistoryResponse> {
-        const MAX_IDS: usize = 1000;
         let mut violations = Violations::default();
-        violations.check(
-            !request.subscription_ids.is_empty() && request.subscription_ids.len() <= MAX_IDS,
+        let ids = tenure_platform::batch::ids(
+            request.subscription_ids,
             "subscription_ids",
-            "must hold between 1 and 1000 ids",
+            MAX_ID,
+            &mut violations,
         );
-        for (i, id) in request.subscription_ids.iter().enumerate() {
-            violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
-        }
         violations.into_result()?;
         let versions: Vec<crate::kinds::SubscriptionRecord> =
-            records::versions(&self.pool, &request.subscription_ids).await?;
+            records::versions(&self.pool, &ids).await?;
         let mut account_ids: Vec<String> = versions.iter().map(|v| v.account_id.clone()).collect();
         account_ids.sort();
         account_ids.dedup();
@@ -254,17 +243,9 @@ pub(crate) fn as_of_date(
     }
 }
 
-/// A batch of 1 to 1,000 account ids, each a valid id.
-pub(super) fn account_batch(ids: &[String], violations: &mut Violations) {
-    const MAX_IDS: usize = 1000;
-    violations.check(
-        (1..=MAX_IDS).contains(&ids.len()),
-        "account_ids",
-        "must hold between 1 and 1000 ids",
-    );
-    for (i, id) in ids.iter().enumerate() {
-        violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-    }
+/// A batch of 1 to 1,000 account ids, each a valid id: sorted, each once.
+pub(super) fn account_batch(ids: Vec<String>, violations: &mut Violations) -> Vec<String> {
+    tenure_platform::batch::ids(ids, "account_ids", MAX_ID, violations)
 }
 
 /// A required day of a signals request, never in the future.

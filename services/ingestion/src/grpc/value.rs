@@ -65,15 +65,13 @@ fn plan_to_proto(plan: &PlanRecord, outcomes: Vec<Outcome>) -> pb::PlanProgress 
 
 /// A batch read's accounts (sorted, each once) and day, validated.
 fn batch_on_a_day(
-    mut ids: Vec<String>,
+    ids: Vec<String>,
     as_of: Option<&tenure_proto::common::v1::Date>,
 ) -> ApiResult<(Vec<String>, NaiveDate)> {
     let mut violations = Violations::default();
-    reads::account_batch(&ids, &mut violations);
+    let ids = reads::account_batch(ids, &mut violations);
     let as_of = reads::as_of_date(as_of, &mut violations);
     violations.into_result()?;
-    ids.sort();
-    ids.dedup();
     Ok((ids, as_of))
 }
 

@@ -99,11 +99,19 @@ impl RenewalsApi {
         let mut model_predictions = 0;
         if let Some(id) = &model_id {
             then.use_model = true;
+            let mut open: Vec<String> = rows
+                .iter()
+                .filter(|row| views::resolve(&then, row).state == OPEN)
+                .map(|row| row.account_id.clone())
+                .collect();
+            open.sort();
+            open.dedup();
+            let predicted = self.predict_as_of(&open, as_of, id).await?;
             for row in &mut rows {
                 if views::resolve(&then, row).state != OPEN {
                     continue;
                 }
-                row.churn_probability = self.predict_as_of(&row.account_id, as_of, id).await?;
+                row.churn_probability = predicted.get(&row.account_id).copied();
                 model_predictions += i64::from(row.churn_probability.is_some());
             }
         }
@@ -219,24 +227,37 @@ impl RenewalsApi {
         Ok(segments)
     }
 
-    /// The model's churn probability for an account from its signals as of
-    /// `as_of`; none when the account was not known then.
+    /// The model's churn probability for each account from its signals as
+    /// of `as_of`, a thousand accounts a call; none for an account not
+    /// known then.
     async fn predict_as_of(
         &self,
-        account_id: &str,
+        account_ids: &[String],
         as_of: NaiveDate,
         model_id: &str,
-    ) -> ApiResult<Option<f64>> {
-        let request = hpb::PredictChurnRequest {
-            account_id: account_id.to_owned(),
-            as_of: Some(time::to_date(as_of)),
-            model_id: model_id.to_owned(),
-        };
-        match self.health.clone().predict_churn(request).await {
-            Ok(answer) => Ok(Some(answer.into_inner().churn_probability)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(ApiError::from_upstream(status, "churn prediction")),
+    ) -> ApiResult<HashMap<String, f64>> {
+        let mut predicted = HashMap::with_capacity(account_ids.len());
+        for batch in account_ids.chunks(1000) {
+            let request = hpb::BatchPredictChurnRequest {
+                account_ids: batch.to_vec(),
+                as_of: Some(time::to_date(as_of)),
+                model_id: model_id.to_owned(),
+            };
+            let answer = self
+                .health
+                .clone()
+                .batch_predict_churn(request)
+                .await
+                .map_err(|s| ApiError::from_upstream(s, "churn prediction"))?;
+            predicted.extend(
+                answer
+                    .into_inner()
+                    .predictions
+                    .into_iter()
+                    .map(|p| (p.account_id, p.churn_probability)),
+            );
         }
+        Ok(predicted)
     }
 }
 
