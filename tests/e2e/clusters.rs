@@ -107,7 +107,11 @@ async fn four_services_on_four_clusters_run_the_whole_flow() {
         .into_inner()
         .health
         .unwrap();
-    assert_ne!(scored.band, hpb::Band::Unspecified as i32, "{scored:?}");
+    assert_ne!(
+        scored.band,
+        tenure_proto::common::v1::Band::Unspecified as i32,
+        "{scored:?}"
+    );
 
     // The pipeline: renewals learns the subscriptions from ingestion.
     let pipeline = eventually(Duration::from_secs(30), || {

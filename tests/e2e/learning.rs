@@ -320,7 +320,7 @@ async fn backtests_tell_a_useful_scorecard_from_a_blind_one() {
     let green = support
         .bands
         .iter()
-        .find(|b| b.band() == hpb::Band::Green)
+        .find(|b| b.band() == tenure_proto::common::v1::Band::Green)
         .unwrap();
     assert_eq!(green.renewal_rate_pct, Some(100.0));
 

@@ -2,7 +2,7 @@
 //! least the configured points within the configured window. Each is
 //! reported once, when the score crosses it.
 
-use tenure_proto::health::v1::Band;
+use tenure_proto::common::v1::Band;
 
 /// When a drop counts (`HEALTH_DROP_POINTS`, `HEALTH_DROP_WINDOW_DAYS`).
 #[derive(Clone, Copy, Debug)]
@@ -78,15 +78,6 @@ pub fn detect(before: Option<Before>, score: f64, band: Band, rule: DropRule) ->
         });
     }
     changes
-}
-
-pub fn band_name(band: Band) -> &'static str {
-    match band {
-        Band::Red => "red",
-        Band::Yellow => "yellow",
-        Band::Green => "green",
-        Band::Unspecified => "unspecified",
-    }
 }
 
 #[cfg(test)]

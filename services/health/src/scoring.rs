@@ -31,11 +31,11 @@ pub struct Scorer {
 /// The wake-up channel of the rescore queue (migration `wake`).
 pub const RESCORE_CHANNEL: &str = "rescore";
 
-pub fn band_to_proto(band: Band) -> pb::Band {
+pub fn band_to_proto(band: Band) -> tenure_proto::common::v1::Band {
     match band {
-        Band::Red => pb::Band::Red,
-        Band::Yellow => pb::Band::Yellow,
-        Band::Green => pb::Band::Green,
+        Band::Red => tenure_proto::common::v1::Band::Red,
+        Band::Yellow => tenure_proto::common::v1::Band::Yellow,
+        Band::Green => tenure_proto::common::v1::Band::Green,
     }
 }
 
@@ -238,9 +238,11 @@ impl Scorer {
                     kind: kind as i32,
                     previous_score,
                     score: result.score,
-                    previous_band: changes::band_name(previous_band).to_owned(),
-                    band: changes::band_name(band).to_owned(),
+                    previous_band: previous_band.word().unwrap_or_default().to_owned(),
+                    band: band.word().unwrap_or_default().to_owned(),
                     occurred_at: health.compute_time,
+                    from_band: previous_band as i32,
+                    to_band: band as i32,
                 });
             }
             let (currency, arr_minor) = signals.arr.as_ref().map_or((String::new(), 0), |m| {

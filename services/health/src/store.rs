@@ -216,7 +216,7 @@ pub async fn before_many(
         .map(|(account_id, score, band, peak)| {
             let before = crate::changes::Before {
                 score,
-                band: tenure_proto::health::v1::Band::try_from(i32::from(band)).unwrap_or_default(),
+                band: tenure_proto::common::v1::Band::try_from(i32::from(band)).unwrap_or_default(),
                 peak: peak.map_or(score, |p| p.max(score)),
             };
             (account_id, before)

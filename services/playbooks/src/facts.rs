@@ -109,12 +109,8 @@ impl Current {
 }
 
 fn band_name(code: i32) -> Option<String> {
-    match hpb::Band::try_from(code).ok()? {
-        hpb::Band::Red => Some("red".into()),
-        hpb::Band::Yellow => Some("yellow".into()),
-        hpb::Band::Green => Some("green".into()),
-        hpb::Band::Unspecified => None,
-    }
+    let band = tenure_proto::common::v1::Band::try_from(code).ok()?;
+    band.word().map(str::to_owned)
 }
 
 fn account_from_proto(account: ipb::Account) -> Account {

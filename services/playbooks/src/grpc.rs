@@ -2,6 +2,7 @@
 
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
+use tenure_proto::common::v1::Band;
 use tenure_proto::playbooks::v1::{self as pb, playbooks_service_server::PlaybooksService};
 use tonic::{Request, Response, Status};
 
@@ -112,27 +113,41 @@ impl PlaybooksApi {
                     "must be a number from 0 to 100",
                 );
             }
-            for (field, band) in [
-                ("previous_band", &change.previous_band),
-                ("band", &change.band),
-            ] {
+            // The enum wins; older senders spell the band as a word.
+            let mut band_of = |word: &str, code: i32, fields: (&str, &str)| {
+                let band = match code {
+                    0 => Band::from_word(word),
+                    code => Band::try_from(code)
+                        .ok()
+                        .filter(|b| *b != Band::Unspecified),
+                };
+                let field = if code == 0 { fields.0 } else { fields.1 };
                 violations.check(
-                    ["red", "yellow", "green"].contains(&band.as_str()),
+                    band.is_some(),
                     format!("{path}.{field}"),
                     "must be red, yellow or green",
                 );
-            }
+                band.and_then(Band::word)
+            };
+            let previous_band = band_of(
+                &change.previous_band,
+                change.from_band,
+                ("previous_band", "from_band"),
+            );
+            let band = band_of(&change.band, change.to_band, ("band", "to_band"));
             let occurred_at = time::timestamp(
                 change.occurred_at.as_ref(),
                 &format!("{path}.occurred_at"),
                 &mut violations,
             );
-            if let (Some(kind), Some(occurred_at)) = (kind, occurred_at) {
+            if let (Some(kind), Some(occurred_at), Some(previous_band), Some(band)) =
+                (kind, occurred_at, previous_band, band)
+            {
                 let payload = serde_json::json!({
                     "previous_score": change.previous_score,
                     "score": change.score,
-                    "previous_band": change.previous_band,
-                    "band": change.band,
+                    "previous_band": previous_band,
+                    "band": band,
                 });
                 rows.push((kind, change.account_id.clone(), payload, occurred_at));
             }

@@ -1,6 +1,7 @@
 //! Keeps the pipeline current: drains the subscriptions ingestion reported
 //! as changed (their history from ingestion, then their accounts' health
-//! from health), and once a day runs the renewal-approaching sweep.
+//! from health), follows health's changes, and once a day runs the
+//! renewal-approaching sweep.
 
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ use crate::{contracts, forecasts, pipeline, sweep};
 
 /// Accounts whose health one read (and one prediction) copies.
 const HEALTH_BATCH: usize = 1000;
+
+/// How long health's changes that arrive together are gathered into one
+/// refresh.
+const FOLLOW_GATHER: Duration = Duration::from_millis(200);
 
 /// How long finished forecast jobs and their rows are kept.
 const JOB_RETENTION: chrono::Duration = chrono::Duration::days(7);
@@ -140,7 +145,7 @@ impl Syncer {
             let health: Vec<pipeline::AccountHealth> = scores
                 .into_iter()
                 .map(|s| pipeline::AccountHealth {
-                    band: band_name(s.band()).to_owned(),
+                    band: s.band().word().unwrap_or_default().to_owned(),
                     account_id: s.account_id,
                     score: s.score,
                 })
@@ -187,6 +192,7 @@ impl Syncer {
     pub async fn run(self, cancel: CancellationToken) {
         let sweeper = tokio::spawn(self.clone().sweep_daily(cancel.clone()));
         let maintenance = tokio::spawn(self.clone().maintain(cancel.clone()));
+        let follower = tokio::spawn(self.clone().follow_health(cancel.clone()));
         let wake = self.wakeups.channel(SUBSCRIPTIONS_CHANNEL);
         tenure_platform::service::poll(
             &cancel,
@@ -198,6 +204,83 @@ impl Syncer {
         .await;
         let _ = sweeper.await;
         let _ = maintenance.await;
+        let _ = follower.await;
+    }
+
+    /// Follows health's change log so the pipeline shows each account's
+    /// latest score within moments of its change: the accounts of the
+    /// changes that arrive together (up to a thousand) are refreshed as one
+    /// batch, then the cursor of the last one is kept, so a restart resumes
+    /// after it. A broken stream is opened again after a backoff.
+    async fn follow_health(self, cancel: CancellationToken) {
+        let mut failures = 0;
+        loop {
+            let followed = tokio::select! {
+                () = cancel.cancelled() => return,
+                followed = self.follow_changes() => followed,
+            };
+            if let Err(error) = followed {
+                failures += 1;
+                tracing::warn!(error = %format!("{error:#}"), "following health's changes failed");
+            } else {
+                failures = 0;
+            }
+            let delay = tenure_platform::backoff::delay_after(
+                Duration::from_millis(200),
+                Duration::from_secs(30),
+                failures,
+            );
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One watch of health's changes, until the stream ends or fails.
+    async fn follow_changes(&self) -> anyhow::Result<()> {
+        use tokio_stream::StreamExt as _;
+        let cursor: Option<String> =
+            sqlx::query_scalar("SELECT cursor FROM renewals.health_cursor")
+                .fetch_optional(&self.pool)
+                .await?;
+        let mut changes = self
+            .health
+            .clone()
+            .watch_health_changes(hpb::WatchHealthChangesRequest {
+                cursor: cursor.unwrap_or_default(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        while let Some(first) = changes.next().await {
+            let first = first?;
+            let mut cursor = first.cursor;
+            let mut accounts = vec![first.account_id];
+            // What else arrives within a moment joins the batch.
+            let gathered = tokio::time::Instant::now() + FOLLOW_GATHER;
+            while accounts.len() < HEALTH_BATCH {
+                match tokio::time::timeout_at(gathered, changes.next()).await {
+                    Ok(Some(change)) => {
+                        let change = change?;
+                        cursor = change.cursor;
+                        accounts.push(change.account_id);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            accounts.sort();
+            accounts.dedup();
+            self.sync_health(&accounts).await?;
+            sqlx::query(
+                "INSERT INTO renewals.health_cursor (cursor) VALUES ($1) \
+                 ON CONFLICT (one) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()",
+            )
+            .bind(&cursor)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     /// The renewal-approaching sweep, once each day (looked for every
@@ -244,14 +327,5 @@ impl Syncer {
                 () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
             }
         }
-    }
-}
-
-pub fn band_name(band: hpb::Band) -> &'static str {
-    match band {
-        hpb::Band::Red => "red",
-        hpb::Band::Yellow => "yellow",
-        hpb::Band::Green => "green",
-        hpb::Band::Unspecified => "",
     }
 }

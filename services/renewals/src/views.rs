@@ -140,6 +140,11 @@ pub fn to_proto(
         state: i32::from(resolved.state),
         outcome_kind: row.outcome_kind.map_or(0, i32::from),
         lapsed: resolved.lapsed,
+        band: row
+            .health_band
+            .as_deref()
+            .and_then(tenure_proto::common::v1::Band::from_word)
+            .map_or(0, |band| band as i32),
     }
 }
 

@@ -70,6 +70,37 @@ fn tells_streams_from_unary_calls() {
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("tenure.common.v1");
+
+        impl Band {
+            /// The band as documents and reports spell it ("red"); none
+            /// when unspecified.
+            pub fn word(self) -> Option<&'static str> {
+                match self {
+                    Self::Red => Some("red"),
+                    Self::Yellow => Some("yellow"),
+                    Self::Green => Some("green"),
+                    Self::Unspecified => None,
+                }
+            }
+
+            /// The band a word spells, if any.
+            pub fn from_word(word: &str) -> Option<Self> {
+                [Self::Red, Self::Yellow, Self::Green]
+                    .into_iter()
+                    .find(|band| band.word() == Some(word))
+            }
+        }
+
+        #[cfg(test)]
+        #[test]
+        fn bands_spell_as_words_and_back() {
+            for band in [Band::Red, Band::Yellow, Band::Green] {
+                assert_eq!(Band::from_word(band.word().unwrap()), Some(band));
+            }
+            assert_eq!(Band::Unspecified.word(), None);
+            assert_eq!(Band::from_word("purple"), None);
+            assert_eq!(Band::from_word(""), None);
+        }
     }
 }
 

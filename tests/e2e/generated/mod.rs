@@ -312,5 +312,53 @@ async fn the_churn_model_finds_the_true_drivers() {
 
     // Prospect fit learns from the same base's first terms.
     prospects::judged_by_first_terms(&mut app, &config, dir.path()).await;
+    pipeline_shows_health_as_health_scored_it(&app).await;
     app.stop().await;
+}
+
+/// Renewals' copy of each account's health follows health's changes (a
+/// thousand accounts a refresh): each open renewal shows its account's
+/// latest score, its band both as the enum and as the word older callers
+/// read.
+async fn pipeline_shows_health_as_health_scored_it(app: &TestStack) {
+    use tenure_proto::common::v1::Band;
+    let mismatch = || async {
+        let opportunities = app
+            .renewals
+            .clone()
+            .list_renewal_pipeline(rpb::ListRenewalPipelineRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .opportunities;
+        let mut ids: Vec<String> = opportunities.iter().map(|o| o.account_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let scores: HashMap<String, (f64, Band)> = app
+            .health
+            .clone()
+            .batch_get_health(hpb::BatchGetHealthRequest { account_ids: ids })
+            .await
+            .unwrap()
+            .into_inner()
+            .scores
+            .into_iter()
+            .map(|s| (s.account_id.clone(), (s.score, s.band())))
+            .collect();
+        assert!(scores.len() > 100, "{} scored", scores.len());
+        opportunities.into_iter().find(|o| {
+            let health = scores.get(&o.account_id).copied();
+            let shown = (o.health_score, o.band());
+            health.unwrap_or((0.0, Band::Unspecified)) != shown
+                || o.band().word().unwrap_or("") != o.health_band
+        })
+    };
+    let current = tenure_tests::eventually(std::time::Duration::from_secs(20), || async {
+        mismatch().await.is_none().then_some(())
+    })
+    .await;
+    assert!(current.is_some(), "{:?}", mismatch().await);
 }

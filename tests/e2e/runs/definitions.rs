@@ -133,15 +133,30 @@ async fn notices_with_impossible_numbers_are_refused_field_by_field() {
     let app = TestStack::spawn().await;
     let health = pb::NotifyHealthChangedRequest {
         request_id: String::new(),
-        changes: vec![pb::HealthChange {
-            account_id: "acme".into(),
-            kind: pb::HealthChangeKind::BandChanged as i32,
-            previous_score: f64::NAN,
-            score: 250.0,
-            previous_band: "green".into(),
-            band: "red".into(),
-            occurred_at: crate::fixtures::ts(days_ago(0)),
-        }],
+        changes: vec![
+            pb::HealthChange {
+                account_id: "acme".into(),
+                kind: pb::HealthChangeKind::BandChanged as i32,
+                previous_score: f64::NAN,
+                score: 250.0,
+                previous_band: "green".into(),
+                band: "red".into(),
+                occurred_at: crate::fixtures::ts(days_ago(0)),
+                ..Default::default()
+            },
+            pb::HealthChange {
+                account_id: "acme".into(),
+                kind: pb::HealthChangeKind::BandChanged as i32,
+                previous_score: 80.0,
+                score: 30.0,
+                // The enum wins over the words; a code no band has is refused.
+                previous_band: "purple".into(),
+                from_band: tenure_proto::common::v1::Band::Green as i32,
+                to_band: 42,
+                occurred_at: crate::fixtures::ts(days_ago(0)),
+                ..Default::default()
+            },
+        ],
     };
     let refused = app
         .internal_playbooks()
@@ -157,6 +172,8 @@ async fn notices_with_impossible_numbers_are_refused_field_by_field() {
         fields.contains(&"changes[0].score".to_owned()),
         "{fields:?}"
     );
+    let bands: Vec<&String> = fields.iter().filter(|f| f.contains("band")).collect();
+    assert_eq!(bands, ["changes[1].to_band"], "{fields:?}");
 
     let renewal = pb::NotifyRenewalApproachingRequest {
         request_id: String::new(),

@@ -70,6 +70,7 @@ async fn a_band_change_runs_tasks_waits_and_emails_within_caps_and_cooldowns() {
             previous_band: "yellow".into(),
             band: band.into(),
             occurred_at: ts(changed_at),
+            ..Default::default()
         }],
     };
     app.internal_playbooks()

@@ -229,6 +229,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
                 previous_band: "green".into(),
                 band: "yellow".into(),
                 occurred_at: now,
+                ..Default::default()
             }],
         })
         .await
@@ -512,7 +513,7 @@ async fn advocates_usage_drops_and_stalled_onboarding_are_found_on_schedule() {
                 .into_inner()
                 .health?
                 .band;
-            (band == hpb::Band::Red as i32).then_some(())
+            (band == tenure_proto::common::v1::Band::Red as i32).then_some(())
         }
     })
     .await;

@@ -121,7 +121,7 @@ async fn scorecards_score_accounts_and_explain_each_measure() {
     );
     // 5 of 10 seats active: utilization 50 %, halfway from 20 to 80; NPS missing.
     assert!((big.score - 50.0).abs() < 1e-9, "{}", big.score);
-    assert_eq!(big.band(), hpb::Band::Yellow);
+    assert_eq!(big.band(), tenure_proto::common::v1::Band::Yellow);
     let nps = big.measures.iter().find(|m| m.name == "nps").unwrap();
     assert!(nps.missing && nps.raw_value.is_none() && nps.effective_weight == 0.0);
     let utilization = big
@@ -135,7 +135,10 @@ async fn scorecards_score_accounts_and_explain_each_measure() {
     );
     let small = healths.iter().find(|h| h.account_id == "small").unwrap();
     assert_eq!(small.scorecard_name, "smb", "the segment's own scorecard");
-    assert_eq!((small.score, small.band()), (100.0, hpb::Band::Green));
+    assert_eq!(
+        (small.score, small.band()),
+        (100.0, tenure_proto::common::v1::Band::Green)
+    );
 
     let stored = app
         .health

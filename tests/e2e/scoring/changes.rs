@@ -46,7 +46,10 @@ async fn band_changes_and_drops_reach_playbooks_once_with_history_and_trend() {
             .clone()
     };
     let first = recompute(&mut app).await;
-    assert_eq!((first.score, first.band()), (100.0, hpb::Band::Green));
+    assert_eq!(
+        (first.score, first.band()),
+        (100.0, tenure_proto::common::v1::Band::Green)
+    );
 
     let p1 = |id: &str| {
         ticket(
@@ -66,7 +69,7 @@ async fn band_changes_and_drops_reach_playbooks_once_with_history_and_trend() {
         .await
         .unwrap();
     let second = recompute(&mut app).await;
-    assert_eq!(second.band(), hpb::Band::Yellow);
+    assert_eq!(second.band(), tenure_proto::common::v1::Band::Yellow);
     recompute(&mut app).await;
 
     let delivered = eventually(Duration::from_secs(15), || async {

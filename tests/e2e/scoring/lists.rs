@@ -110,7 +110,7 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
         .await
         .unwrap()
         .into_inner();
-    let scores: Vec<(&str, f64, hpb::Band)> = batch
+    let scores: Vec<(&str, f64, tenure_proto::common::v1::Band)> = batch
         .scores
         .iter()
         .map(|s| (s.account_id.as_str(), s.score.round(), s.band()))
@@ -118,8 +118,8 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
     assert_eq!(
         scores,
         [
-            ("a0", 100.0, hpb::Band::Green),
-            ("a2", 33.0, hpb::Band::Red)
+            ("a0", 100.0, tenure_proto::common::v1::Band::Green),
+            ("a2", 33.0, tenure_proto::common::v1::Band::Red)
         ]
     );
     assert_eq!(batch.unscored_account_ids, ["nobody"]);
@@ -169,7 +169,7 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
     let reds = app
         .health
         .list_account_health(hpb::ListAccountHealthRequest {
-            band: hpb::Band::Red as i32,
+            band: tenure_proto::common::v1::Band::Red as i32,
             ..Default::default()
         })
         .await
@@ -202,9 +202,17 @@ async fn lists_and_the_distribution_show_where_risk_lies() {
     assert_eq!(
         bands,
         [
-            (hpb::Band::Red as i32, 2, 70_000 * 100),
-            (hpb::Band::Yellow as i32, 1, 20_000 * 100),
-            (hpb::Band::Green as i32, 1, 10_000 * 100)
+            (tenure_proto::common::v1::Band::Red as i32, 2, 70_000 * 100),
+            (
+                tenure_proto::common::v1::Band::Yellow as i32,
+                1,
+                20_000 * 100
+            ),
+            (
+                tenure_proto::common::v1::Band::Green as i32,
+                1,
+                10_000 * 100
+            )
         ]
     );
     assert_eq!(distribution.at_risk[0].account_id, "a3");

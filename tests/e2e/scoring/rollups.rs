@@ -73,7 +73,7 @@ async fn parents_roll_up_their_children_by_arr() {
     // kid-a scores 100 on 30k ARR, kid-b 0 on 10k: 75, green.
     assert_eq!(
         (rollup.score, rollup.child_count, rollup.band()),
-        (75.0, 2, hpb::Band::Green)
+        (75.0, 2, tenure_proto::common::v1::Band::Green)
     );
     assert_eq!(rollup.method, "arr_weighted");
     let kid = app

@@ -75,7 +75,10 @@ async fn watchers_follow_changes_and_resume_from_their_cursor() {
     assert_eq!(missed.previous_score, Some(100.0));
     assert_eq!(
         (missed.previous_band(), missed.band()),
-        (hpb::Band::Green, hpb::Band::Yellow)
+        (
+            tenure_proto::common::v1::Band::Green,
+            tenure_proto::common::v1::Band::Yellow
+        )
     );
     // Open watches would hold the drain at shutdown for its grace period.
     drop((other_segment, resumed));

@@ -25,8 +25,8 @@ fn list_filter(
     owner: String,
     violations: &mut Violations,
 ) -> store::ListFilter {
-    let band = match pb::Band::try_from(band) {
-        Ok(pb::Band::Unspecified) => None,
+    let band = match tenure_proto::common::v1::Band::try_from(band) {
+        Ok(tenure_proto::common::v1::Band::Unspecified) => None,
         Ok(band) => Some(band as i16),
         Err(_) => {
             violations.add("band", "is not a known band");

@@ -306,7 +306,7 @@ pub async fn backtest(
         if !example.churned {
             entry.1 += 1;
         }
-        if example.churned && band == pb::Band::Green {
+        if example.churned && band == tenure_proto::common::v1::Band::Green {
             surprises.push(pb::SurpriseChurn {
                 account_id: account_id.clone(),
                 score: scored.score,
@@ -322,19 +322,23 @@ pub async fn backtest(
         horizon_days,
         example_count: scores.len() as i32,
         auc: model::auc(&scores, &renewed),
-        bands: [pb::Band::Red, pb::Band::Yellow, pb::Band::Green]
-            .into_iter()
-            .map(|band| {
-                let (count, renewed) = bands.get(&(band as i32)).copied().unwrap_or_default();
-                pb::BandOutcomes {
-                    band: band as i32,
-                    account_count: count,
-                    renewed_count: renewed,
-                    renewal_rate_pct: (count > 0)
-                        .then(|| f64::from(renewed) / f64::from(count) * 100.0),
-                }
-            })
-            .collect(),
+        bands: [
+            tenure_proto::common::v1::Band::Red,
+            tenure_proto::common::v1::Band::Yellow,
+            tenure_proto::common::v1::Band::Green,
+        ]
+        .into_iter()
+        .map(|band| {
+            let (count, renewed) = bands.get(&(band as i32)).copied().unwrap_or_default();
+            pb::BandOutcomes {
+                band: band as i32,
+                account_count: count,
+                renewed_count: renewed,
+                renewal_rate_pct: (count > 0)
+                    .then(|| f64::from(renewed) / f64::from(count) * 100.0),
+            }
+        })
+        .collect(),
         surprise_churns: surprises,
     })
 }

@@ -185,14 +185,8 @@ pub(crate) async fn health(clients: &mut Clients, tail: i32) -> anyhow::Result<H
     })
 }
 
-pub fn band_name(band: hpb::Band) -> String {
-    match band {
-        hpb::Band::Red => "red",
-        hpb::Band::Yellow => "yellow",
-        hpb::Band::Green => "green",
-        hpb::Band::Unspecified => "unscored",
-    }
-    .to_owned()
+pub fn band_name(band: tenure_proto::common::v1::Band) -> String {
+    band.word().unwrap_or("unscored").to_owned()
 }
 
 pub(crate) async fn retention(
