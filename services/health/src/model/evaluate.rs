@@ -5,6 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Example, FitOptions, Model};
 
+/// The share of `count` accounts that renewed, in percent; none of none.
+pub fn renewal_rate_pct(count: u32, renewed: u32) -> Option<f64> {
+    (count > 0).then(|| f64::from(renewed) / f64::from(count) * 100.0)
+}
+
 /// Area under the ROC curve: the chance a random churner scores above a
 /// random renewer (ties count half). `None` without both classes.
 pub fn auc(scores: &[f64], churned: &[bool]) -> Option<f64> {
@@ -123,6 +128,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn a_renewal_rate_is_a_percentage_of_some() {
+        assert_eq!(renewal_rate_pct(8, 6), Some(75.0));
+        assert_eq!(renewal_rate_pct(3, 0), Some(0.0));
+        assert_eq!(renewal_rate_pct(0, 0), None);
+    }
     use crate::model::tests::uniform_from;
 
     #[test]

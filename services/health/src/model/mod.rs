@@ -14,7 +14,7 @@
 mod evaluate;
 mod fit;
 
-pub use evaluate::{auc, brier, cross_validate, univariate_lift};
+pub use evaluate::{auc, brier, cross_validate, renewal_rate_pct, univariate_lift};
 pub use fit::{Convergence, FitOptions};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -429,8 +429,7 @@ impl ProspectFit {
             look_alikes: group.map_or_else(|| "no customer".to_owned(), Group::describe),
             look_alike_count: group.map_or(0, |g| g.customers),
             look_alike_renewal_rate_pct: group
-                .filter(|g| g.customers > 0)
-                .map(|g| f64::from(g.renewed) / f64::from(g.customers) * 100.0),
+                .and_then(|g| crate::model::renewal_rate_pct(g.customers, g.renewed)),
             renewal_probability_at_look: base,
             renewal_probability_if_gaps_closed: self.renewal_at(&closed, &categories),
             gaps,

@@ -180,7 +180,6 @@ async fn maturity_lessons(
     examples: &[Example],
 ) -> anyhow::Result<Vec<pb::MaturityLessons>> {
     let models = crate::maturity::store::list_latest(&trainer.pool, None, None).await?;
-    let rate = |n: u32, renewed: u32| (n > 0).then(|| f64::from(renewed) / f64::from(n) * 100.0);
     let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(models
         .into_iter()
@@ -196,7 +195,7 @@ async fn maturity_lessons(
                         name: definition.level_name(level).to_owned(),
                         example_count: count(n),
                         renewed_count: count(renewed),
-                        renewal_rate_pct: rate(n, renewed),
+                        renewal_rate_pct: model::renewal_rate_pct(n, renewed),
                     })
                     .collect(),
                 behaviours: lessons
@@ -206,9 +205,12 @@ async fn maturity_lessons(
                         behaviour: b.name,
                         level: b.level.into(),
                         shown_count: count(b.shown.0),
-                        renewal_rate_shown_pct: rate(b.shown.0, b.shown.1),
+                        renewal_rate_shown_pct: model::renewal_rate_pct(b.shown.0, b.shown.1),
                         not_shown_count: count(b.not_shown.0),
-                        renewal_rate_not_shown_pct: rate(b.not_shown.0, b.not_shown.1),
+                        renewal_rate_not_shown_pct: model::renewal_rate_pct(
+                            b.not_shown.0,
+                            b.not_shown.1,
+                        ),
                     })
                     .collect(),
                 model_name: stored.name,
@@ -334,8 +336,10 @@ pub async fn backtest(
                 band: band as i32,
                 account_count: count,
                 renewed_count: renewed,
-                renewal_rate_pct: (count > 0)
-                    .then(|| f64::from(renewed) / f64::from(count) * 100.0),
+                renewal_rate_pct: model::renewal_rate_pct(
+                    u32::try_from(count).unwrap_or(0),
+                    u32::try_from(renewed).unwrap_or(0),
+                ),
             }
         })
         .collect(),
