@@ -149,7 +149,12 @@ impl PlaybooksApi {
                     "previous_band": previous_band,
                     "band": band,
                 });
-                rows.push((kind, change.account_id.clone(), payload, occurred_at));
+                rows.push((
+                    kind.to_owned(),
+                    change.account_id.clone(),
+                    payload,
+                    occurred_at,
+                ));
             }
         }
         violations.into_result()?;
@@ -211,7 +216,7 @@ impl PlaybooksApi {
                     "currency": renewal.arr.as_ref().map(|m| m.currency_code.clone()),
                 });
                 rows.push((
-                    "renewal_approaching",
+                    "renewal_approaching".to_owned(),
                     renewal.account_id.clone(),
                     payload,
                     chrono::Utc::now(),
@@ -267,7 +272,7 @@ impl PlaybooksApi {
 
 /// An event to record: kind, account, payload, when it happened.
 type TriggerRow = (
-    &'static str,
+    String,
     String,
     serde_json::Value,
     chrono::DateTime<chrono::Utc>,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
+use tenure_proto::common::v1::AccountEventKind;
 use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
@@ -13,16 +14,6 @@ use crate::grpc::PlaybooksApi;
 use crate::plan::{Action, Plan};
 
 pub(crate) const MAX_ID: usize = 128;
-const EVENT_KINDS: &[&str] = &[
-    "sponsor_changed",
-    "champion_changed",
-    "nps_response",
-    "external_signal",
-    "usage_dropped",
-    "onboarding_stalled",
-    "maturity_level_changed",
-    "maturity_level_stuck",
-];
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -196,12 +187,24 @@ impl PlaybooksApi {
         for (i, event) in request.events.iter().enumerate() {
             let path = format!("events[{i}]");
             violations.require_text(&event.account_id, format!("{path}.account_id"), MAX_ID);
-            let kind = EVENT_KINDS.iter().find(|k| **k == event.kind);
-            violations.check(
-                kind.is_some(),
-                format!("{path}.kind"),
-                format!("must be one of {}", EVENT_KINDS.join(", ")),
-            );
+            // The enum wins; older senders spell the kind as a word.
+            let (kind, field) = match event.event_kind {
+                0 => (AccountEventKind::from_word(&event.kind), "kind"),
+                code => (
+                    AccountEventKind::try_from(code)
+                        .ok()
+                        .filter(|k| *k != AccountEventKind::Unspecified),
+                    "event_kind",
+                ),
+            };
+            let kind = kind.and_then(AccountEventKind::word);
+            if kind.is_none() {
+                let words: Vec<String> = AccountEventKind::all().filter_map(|k| k.word()).collect();
+                violations.add(
+                    format!("{path}.{field}"),
+                    format!("must be one of {}", words.join(", ")),
+                );
+            }
             let occurred_at = time::timestamp(
                 event.occurred_at.as_ref(),
                 &format!("{path}.occurred_at"),
@@ -221,7 +224,7 @@ impl PlaybooksApi {
                     .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect();
                 rows.push((
-                    *kind,
+                    kind,
                     event.account_id.clone(),
                     Value::Object(payload),
                     occurred_at,

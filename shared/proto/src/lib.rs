@@ -91,6 +91,52 @@ pub mod common {
             }
         }
 
+        impl AccountEventKind {
+            const PREFIX: &'static str = "ACCOUNT_EVENT_KIND_";
+
+            /// The kind as a playbook's trigger names it: its name in lower
+            /// case without the prefix ("sponsor_changed"); none when
+            /// unspecified.
+            pub fn word(self) -> Option<String> {
+                (self != Self::Unspecified).then(|| {
+                    self.as_str_name()
+                        .trim_start_matches(Self::PREFIX)
+                        .to_lowercase()
+                })
+            }
+
+            /// The kind a word names, if any.
+            pub fn from_word(word: &str) -> Option<Self> {
+                if word.is_empty() || word.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return None;
+                }
+                Self::from_str_name(&format!("{}{}", Self::PREFIX, word.to_uppercase()))
+                    .filter(|kind| *kind != Self::Unspecified)
+            }
+
+            /// Every kind there is, in the order of their numbers.
+            pub fn all() -> impl Iterator<Item = Self> {
+                (1..).map_while(|code| Self::try_from(code).ok())
+            }
+        }
+
+        #[cfg(test)]
+        #[test]
+        fn event_kinds_spell_as_words_and_back() {
+            let words: Vec<String> = AccountEventKind::all().filter_map(|k| k.word()).collect();
+            assert_eq!(words.len(), 8);
+            assert_eq!(words[0], "sponsor_changed");
+            for kind in AccountEventKind::all() {
+                assert_eq!(
+                    AccountEventKind::from_word(&kind.word().unwrap()),
+                    Some(kind)
+                );
+            }
+            for word in ["", "unspecified", "SPONSOR_CHANGED", "sponsor changed"] {
+                assert_eq!(AccountEventKind::from_word(word), None, "{word}");
+            }
+        }
+
         #[cfg(test)]
         #[test]
         fn bands_spell_as_words_and_back() {

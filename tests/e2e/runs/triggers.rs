@@ -258,6 +258,13 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        event_kind: 0,
+    };
+    // Senders name the kind by the shared enum; older ones by its word.
+    let usage_dropped = pb::AccountEvent {
+        kind: String::new(),
+        event_kind: tenure_proto::common::v1::AccountEventKind::UsageDropped as i32,
+        ..event("", &[("drop_pct", "10")])
     };
     app.internal_playbooks()
         .notify_account_events(pb::NotifyAccountEventsRequest {
@@ -268,7 +275,7 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
                     "onboarding_stalled",
                     &[("utilization_pct", "12"), ("days_since_start", "45")],
                 ),
-                event("usage_dropped", &[("drop_pct", "10")]),
+                usage_dropped,
             ],
         })
         .await
@@ -277,11 +284,20 @@ async fn forwarded_and_evaluated_triggers_start_their_playbooks_and_exit_criteri
         .internal_playbooks()
         .notify_account_events(pb::NotifyAccountEventsRequest {
             request_id: String::new(),
-            events: vec![event("horoscope", &[])],
+            events: vec![
+                event("horoscope", &[]),
+                pb::AccountEvent {
+                    event_kind: 99,
+                    ..event("sponsor_changed", &[])
+                },
+            ],
         })
         .await
         .unwrap_err();
-    assert_eq!(violated_fields(&bad), ["events[0].kind"]);
+    assert_eq!(
+        violated_fields(&bad),
+        ["events[0].kind", "events[1].event_kind"]
+    );
 
     let exiting = start(&mut app, "until-done", &["acme".to_owned()])
         .await

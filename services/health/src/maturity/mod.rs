@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use tenure_platform::time;
+use tenure_proto::common::v1::AccountEventKind;
 use tenure_proto::playbooks::v1 as playbooks;
 
 use model::Notice;
@@ -17,10 +18,6 @@ use store::StoredModel;
 
 /// Playbooks hear of level changes and stuck accounts as account events.
 pub const TOPIC_ACCOUNT_EVENTS: &str = "playbooks.account_events";
-
-/// The event kinds health sends to playbooks.
-pub const LEVEL_CHANGED: &str = "maturity_level_changed";
-pub const LEVEL_STUCK: &str = "maturity_level_stuck";
 
 /// Held levels moved by one recompute: the models read once, the events
 /// gathered for one notice.
@@ -83,11 +80,15 @@ fn event(model: &StoredModel, account_id: &str, notice: Notice) -> playbooks::Ac
     let def = &model.definition.0;
     let (kind, level, extra) = match notice {
         Notice::Changed { previous, level } => (
-            LEVEL_CHANGED,
+            AccountEventKind::MaturityLevelChanged,
             level,
             ("previous_level", previous.to_string()),
         ),
-        Notice::Stuck { level, days } => (LEVEL_STUCK, level, ("days_at_level", days.to_string())),
+        Notice::Stuck { level, days } => (
+            AccountEventKind::MaturityLevelStuck,
+            level,
+            ("days_at_level", days.to_string()),
+        ),
     };
     let attributes = [
         ("model", model.name.clone()),
@@ -100,8 +101,9 @@ fn event(model: &StoredModel, account_id: &str, notice: Notice) -> playbooks::Ac
     .collect();
     playbooks::AccountEvent {
         account_id: account_id.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.word().unwrap_or_default(),
         occurred_at: Some(time::to_timestamp(chrono::Utc::now())),
         attributes,
+        event_kind: kind as i32,
     }
 }
