@@ -249,20 +249,26 @@ impl PlaybooksApi {
                 &tracing::Span::current(),
             ))
             .unwrap_or_default();
-            for (kind, account_id, payload, occurred_at) in rows {
-                sqlx::query(
-                    "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
-                       trace_context) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(source)
-                .bind(kind)
-                .bind(account_id)
-                .bind(payload)
-                .bind(occurred_at)
-                .bind(&trace_context)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let kinds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let accounts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.2).collect();
+            let times: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.3).collect();
+            // One statement for the whole notice, in the order given.
+            sqlx::query(
+                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
+                   trace_context) \
+                 SELECT $1, e.kind, e.account_id, e.payload, e.occurred_at, $6 \
+                 FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) \
+                   WITH ORDINALITY AS e(kind, account_id, payload, occurred_at, n) ORDER BY e.n",
+            )
+            .bind(source)
+            .bind(&kinds)
+            .bind(&accounts)
+            .bind(&payloads)
+            .bind(&times)
+            .bind(&trace_context)
+            .execute(&mut *tx)
+            .await?;
             Ok(respond(rows.len() as i32))
         })
         .await?;
