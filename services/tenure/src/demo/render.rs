@@ -230,7 +230,18 @@ impl fmt::Display for Report {
                 .as_ref()
                 .map_or(String::new(), |d| d.year.to_string());
             let fitted = c.model.as_ref().map_or("no fit yet".into(), |m| {
-                format!("sBG alpha {:.2} beta {:.2}", m.alpha, m.beta)
+                // The sBG's first-year churn is alpha / (alpha + beta); with
+                // alpha + beta in the thousands its customers are alike.
+                let churn = m.alpha / (m.alpha + m.beta) * 100.0;
+                if m.alpha + m.beta > 1000.0 {
+                    format!("sBG: {churn:.1} % churn a year, alike for every customer")
+                } else {
+                    format!(
+                        "sBG alpha {:.2} beta {:.2}: {churn:.1} % churn in the first year, \
+                         less as the riskiest leave",
+                        m.alpha, m.beta
+                    )
+                }
             });
             let _ = writeln!(
                 out,
