@@ -3,6 +3,7 @@
 
 mod cohorts;
 mod coverage;
+mod following;
 mod forecasts;
 mod lapsed;
 mod retention;
