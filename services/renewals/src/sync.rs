@@ -142,27 +142,8 @@ impl Syncer {
             } else {
                 None
             };
-            let health: Vec<pipeline::AccountHealth> = scores
-                .into_iter()
-                .map(|s| pipeline::AccountHealth {
-                    band: s.band().word().unwrap_or_default().to_owned(),
-                    account_id: s.account_id,
-                    score: s.score,
-                })
-                .collect();
-            let predictions: Vec<pipeline::AccountChurn> = churn
-                .map(|c| {
-                    let model_id = c.model_id;
-                    c.predictions
-                        .into_iter()
-                        .map(|p| pipeline::AccountChurn {
-                            account_id: p.account_id,
-                            probability: p.churn_probability,
-                            model_id: model_id.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let health: Vec<pipeline::AccountHealth> = scores.into_iter().map(health_of).collect();
+            let predictions = churn.map(predictions_of).unwrap_or_default();
             pipeline::set_health(&self.pool, &health, &predictions).await?;
             if !predictions.is_empty() {
                 let today = chrono::Utc::now().date_naive();
@@ -328,4 +309,26 @@ impl Syncer {
             }
         }
     }
+}
+
+/// An account's health as renewals keeps it.
+fn health_of(score: hpb::AccountHealthSummary) -> pipeline::AccountHealth {
+    pipeline::AccountHealth {
+        band: score.band().word().unwrap_or_default().to_owned(),
+        account_id: score.account_id,
+        score: score.score,
+    }
+}
+
+/// Each account's churn probability by the model that answered.
+fn predictions_of(answer: hpb::BatchPredictChurnResponse) -> Vec<pipeline::AccountChurn> {
+    answer
+        .predictions
+        .into_iter()
+        .map(|p| pipeline::AccountChurn {
+            account_id: p.account_id,
+            probability: p.churn_probability,
+            model_id: answer.model_id.clone(),
+        })
+        .collect()
 }
