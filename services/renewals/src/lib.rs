@@ -13,6 +13,7 @@ pub mod coverage;
 pub mod forecast;
 pub mod forecasts;
 pub mod grpc;
+pub mod history;
 pub mod ledger;
 pub mod notify;
 pub mod outcomes;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tenure_platform::time;
 use tenure_proto::ingestion::v1 as ipb;
 
@@ -106,71 +106,8 @@ pub fn terms(versions: &[Version]) -> Vec<Term> {
         .collect()
 }
 
-/// Stores what ingestion returned: accounts, every subscription version,
-/// and the subscriptions' opportunities rebuilt from all their versions.
-pub async fn apply_history(
-    tx: &mut PgConnection,
-    response: &ipb::GetSubscriptionHistoryResponse,
-) -> sqlx::Result<()> {
-    for account in &response.accounts {
-        sqlx::query(
-            "INSERT INTO renewals.accounts (account_id, name, segment, owner) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account_id) DO UPDATE SET name = EXCLUDED.name, segment = EXCLUDED.segment, \
-               owner = EXCLUDED.owner, refreshed_at = now()",
-        )
-        .bind(&account.account_id)
-        .bind(&account.name)
-        .bind(&account.segment)
-        .bind(&account.owner)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for history in &response.subscriptions {
-        let versions = versions_from_history(history);
-        for v in &versions {
-            sqlx::query(
-                "INSERT INTO renewals.subscription_versions (subscription_id, updated_at, account_id, \
-                   status, term_start, term_end, currency, arr_minor) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(&v.subscription_id)
-            .bind(v.updated_at)
-            .bind(&v.account_id)
-            .bind(v.status as i16)
-            .bind(v.term_start)
-            .bind(v.term_end)
-            .bind(&v.currency)
-            .bind(v.arr_minor)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let stored = load_versions(&mut *tx, &history.subscription_id).await?;
-        sqlx::query("DELETE FROM renewals.opportunities WHERE subscription_id = $1")
-            .bind(&history.subscription_id)
-            .execute(&mut *tx)
-            .await?;
-        for term in terms(&stored) {
-            sqlx::query(
-                "INSERT INTO renewals.opportunities (subscription_id, term_end, account_id, term_start, \
-                   currency, arr_minor, state, next_arr_minor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&term.subscription_id)
-            .bind(term.term_end)
-            .bind(&term.account_id)
-            .bind(term.term_start)
-            .bind(&term.currency)
-            .bind(term.arr_minor)
-            .bind(term.state)
-            .bind(term.next_arr_minor)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 #[derive(sqlx::FromRow)]
-struct VersionRow {
+pub(crate) struct VersionRow {
     subscription_id: String,
     updated_at: DateTime<Utc>,
     account_id: String,
@@ -198,7 +135,7 @@ impl VersionRow {
 
 /// The versions of rows that can be read (a status code unknown to this
 /// build is left out).
-fn readable(rows: Vec<VersionRow>) -> Vec<Version> {
+pub(crate) fn readable(rows: Vec<VersionRow>) -> Vec<Version> {
     rows.into_iter()
         .filter_map(VersionRow::into_version)
         .collect()
@@ -211,18 +148,6 @@ pub fn end_of_day(day: NaiveDate) -> DateTime<Utc> {
         .unwrap_or(day)
         .and_time(chrono::NaiveTime::MIN)
         .and_utc()
-}
-
-async fn load_versions(tx: &mut PgConnection, subscription_id: &str) -> sqlx::Result<Vec<Version>> {
-    let rows: Vec<VersionRow> = sqlx::query_as(
-        "SELECT subscription_id, updated_at, account_id, status, term_start, term_end, \
-           currency::text AS currency, arr_minor \
-         FROM renewals.subscription_versions WHERE subscription_id = $1 ORDER BY updated_at",
-    )
-    .bind(subscription_id)
-    .fetch_all(tx)
-    .await?;
-    Ok(readable(rows))
 }
 
 /// Every subscription version (in `currency`, if given) of accounts in `segment`.

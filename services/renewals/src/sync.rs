@@ -94,7 +94,7 @@ impl Syncer {
             })
             .await?
             .into_inner();
-        pipeline::apply_history(&mut tx, &history).await?;
+        crate::history::apply(&mut tx, &history).await?;
         tx.commit().await?;
         let accounts: Vec<String> = history
             .accounts

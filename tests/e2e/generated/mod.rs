@@ -348,15 +348,24 @@ async fn pipeline_shows_health_as_health_scored_it(app: &TestStack) {
             .into_iter()
             .map(|s| (s.account_id.clone(), (s.score, s.band())))
             .collect();
-        assert!(scores.len() > 100, "{} scored", scores.len());
-        opportunities.into_iter().find(|o| {
-            let health = scores.get(&o.account_id).copied();
-            let shown = (o.health_score, o.band());
-            health.unwrap_or((0.0, Band::Unspecified)) != shown
-                || o.band().word().unwrap_or("") != o.health_band
-        })
+        // Health may still be scoring the base it was just given.
+        if scores.len() < 100 {
+            return Some(format!(
+                "{} of the pipeline's accounts scored",
+                scores.len()
+            ));
+        }
+        opportunities
+            .into_iter()
+            .find(|o| {
+                let health = scores.get(&o.account_id).copied();
+                let shown = (o.health_score, o.band());
+                health.unwrap_or((0.0, Band::Unspecified)) != shown
+                    || o.band().word().unwrap_or("") != o.health_band
+            })
+            .map(|o| format!("{o:?}"))
     };
-    let current = tenure_tests::eventually(std::time::Duration::from_secs(20), || async {
+    let current = tenure_tests::eventually(std::time::Duration::from_secs(60), || async {
         mismatch().await.is_none().then_some(())
     })
     .await;
