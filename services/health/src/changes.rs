@@ -23,7 +23,7 @@ impl Default for DropRule {
 impl DropRule {
     /// The service's `HEALTH_DROP_POINTS` and `HEALTH_DROP_WINDOW_DAYS`,
     /// read once at start-up.
-    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &tenure_platform::config::Settings) -> anyhow::Result<Self> {
         let mut rule = Self::default();
         if let Some(value) = settings.get("HEALTH_DROP_POINTS") {
             rule.points = value
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn the_drop_rule_comes_from_the_services_settings() {
-        let settings = |pairs: &[(&str, &str)]| tenure_platform::service::Settings {
+        let settings = |pairs: &[(&str, &str)]| tenure_platform::config::Settings {
             overrides: pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -427,7 +427,7 @@ pub enum Rollup {
 
 impl Rollup {
     /// The service's `HEALTH_PARENT_ROLLUP`, read once at start-up.
-    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &tenure_platform::config::Settings) -> anyhow::Result<Self> {
         match settings.get("HEALTH_PARENT_ROLLUP").as_deref() {
             None | Some("arr_weighted") => Ok(Self::ArrWeighted),
             Some("worst") => Ok(Self::Worst),

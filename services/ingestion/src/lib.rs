@@ -16,10 +16,12 @@ pub mod erase;
 pub mod events;
 pub mod grpc;
 pub mod kinds;
+pub mod limits;
 pub mod notify;
 pub mod plans;
 pub mod records;
 pub mod signals;
+pub mod state;
 pub mod stats;
 pub mod stream;
 pub mod timeline;
@@ -93,9 +95,9 @@ const PARTITIONS_AHEAD_EVERY: std::time::Duration = std::time::Duration::from_se
 /// job that makes the coming months' event partitions.
 pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let bytes = context.server.max_message_bytes;
-    let api = IngestionServiceServer::new(grpc::IngestionApi::new(
+    let api = IngestionServiceServer::new(state::IngestionApi::new(
         context.pool.clone(),
-        grpc::Limits::from_settings(&context.settings)?,
+        limits::Limits::from_settings(&context.settings)?,
     ))
     .max_decoding_message_size(bytes)
     .max_encoding_message_size(bytes);

@@ -131,7 +131,7 @@ impl Deliver for Notifier {
 pub fn dispatcher(
     pool: sqlx::PgPool,
     peers: &PeerConfig,
-    settings: &tenure_platform::service::Settings,
+    settings: &tenure_platform::config::Settings,
     wakeups: &tenure_platform::wake::Wakeups,
 ) -> anyhow::Result<Dispatcher<Notifier>> {
     let notifier = Notifier {

@@ -7,14 +7,18 @@ use chrono::NaiveDate;
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations};
 use tenure_proto::ingestion::v1 as pb;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::events::{self, EventRecord};
-use crate::grpc::IngestionApi;
 use crate::signals;
+use crate::state::IngestionApi;
 use crate::writes::{Changes, enqueue_changes};
+
+/// A server stream of a call's answers, as tonic takes it.
+pub type ResponseStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Chunks in flight between the stream reader and the client: a slow
 /// client slows the producer instead of filling memory.
@@ -32,7 +36,7 @@ const BATCHES_IN_FLIGHT: usize = 3;
 pub fn acknowledge_chunks(
     api: IngestionApi,
     mut inbound: Streaming<pb::StreamEventsRequest>,
-) -> crate::grpc::ResponseStream<pb::StreamEventsResponse> {
+) -> ResponseStream<pb::StreamEventsResponse> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED);
     let most = api.limits.max_stream_chunks;
     tokio::spawn(
@@ -190,7 +194,7 @@ pub fn signals(
     pool: PgPool,
     wanted: Wanted,
     skip_unknown: bool,
-) -> crate::grpc::ResponseStream<pb::StreamAccountSignalsResponse> {
+) -> ResponseStream<pb::StreamAccountSignalsResponse> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED * 8);
     tokio::spawn(
         async move {

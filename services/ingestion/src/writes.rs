@@ -15,9 +15,10 @@ use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
 
 use crate::SCHEMA;
 use crate::convert::Checker;
-use crate::grpc::{IngestionApi, Limits};
+use crate::limits::Limits;
 use crate::notify::{TOPIC_ACCOUNT_EVENTS, TOPIC_ACCOUNTS_CHANGED, TOPIC_SUBSCRIPTIONS_CHANGED};
 use crate::records::{self, KnownAccounts, Record, Upserted};
+use crate::state::IngestionApi;
 
 /// A write in progress.
 pub struct Write<'r> {

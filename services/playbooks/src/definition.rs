@@ -112,28 +112,6 @@ impl Format {
     }
 }
 
-/// Parses, validates and compiles a JSON definition; violations are named
-/// under `field` (`definition.steps[2].next`).
-pub fn compile_json(
-    text: &str,
-    field: &str,
-    violations: &mut Violations,
-) -> Option<(Definition, crate::plan::Plan)> {
-    compile(text, Format::Json, field, violations)
-}
-
-/// Parses, validates and compiles a definition in `format`.
-pub fn compile(
-    text: &str,
-    format: Format,
-    field: &str,
-    violations: &mut Violations,
-) -> Option<(Definition, crate::plan::Plan)> {
-    let definition = parse(text, format, field, violations)?;
-    let plan = crate::plan::compile(&definition, field, violations)?;
-    Some((definition, plan))
-}
-
 /// Parses and validates a JSON definition's structure.
 pub fn parse_json(text: &str, field: &str, violations: &mut Violations) -> Option<Definition> {
     parse(text, Format::Json, field, violations)
@@ -334,7 +312,7 @@ fn loop_without_wait(steps: &[Step], index: &HashMap<&str, usize>) -> Option<usi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -351,7 +329,8 @@ mod tests {
         );
     }
 
-    const GOOD: &str = r#"{
+    /// A valid definition: a task, a wait and a branch back.
+    pub(crate) const GOOD: &str = r#"{
       "name": "onboarding-stalled", "title": "Onboarding stalled",
       "trigger": {"type": "onboarding_stalled", "utilization_below_pct": 30, "days_after_start": 30},
       "steps": [
@@ -361,15 +340,6 @@ mod tests {
         {"id": "done", "type": "end"}
       ]
     }"#;
-
-    #[test]
-    fn accepts_a_valid_definition() {
-        let mut violations = Violations::default();
-        let (definition, plan) = compile_json(GOOD, "definition", &mut violations).expect("valid");
-        assert!(violations.is_empty(), "{violations:?}");
-        assert_eq!(definition.steps.len(), 4);
-        assert_eq!(plan.trigger.kind(), "onboarding_stalled");
-    }
 
     #[test]
     fn names_each_broken_field() {
@@ -411,30 +381,6 @@ mod tests {
             parse_json(GOOD, "definition", &mut Violations::default()).is_some(),
             "a loop through a wait is fine"
         );
-    }
-
-    #[test]
-    fn reads_yaml_as_it_reads_json() {
-        let yaml = r#"
-name: onboarding-stalled
-title: Onboarding stalled
-trigger: {type: onboarding_stalled, utilization_below_pct: 30, days_after_start: 30}
-steps:
-  - {id: call, type: task, title: "Call {{account.name}}", next: wait}
-  - {id: wait, type: wait, for: 7d, next: check}
-  - id: check
-    type: branch
-    condition: {band: green}
-    then: done
-    else: call
-  - {id: done, type: end}
-"#;
-        let mut violations = Violations::default();
-        let (_, from_yaml) = compile(yaml, Format::Yaml, "definition", &mut violations).unwrap();
-        let (_, from_json) = compile_json(GOOD, "definition", &mut violations).unwrap();
-        assert_eq!(from_yaml.steps.len(), from_json.steps.len());
-        assert_eq!(from_yaml.trigger, from_json.trigger);
-        assert!(compile("steps: [", Format::Yaml, "definition", &mut violations).is_none());
     }
 
     #[test]

@@ -36,8 +36,12 @@ impl PlaybooksApi {
                 format!("must be at most {MAX_DEFINITION_BYTES} bytes"),
             ));
         }
-        let compiled =
-            definition::compile(&request.definition, format, "definition", &mut violations);
+        let compiled = crate::plan::compile_document(
+            &request.definition,
+            format,
+            "definition",
+            &mut violations,
+        );
         violations.into_result()?;
         let (parsed, plan) =
             compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;

@@ -244,7 +244,7 @@ impl PlaybooksApi {
                 .ok_or_else(|| ApiError::invalid("format", "must be JSON or YAML"))?;
             let mut violations = Violations::default();
             let compiled =
-                crate::definition::compile(definition, format, "definition", &mut violations);
+                crate::plan::compile_document(definition, format, "definition", &mut violations);
             violations.into_result()?;
             let (_, plan) =
                 compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;

@@ -1,56 +1,22 @@
 //! The gRPC edge of renewals.
 
-use std::sync::Arc;
-
-use sqlx::PgPool;
-use tenure_platform::client::TracedChannel;
 use tenure_platform::db::{codes, sqlstate};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
 use tenure_proto::common::v1::Money;
-use tenure_proto::health::v1::health_service_client::HealthServiceClient;
-use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
-use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::outcomes::{self, Kind, NewOutcome, OutcomeFilter, OutcomeRow};
+use crate::state::RenewalsApi;
 
 const MAX_ID: usize = 128;
 const MAX_NOTE: usize = 4000;
 /// Outcomes in one batch.
 const MAX_BATCH: usize = 1000;
 
-pub struct RenewalsApi {
-    pub(crate) pool: PgPool,
-    pub(crate) jobs_wakeup: Arc<Notify>,
-    thresholds: Vec<u32>,
-    /// Peers a backtest asks what was known as of its day.
-    pub(crate) ingestion: IngestionServiceClient<TracedChannel>,
-    pub(crate) health: HealthServiceClient<TracedChannel>,
-    /// What forecasts learned from history, until it changes.
-    pub(crate) history: crate::forecasts::history::HistoryCache,
-}
-
 impl RenewalsApi {
-    pub fn new(
-        pool: PgPool,
-        jobs_wakeup: Arc<Notify>,
-        thresholds: Vec<u32>,
-        ingestion: IngestionServiceClient<TracedChannel>,
-        health: HealthServiceClient<TracedChannel>,
-    ) -> Self {
-        Self {
-            pool,
-            jobs_wakeup,
-            thresholds,
-            ingestion,
-            health,
-            history: Default::default(),
-        }
-    }
-
     async fn run_renewal_sweep(
         &self,
         request: pb::RunRenewalSweepRequest,

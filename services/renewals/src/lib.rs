@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod reports;
 pub mod retention;
+pub mod state;
 pub mod sweep;
 pub mod sync;
 pub mod terms;
@@ -102,7 +103,7 @@ pub async fn start(context: ServiceContext) -> anyhow::Result<RunningService> {
     let ingestion =
         IngestionServiceClient::new(context.peers.channel(&context.peers.ingestion_url)?);
     let health = HealthServiceClient::new(context.peers.channel(&context.peers.health_url)?);
-    let api = RenewalsServiceServer::new(grpc::RenewalsApi::new(
+    let api = RenewalsServiceServer::new(state::RenewalsApi::new(
         context.pool.clone(),
         jobs_wakeup.clone(),
         thresholds.clone(),

@@ -21,7 +21,7 @@ pub const DEFAULT_THRESHOLDS: [u32; 4] = [120, 90, 60, 30];
 /// The service's `RENEWALS_REMINDER_DAYS` ("120,90,60,30"), read once at
 /// start-up.
 pub fn thresholds_from_settings(
-    settings: &tenure_platform::service::Settings,
+    settings: &tenure_platform::config::Settings,
 ) -> anyhow::Result<Vec<u32>> {
     match settings.get("RENEWALS_REMINDER_DAYS") {
         Some(text) => parse_thresholds(&text),
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn thresholds_come_from_the_services_settings() {
-        let settings = tenure_platform::service::Settings {
+        let settings = tenure_platform::config::Settings {
             overrides: [("RENEWALS_REMINDER_DAYS".to_owned(), "14,7".to_owned())].into(),
         };
         assert_eq!(thresholds_from_settings(&settings).unwrap(), [7, 14]);

@@ -304,7 +304,7 @@ fn main() -> anyhow::Result<()> {
                     config.as_of,
                     out.display()
                 );
-                for (kind, file) in tenure::generate::FILES {
+                for (kind, file) in tenure::import::BASE_FILES {
                     let rows = counts.get(&kind).copied().unwrap_or(0);
                     println!("  {file:<22} {rows:>10} rows");
                 }

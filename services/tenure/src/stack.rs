@@ -134,7 +134,7 @@ impl Stack {
         options.server.auth.api_keys_file = Some(keys_file);
         // Webhook deliveries are signed; a local stack makes up its own key
         // unless one is given (an empty one turns webhooks off).
-        if tenure_platform::service::Settings::default()
+        if tenure_platform::config::Settings::default()
             .get("PLAYBOOKS_WEBHOOK_SECRET")
             .is_none()
         {
@@ -230,7 +230,7 @@ impl Stack {
             peers: self.service_peers(spec.name),
             server: self.options.server.clone(),
             listener,
-            settings: tenure_platform::service::Settings {
+            settings: tenure_platform::config::Settings {
                 overrides: self.options.settings.clone(),
             },
         };
@@ -291,7 +291,7 @@ impl Stack {
 
     /// A setting the services were started with, over the environment.
     pub fn setting(&self, name: &str) -> Option<String> {
-        tenure_platform::service::Settings {
+        tenure_platform::config::Settings {
             overrides: self.options.settings.clone(),
         }
         .get(name)

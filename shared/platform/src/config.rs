@@ -134,3 +134,19 @@ pub mod ports {
     pub const PLAYBOOKS: u16 = 50054;
     pub const METRICS: u16 = 9464;
 }
+
+/// Named settings of a service: explicit values given by whoever starts it
+/// (a test, the dev stack), over the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub overrides: std::collections::BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+}

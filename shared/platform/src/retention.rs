@@ -80,7 +80,7 @@ pub async fn run(pool: PgPool, rules: Vec<Rule>, every: Duration, cancel: Cancel
 /// A retention setting: `name` from `settings` as a duration, or `default`;
 /// never below `floor`.
 pub fn setting(
-    settings: &crate::service::Settings,
+    settings: &crate::config::Settings,
     name: &str,
     default: &str,
     floor: Duration,
@@ -103,7 +103,7 @@ pub fn setting(
 pub fn start(
     service: &mut crate::service::RunningService,
     pool: PgPool,
-    settings: &crate::service::Settings,
+    settings: &crate::config::Settings,
     idempotency_keys: &'static str,
     mut rules: Vec<Rule>,
 ) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseConfig, PeerConfig, ServerConfig, TelemetryConfig};
+use crate::config::{DatabaseConfig, PeerConfig, ServerConfig, Settings, TelemetryConfig};
 use crate::server::RunningServer;
 
 /// Everything a service gets from whoever starts it.
@@ -24,22 +24,6 @@ pub struct ServiceContext {
     /// Bound by the starter, so that peers can know the address first.
     pub listener: tokio::net::TcpListener,
     pub settings: Settings,
-}
-
-/// Named settings of a service: explicit values given by whoever starts it
-/// (a test, the dev stack), over the process environment.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub overrides: std::collections::BTreeMap<String, String>,
-}
-
-impl Settings {
-    pub fn get(&self, name: &str) -> Option<String> {
-        self.overrides
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
-    }
 }
 
 pub type StartFuture = Pin<Box<dyn Future<Output = anyhow::Result<RunningService>> + Send>>;

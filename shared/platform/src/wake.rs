@@ -35,7 +35,7 @@ impl Wakeups {
     pub fn new(
         schema: &'static str,
         what: &[&'static str],
-        settings: &crate::service::Settings,
+        settings: &crate::config::Settings,
     ) -> anyhow::Result<Self> {
         let fallback = match settings.get("IDLE_POLL") {
             Some(text) => humantime::parse_duration(&text)

@@ -8,7 +8,8 @@ mod prospects;
 mod signals;
 
 use std::collections::HashMap;
-use tenure::generate::{Config, FILES};
+use tenure::generate::Config;
+use tenure::import::BASE_FILES;
 use tenure::import::{Kind, Summary};
 use tenure_platform::time::to_date;
 use tenure_proto::health::v1 as hpb;
@@ -38,7 +39,7 @@ pub(super) async fn load(
             .unwrap()
             .into_iter()
             .collect();
-    for (kind, _) in FILES {
+    for (kind, _) in BASE_FILES {
         let summary = &summaries[&kind];
         assert_eq!(summary.rows, counts[&kind], "{kind:?}");
         assert_eq!(

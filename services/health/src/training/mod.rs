@@ -1,11 +1,12 @@
 //! Learned models, trained in the background: churn models ([`churn`]) and
-//! prospect fit ([`crate::prospect`]). They share one table and one life
+//! prospect fit ([`prospect`]). They share one table and one life
 //! cycle: recorded RUNNING with the request that asked for them, trained
 //! once that request's transaction commits, then READY or FAILED; a restart
 //! fails those it interrupted. Examples read signals from ingestion as of
 //! past days, so nothing from after them leaks into training.
 
 pub mod churn;
+pub mod prospect;
 
 use std::collections::HashMap;
 
@@ -96,7 +97,7 @@ impl Trainer {
                         .await
                         .and_then(|(model, report)| Trained::new(&model, &report)),
                     ModelKind::Prospect => {
-                        crate::prospect::train(&trainer, model_id, horizon_days, l2, as_of)
+                        prospect::train(&trainer, model_id, horizon_days, l2, as_of)
                             .await
                             .and_then(|(model, report)| Trained::new(&model, &report))
                     }

@@ -13,8 +13,9 @@ use tenure_platform::{ApiError, ApiResult, Violations, time};
 use tenure_proto::ingestion::v1 as pb;
 
 use crate::convert::MAX_ID;
-use crate::grpc::{IngestionApi, as_of_date, inputs_of};
+use crate::grpc::{as_of_date, inputs_of};
 use crate::signals;
+use crate::state::IngestionApi;
 
 /// The most peers a caller may name.
 const MAX_PEERS: usize = 10_000;

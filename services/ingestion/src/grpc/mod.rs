@@ -10,125 +10,18 @@ mod value;
 use reads::non_empty;
 pub(crate) use reads::{as_of_date, inputs_of};
 
-use std::pin::Pin;
-use std::sync::Arc;
-
 use chrono::{Duration, NaiveDate, Utc};
-use sqlx::PgPool;
 use sqlx::types::Json;
 use tenure_platform::{ApiError, ApiResult, Violations, paging, time};
 use tenure_proto::ingestion::v1::{self as pb, ingestion_service_server::IngestionService};
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::accounts::{self, AccountFilter, AccountRecord};
 use crate::convert::{self, Checker, MAX_ID, MAX_LABEL, MAX_NAME, attribute_to_proto};
-use crate::events::EventStore;
-use crate::records::KnownAccounts;
+use crate::state::IngestionApi;
+use crate::stream::ResponseStream;
 use crate::writes::{Changes, parse_batch, require_accounts, summary};
 use crate::{changes, records, signals, timeline};
-
-/// Size limits, from the settings (the environment unless the starter overrides them).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Most items in one batch call or stream chunk (`INGESTION_MAX_BATCH_ITEMS`).
-    pub max_batch_items: usize,
-    /// How far in the future a source timestamp may be (`INGESTION_FUTURE_TOLERANCE`).
-    pub future_tolerance: Duration,
-    /// Largest JSON of an item's free properties (`INGESTION_MAX_PROPERTIES_BYTES`).
-    pub max_properties_bytes: usize,
-    /// How far back a usage event may lie (`INGESTION_MAX_EVENT_AGE`): older
-    /// ones are refused rather than each creating a month of storage.
-    pub max_event_age: Duration,
-    /// Most chunks one `StreamEvents` call may carry (`INGESTION_MAX_STREAM_CHUNKS`);
-    /// a longer import opens another stream.
-    pub max_stream_chunks: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_batch_items: 5000,
-            future_tolerance: Duration::minutes(5),
-            max_properties_bytes: 16 * 1024,
-            max_stream_chunks: 100_000,
-            max_event_age: Duration::days(3650),
-        }
-    }
-}
-
-impl Limits {
-    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
-        let mut limits = Self::default();
-        if let Some(value) = settings.get("INGESTION_MAX_STREAM_CHUNKS") {
-            limits.max_stream_chunks = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow::anyhow!("INGESTION_MAX_STREAM_CHUNKS={value:?} is not a positive count")
-            })?;
-        }
-        if let Some(value) = settings.get("INGESTION_MAX_BATCH_ITEMS") {
-            limits.max_batch_items = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow::anyhow!("INGESTION_MAX_BATCH_ITEMS={value:?} is not a positive count")
-            })?;
-        }
-        if let Some(value) = settings.get("INGESTION_MAX_PROPERTIES_BYTES") {
-            limits.max_properties_bytes = value.parse().map_err(|_| {
-                anyhow::anyhow!("INGESTION_MAX_PROPERTIES_BYTES={value:?} is not a byte count")
-            })?;
-        }
-        if let Some(value) = settings.get("INGESTION_MAX_EVENT_AGE") {
-            limits.max_event_age = humantime::parse_duration(&value)
-                .ok()
-                .and_then(|d| Duration::from_std(d).ok())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "INGESTION_MAX_EVENT_AGE={value:?} is not a duration like 3650d"
-                    )
-                })?;
-        }
-        if let Some(value) = settings.get("INGESTION_FUTURE_TOLERANCE") {
-            limits.future_tolerance = humantime::parse_duration(&value)
-                .ok()
-                .and_then(|d| Duration::from_std(d).ok())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "INGESTION_FUTURE_TOLERANCE={value:?} is not a duration like 5m"
-                    )
-                })?;
-        }
-        Ok(limits)
-    }
-
-    pub fn checker<'a>(&self, violations: &'a mut Violations) -> Checker<'a> {
-        Checker {
-            violations,
-            future_tolerance: self.future_tolerance,
-            max_event_age: self.max_event_age,
-            max_properties: self.max_properties_bytes,
-        }
-    }
-}
-
-/// The ingestion API; cheap to clone.
-#[derive(Clone)]
-pub struct IngestionApi {
-    pub(crate) pool: PgPool,
-    pub(crate) limits: Arc<Limits>,
-    pub(crate) events: Arc<EventStore>,
-    pub(crate) accounts: Arc<KnownAccounts>,
-}
-
-impl IngestionApi {
-    pub fn new(pool: PgPool, limits: Limits) -> Self {
-        Self {
-            pool,
-            limits: Arc::new(limits),
-            events: Arc::new(EventStore::default()),
-            accounts: Arc::new(KnownAccounts::default()),
-        }
-    }
-}
-
-pub(crate) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)

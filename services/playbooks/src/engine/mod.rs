@@ -75,7 +75,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_settings(settings: &tenure_platform::service::Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &tenure_platform::config::Settings) -> anyhow::Result<Self> {
         let duration = |name: &str, default: &str| -> anyhow::Result<Duration> {
             let text = settings.get(name).unwrap_or_else(|| default.to_owned());
             humantime::parse_duration(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
@@ -260,11 +260,13 @@ impl Engine {
         let mut violations = tenure_platform::Violations::default();
         let format = crate::definition::Format::from_code(i32::from(stored.format))
             .ok_or_else(|| anyhow::anyhow!("playbook {name} v{version} has an unknown format"))?;
-        let (_, plan) =
-            crate::definition::compile(&stored.definition, format, "definition", &mut violations)
-                .ok_or_else(|| {
-                anyhow::anyhow!("stored playbook {name} v{version} no longer compiles")
-            })?;
+        let (_, plan) = crate::plan::compile_document(
+            &stored.definition,
+            format,
+            "definition",
+            &mut violations,
+        )
+        .ok_or_else(|| anyhow::anyhow!("stored playbook {name} v{version} no longer compiles"))?;
         let plan = Arc::new(plan);
         if let Ok(mut plans) = self.plans.lock() {
             plans.insert((name.to_owned(), version), plan.clone());

@@ -7,10 +7,26 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde_json::Value;
+use tenure_platform::Violations;
+
+use crate::definition::{self, Definition, Format};
 
 mod compile;
 
 pub use compile::compile;
+
+/// Parses, validates and compiles a definition document in `format`;
+/// violations are named under `field` (`definition.steps[2].next`).
+pub fn compile_document(
+    text: &str,
+    format: Format,
+    field: &str,
+    violations: &mut Violations,
+) -> Option<(Definition, Plan)> {
+    let definition = definition::parse(text, format, field, violations)?;
+    let plan = compile(&definition, field, violations)?;
+    Some((definition, plan))
+}
 
 pub const BANDS: &[&str] = &["red", "yellow", "green"];
 const ROLES: &[&str] = &["sponsor", "champion", "admin", "user"];
@@ -324,5 +340,49 @@ impl Plan {
 
     pub fn first(&self) -> Option<&PlanStep> {
         self.steps.first()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::tests::GOOD;
+
+    #[test]
+    fn accepts_a_valid_definition() {
+        let mut violations = Violations::default();
+        let (definition, plan) =
+            compile_document(GOOD, Format::Json, "definition", &mut violations).expect("valid");
+        assert!(violations.is_empty(), "{violations:?}");
+        assert_eq!(definition.steps.len(), 4);
+        assert_eq!(plan.trigger.kind(), "onboarding_stalled");
+    }
+
+    #[test]
+    fn reads_yaml_as_it_reads_json() {
+        let yaml = r#"
+name: onboarding-stalled
+title: Onboarding stalled
+trigger: {type: onboarding_stalled, utilization_below_pct: 30, days_after_start: 30}
+steps:
+  - {id: call, type: task, title: "Call {{account.name}}", next: wait}
+  - {id: wait, type: wait, for: 7d, next: check}
+  - id: check
+    type: branch
+    condition: {band: green}
+    then: done
+    else: call
+  - {id: done, type: end}
+"#;
+        let mut violations = Violations::default();
+        let (_, from_yaml) =
+            compile_document(yaml, Format::Yaml, "definition", &mut violations).unwrap();
+        let (_, from_json) =
+            compile_document(GOOD, Format::Json, "definition", &mut violations).unwrap();
+        assert_eq!(from_yaml.steps.len(), from_json.steps.len());
+        assert_eq!(from_yaml.trigger, from_json.trigger);
+        assert!(
+            compile_document("steps: [", Format::Yaml, "definition", &mut violations).is_none()
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::model::{Customer, Model, Placement, Tier, Totals, percent};
 use super::store;
 use crate::SCHEMA;
 use crate::forecasts::{day_or_today, filter_text};
-use crate::grpc::RenewalsApi;
+use crate::state::RenewalsApi;
 use crate::views::money as amount;
 
 const MAX_TIERS: usize = 10;

@@ -13,9 +13,9 @@ use tenure_proto::renewals::v1 as pb;
 use super::api::version_of;
 use super::model::{Customer, Placement, percent};
 use crate::forecasts::day_or_today;
-use crate::grpc::RenewalsApi;
 use crate::ledger::{Book, Movements, Ratio, before};
 use crate::pipeline;
+use crate::state::RenewalsApi;
 
 /// What a group of customers adds up to.
 #[derive(Default)]

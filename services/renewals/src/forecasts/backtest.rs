@@ -15,9 +15,9 @@ use tenure_proto::renewals::v1 as pb;
 
 use super::{context, currency, opportunity_filter, resolved_rows, totals_to_proto};
 use crate::forecast;
-use crate::grpc::RenewalsApi;
 use crate::ledger::Version;
 use crate::pipeline::{self, OPEN, OpportunityRow};
+use crate::state::RenewalsApi;
 use crate::views::{self, money};
 
 /// How each term ended, as recorded: (kind, new ARR, decided on).

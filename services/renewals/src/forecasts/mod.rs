@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::forecast::{self, Category, Line, Totals};
-use crate::grpc::RenewalsApi;
 use crate::pipeline::{self, OPEN, OpportunityFilter, OpportunityRow, Pages};
+use crate::state::RenewalsApi;
 use crate::views::{self, Context, money};
 
 const MAX_ID: usize = 128;

@@ -9,10 +9,10 @@ use tenure_proto::renewals::v1 as pb;
 
 use super::{Observed, model_to_proto, observed, period_months, period_start, whole_periods};
 use crate::forecasts::{day_or_today, filter_text, window};
-use crate::grpc::RenewalsApi;
 use crate::ledger::Book;
 use crate::pipeline;
 use crate::retention::{self, FitError, Life, Renewals};
+use crate::state::RenewalsApi;
 
 impl RenewalsApi {
     pub(crate) async fn get_cohort_retention(

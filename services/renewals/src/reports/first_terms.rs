@@ -10,9 +10,9 @@ use tokio_stream::Stream;
 
 use super::observed;
 use crate::forecasts::{day_or_today, filter_text};
-use crate::grpc::RenewalsApi;
 use crate::ledger::{Book, Subscription};
 use crate::pipeline;
+use crate::state::RenewalsApi;
 use crate::views::money;
 
 /// First terms in one streamed message.

@@ -8,9 +8,9 @@ use tenure_proto::renewals::v1 as pb;
 use super::{movements_to_proto, mrr, rate};
 use crate::contracts;
 use crate::forecasts::{currency, day_or_today, filter_text, window};
-use crate::grpc::RenewalsApi;
 use crate::ledger::{Book, Period, Ratio, month_starts};
 use crate::pipeline;
+use crate::state::RenewalsApi;
 use crate::views::money;
 
 /// The longest period reported, in months.

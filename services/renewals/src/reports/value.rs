@@ -9,10 +9,10 @@ use tenure_proto::renewals::v1 as pb;
 
 use super::{model_to_proto, observed};
 use crate::forecasts::{currency, day_or_today, filter_text};
-use crate::grpc::RenewalsApi;
 use crate::ledger::{Book, Subscription};
 use crate::pipeline;
 use crate::retention::{self, Renewals, Sbg, ValueError};
+use crate::state::RenewalsApi;
 use crate::views::money;
 
 /// The smallest discount rate accepted: below it the expected sums take

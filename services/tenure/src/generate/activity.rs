@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, LogNormal, Poisson};
 use serde_json::json;
 
-use super::Config;
+use super::config::Config;
 use super::life::{Life, at};
 use super::out::{Files, day, time};
 use super::plan::{Plan, Tier};

@@ -8,7 +8,7 @@
 use chrono::{Days, NaiveDate};
 use serde_json::json;
 
-use super::Config;
+use super::config::Config;
 use super::life::{Life, at};
 use super::out::{Files, time};
 use super::plan::{Plan, Tier};

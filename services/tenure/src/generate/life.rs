@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, Normal};
 use serde_json::json;
 
-use super::Config;
+use super::config::Config;
 use super::out::{Files, day, time};
 use super::plan::Plan;
 use super::truth::{DRIVERS, Driver, ONBOARDING};

@@ -16,12 +16,15 @@
 //! show. Each driver leaves traces in the data before the
 //! renewal it endangers, so a model that reads the signals can find them and
 //! a blind one cannot. `truth.json` and `truth.jsonl` record the drivers,
-//! their true log-odds and every renewal's true churn probability.
+//! their true log-odds and every renewal's true churn probability
+//! ([`answers`]).
 //!
 //! The same configuration and seed always write the same bytes.
 
 mod activity;
 mod advocacy;
+mod answers;
+mod config;
 mod life;
 mod out;
 mod plan;
@@ -34,38 +37,8 @@ use chrono::NaiveDate;
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 
+pub use config::Config;
 pub use out::Counts;
-
-use crate::import::Kind;
-
-/// What to generate.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub accounts: usize,
-    /// Years of history before `as_of`.
-    pub years: u32,
-    pub seed: u64,
-    /// The last day of the history: nothing is dated after its end.
-    pub as_of: NaiveDate,
-}
-
-/// The files of a generated base in the order they must be imported
-/// (features and parents before what refers to them), with their kinds.
-pub const FILES: [(Kind, &str); 13] = [
-    (Kind::Features, "features.jsonl"),
-    (Kind::Accounts, "accounts.jsonl"),
-    (Kind::Contacts, "contacts.jsonl"),
-    (Kind::Subscriptions, "subscriptions.jsonl"),
-    (Kind::Tickets, "tickets.jsonl"),
-    (Kind::Surveys, "surveys.jsonl"),
-    (Kind::Invoices, "invoices.jsonl"),
-    (Kind::Signals, "signals.jsonl"),
-    (Kind::Metrics, "metrics.jsonl"),
-    (Kind::Plans, "plans.jsonl"),
-    (Kind::Advocacy, "advocacy.jsonl"),
-    (Kind::Events, "events.jsonl"),
-    (Kind::Outcomes, "outcomes.jsonl"),
-];
 
 /// The default as-of date: yesterday (UTC), so that nothing generated lies
 /// in the future of the services that load it.
@@ -86,7 +59,7 @@ pub fn write(config: &Config, dir: &Path) -> anyhow::Result<Counts> {
     activity::write_features(&mut files, config)?;
     let mut master = ChaCha8Rng::seed_from_u64(config.seed);
     let plans = plan::plans(config, &mut master);
-    let mut truth = truth::Truth::new(config);
+    let mut truth = answers::Truth::new(config);
     let mut customers = advocacy::Customers::default();
     for plan in &plans {
         // Each account draws from its own stream, so its history does not
@@ -107,6 +80,7 @@ pub fn write(config: &Config, dir: &Path) -> anyhow::Result<Counts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::Kind;
 
     fn base(seed: u64, dir: &Path) -> Counts {
         let config = Config {
@@ -132,7 +106,10 @@ mod tests {
         let counts = base(7, a.path());
         assert_eq!(base(7, b.path()), counts);
         base(8, c.path());
-        for (_, name) in FILES.iter().chain([&(Kind::Events, "truth.jsonl")]) {
+        for (_, name) in crate::import::BASE_FILES
+            .iter()
+            .chain([&(Kind::Events, "truth.jsonl")])
+        {
             assert_eq!(read(a.path(), name), read(b.path(), name), "{name}");
         }
         assert_ne!(
@@ -148,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         base(3, dir.path());
         let end = "2026-07-01";
-        for (_, name) in FILES {
+        for (_, name) in crate::import::BASE_FILES {
             for line in read(dir.path(), name).lines() {
                 let row: serde_json::Value = serde_json::from_str(line).unwrap();
                 for field in [

@@ -10,8 +10,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 
-use super::FILES;
-use crate::import::Kind;
+use crate::import::{BASE_FILES, Kind};
 
 /// Rows written per kind.
 pub type Counts = BTreeMap<Kind, u64>;
@@ -24,7 +23,7 @@ pub(super) struct Files {
 impl Files {
     pub(super) fn create(dir: &Path) -> anyhow::Result<Self> {
         let mut writers = BTreeMap::new();
-        for (kind, name) in FILES {
+        for (kind, name) in BASE_FILES {
             let path = dir.join(name);
             let file =
                 File::create(&path).with_context(|| format!("creating {}", path.display()))?;

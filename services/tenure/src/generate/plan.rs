@@ -5,7 +5,7 @@ use chrono::{Days, NaiveDate};
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 
-use super::Config;
+use super::config::Config;
 
 /// Touch tiers: how a customer is served, and the segment it is filed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -248,8 +248,27 @@ fn item_reasons(status: &tonic::Status) -> std::collections::BTreeMap<usize, Str
     reasons
 }
 
+/// The files of a customer base (as `tenure generate` writes it) in the
+/// order they must be imported (features and parents before what refers to
+/// them), with their kinds.
+pub const BASE_FILES: [(Kind, &str); 13] = [
+    (Kind::Features, "features.jsonl"),
+    (Kind::Accounts, "accounts.jsonl"),
+    (Kind::Contacts, "contacts.jsonl"),
+    (Kind::Subscriptions, "subscriptions.jsonl"),
+    (Kind::Tickets, "tickets.jsonl"),
+    (Kind::Surveys, "surveys.jsonl"),
+    (Kind::Invoices, "invoices.jsonl"),
+    (Kind::Signals, "signals.jsonl"),
+    (Kind::Metrics, "metrics.jsonl"),
+    (Kind::Plans, "plans.jsonl"),
+    (Kind::Advocacy, "advocacy.jsonl"),
+    (Kind::Events, "events.jsonl"),
+    (Kind::Outcomes, "outcomes.jsonl"),
+];
+
 /// Imports every file of a generated base in `dir` (see
-/// [`crate::generate::FILES`]), in the order that keeps references whole;
+/// [`BASE_FILES`]), in the order that keeps references whole;
 /// files missing from `dir` are skipped.
 pub async fn base(
     peers: &PeerConfig,
@@ -257,7 +276,7 @@ pub async fn base(
     progress: bool,
 ) -> anyhow::Result<Vec<(Kind, Summary)>> {
     let mut summaries = Vec::new();
-    for (kind, name) in crate::generate::FILES {
+    for (kind, name) in BASE_FILES {
         let path = dir.join(name);
         if !path.exists() {
             continue;

@@ -101,7 +101,7 @@ pub struct DispatchConfig {
 impl DispatchConfig {
     /// The defaults, with `OUTBOX_MAX_ATTEMPTS`, `OUTBOX_FIRST_RETRY` and
     /// `OUTBOX_MAX_RETRY` from the service's settings.
-    pub fn from_settings(settings: &crate::service::Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Self> {
         let mut config = Self::default();
         if let Some(value) = settings.get("OUTBOX_MAX_ATTEMPTS") {
             config.max_attempts = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
