@@ -322,9 +322,10 @@ pub async fn task_outcomes(
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT t.run_id, s.step_id, t.outcome FROM playbooks.tasks t \
          JOIN playbooks.steps s ON s.run_id = t.run_id AND s.seq = t.seq \
-         WHERE t.run_id = ANY($1) AND t.status = 2",
+         WHERE t.run_id = ANY($1) AND t.status = $2",
     )
     .bind(run_ids)
+    .bind(crate::store::states::TaskStatus::Completed)
     .fetch_all(db)
     .await?;
     let mut outcomes: HashMap<Uuid, HashMap<String, String>> = HashMap::new();

@@ -6,7 +6,8 @@ use tenure_proto::common::v1::Band;
 use tenure_proto::playbooks::v1::{self as pb, playbooks_service_server::PlaybooksService};
 use tonic::{Request, Response, Status};
 
-use crate::store::{self, NewVersion, PlaybookVersion};
+use crate::store::triggers::{self, TriggerEvent};
+use crate::store::versions::{self as store, NewVersion, PlaybookVersion};
 use crate::{SCHEMA, definition};
 
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;
@@ -153,12 +154,12 @@ impl PlaybooksApi {
                     "previous_band": previous_band,
                     "band": band,
                 });
-                rows.push((
-                    kind.to_owned(),
-                    change.account_id.clone(),
+                rows.push(TriggerEvent {
+                    kind: kind.to_owned(),
+                    account_id: change.account_id.clone(),
                     payload,
                     occurred_at,
-                ));
+                });
             }
         }
         violations.into_result()?;
@@ -219,12 +220,12 @@ impl PlaybooksApi {
                     "arr_minor": renewal.arr.as_ref().map(|m| m.amount_minor),
                     "currency": renewal.arr.as_ref().map(|m| m.currency_code.clone()),
                 });
-                rows.push((
-                    "renewal_approaching".to_owned(),
-                    renewal.account_id.clone(),
+                rows.push(TriggerEvent {
+                    kind: "renewal_approaching".to_owned(),
+                    account_id: renewal.account_id.clone(),
                     payload,
-                    chrono::Utc::now(),
-                ));
+                    occurred_at: chrono::Utc::now(),
+                });
             }
         }
         violations.into_result()?;
@@ -241,7 +242,7 @@ impl PlaybooksApi {
         method: &str,
         request: &Req,
         source: &str,
-        rows: &[TriggerRow],
+        rows: &[TriggerEvent],
         respond: impl FnOnce(i32) -> Resp,
     ) -> ApiResult<Resp>
     where
@@ -253,40 +254,14 @@ impl PlaybooksApi {
                 &tracing::Span::current(),
             ))
             .unwrap_or_default();
-            let kinds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-            let accounts: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-            let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.2).collect();
-            let times: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.3).collect();
             // One statement for the whole notice, in the order given.
-            sqlx::query(
-                "INSERT INTO playbooks.trigger_events (source, kind, account_id, payload, occurred_at, \
-                   trace_context) \
-                 SELECT $1, e.kind, e.account_id, e.payload, e.occurred_at, $6 \
-                 FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) \
-                   WITH ORDINALITY AS e(kind, account_id, payload, occurred_at, n) ORDER BY e.n",
-            )
-            .bind(source)
-            .bind(&kinds)
-            .bind(&accounts)
-            .bind(&payloads)
-            .bind(&times)
-            .bind(&trace_context)
-            .execute(&mut *tx)
-            .await?;
+            triggers::record(tx, source, rows, &trace_context).await?;
             Ok(respond(rows.len() as i32))
         })
         .await?;
         Ok(response)
     }
 }
-
-/// An event to record: kind, account, payload, when it happened.
-type TriggerRow = (
-    String,
-    String,
-    serde_json::Value,
-    chrono::DateTime<chrono::Utc>,
-);
 
 fn playbook_to_proto(row: PlaybookVersion) -> pb::Playbook {
     pb::Playbook {

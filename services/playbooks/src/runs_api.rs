@@ -1,7 +1,6 @@
 //! The run and timeline APIs of playbooks (tasks and dead letters have
-//! their own modules).
+//! their own modules); storage is [`crate::store::runs`].
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::common::v1::AccountEventKind;
@@ -9,67 +8,40 @@ use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::engine::{RunState, StepState};
 use crate::grpc::PlaybooksApi;
 use crate::plan::{Action, Plan};
+use crate::store::runs::{self, RunFilter, RunRow, StepRow};
+use crate::store::states::{RunState, StepState};
+use crate::store::triggers::TriggerEvent;
+use crate::store::versions;
 
 pub(crate) const MAX_ID: usize = 128;
 
-#[derive(sqlx::FromRow)]
-struct RunRow {
-    run_id: Uuid,
-    playbook: String,
-    version: i32,
-    account_id: String,
-    state: RunState,
-    trigger_kind: String,
-    started_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-}
-
-impl RunRow {
-    fn into_proto(self, steps: Vec<pb::StepExecution>) -> pb::Run {
-        pb::Run {
-            run_id: self.run_id.to_string(),
-            playbook: self.playbook,
-            version: self.version,
-            account_id: self.account_id,
-            state: run_state_to_proto(self.state) as i32,
-            trigger: self.trigger_kind,
-            start_time: Some(time::to_timestamp(self.started_at)),
-            end_time: self.ended_at.map(time::to_timestamp),
-            steps,
-        }
+fn run_to_proto(row: RunRow, steps: Vec<pb::StepExecution>) -> pb::Run {
+    pb::Run {
+        run_id: row.run_id.to_string(),
+        playbook: row.playbook,
+        version: row.version,
+        account_id: row.account_id,
+        state: run_state_to_proto(row.state) as i32,
+        trigger: row.trigger_kind,
+        start_time: Some(time::to_timestamp(row.started_at)),
+        end_time: row.ended_at.map(time::to_timestamp),
+        steps,
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct StepRow {
-    pub(crate) run_id: Uuid,
-    pub(crate) seq: i32,
-    step_id: String,
-    step_type: String,
-    state: StepState,
-    due_at: DateTime<Utc>,
-    attempts: i32,
-    last_error: String,
-    result: String,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl StepRow {
-    pub(crate) fn into_proto(self) -> pb::StepExecution {
-        pb::StepExecution {
-            seq: self.seq,
-            step_id: self.step_id,
-            step_type: self.step_type,
-            state: step_state_to_proto(self.state) as i32,
-            due_time: Some(time::to_timestamp(self.due_at)),
-            attempts: self.attempts,
-            last_error: self.last_error,
-            result: self.result,
-            finish_time: self.finished_at.map(time::to_timestamp),
-        }
+pub(crate) fn step_to_proto(row: StepRow) -> pb::StepExecution {
+    pb::StepExecution {
+        seq: row.seq,
+        step_id: row.step_id,
+        step_type: row.step_type,
+        state: step_state_to_proto(row.state) as i32,
+        due_time: Some(time::to_timestamp(row.due_at)),
+        attempts: row.attempts,
+        last_error: row.last_error,
+        result: row.result,
+        finish_time: row.finished_at.map(time::to_timestamp),
     }
 }
 
@@ -100,12 +72,6 @@ fn step_state_to_proto(state: StepState) -> pb::StepState {
         StepState::Dead => pb::StepState::Dead,
     }
 }
-
-/// A timeline entry as read: when, kind, run, playbook, detail.
-type TimelineRow = (DateTime<Utc>, String, Option<Uuid>, String, String);
-
-const SELECT_RUN: &str = "SELECT run_id, playbook, version, account_id, state, trigger_kind, started_at, ended_at FROM playbooks.runs";
-pub(crate) const SELECT_STEP: &str = "SELECT run_id, seq, step_id, step_type, state, due_at, attempts, last_error, result, finished_at FROM playbooks.steps";
 
 pub(crate) fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be an id this service issued"))
@@ -139,38 +105,22 @@ fn dry_path(plan: &Plan, current: &crate::facts::Current) -> Vec<String> {
 impl PlaybooksApi {
     async fn runs_with_steps(&self, rows: Vec<RunRow>) -> ApiResult<Vec<pb::Run>> {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
-        let steps: Vec<StepRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_STEP} WHERE run_id = ANY($1) ORDER BY run_id, seq"
-        )))
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut by_run: std::collections::HashMap<Uuid, Vec<pb::StepExecution>> =
-            Default::default();
-        for step in steps {
-            by_run
-                .entry(step.run_id)
-                .or_default()
-                .push(step.into_proto());
-        }
+        let mut steps = runs::steps_of(&self.pool, &ids).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
-                let steps = by_run.remove(&r.run_id).unwrap_or_default();
-                r.into_proto(steps)
+                let steps = steps.remove(&r.run_id).unwrap_or_default();
+                run_to_proto(r, steps.into_iter().map(step_to_proto).collect())
             })
             .collect())
     }
 
     pub(crate) async fn run(&self, run_id: Uuid) -> ApiResult<pb::Run> {
-        let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_RUN} WHERE run_id = $1"
-        )))
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = row.ok_or_else(|| ApiError::NotFound(format!("run {run_id}")))?;
-        self.runs_with_steps(vec![row])
+        let rows = runs::by_ids(&self.pool, &[run_id]).await?;
+        if rows.is_empty() {
+            return Err(ApiError::NotFound(format!("run {run_id}")));
+        }
+        self.runs_with_steps(rows)
             .await?
             .pop()
             .ok_or_else(|| anyhow::anyhow!("a run vanished").into())
@@ -223,12 +173,12 @@ impl PlaybooksApi {
                     .iter()
                     .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect();
-                rows.push((
+                rows.push(TriggerEvent {
                     kind,
-                    event.account_id.clone(),
-                    Value::Object(payload),
+                    account_id: event.account_id.clone(),
+                    payload: Value::Object(payload),
                     occurred_at,
-                ));
+                });
             }
         }
         violations.into_result()?;
@@ -250,7 +200,7 @@ impl PlaybooksApi {
                 compiled.ok_or_else(|| anyhow::anyhow!("a valid definition did not compile"))?;
             return Ok((plan, 0));
         }
-        let stored = crate::store::latest(&self.pool, name)
+        let stored = versions::latest(&self.pool, name)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("playbook {name}")))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
@@ -321,17 +271,7 @@ impl PlaybooksApi {
                 accounts.push(entry);
                 continue;
             }
-            // The states as constants, so that the index of open runs serves.
-            let active: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM playbooks.runs \
-                 WHERE playbook = $1 AND account_id = $2 AND state IN ({active}, {stalled}))",
-                active = RunState::Active,
-                stalled = RunState::Stalled,
-            )))
-            .bind(&plan.name)
-            .bind(&account_id)
-            .fetch_one(&self.pool)
-            .await?;
+            let active = runs::is_open(&self.pool, &plan.name, &account_id).await?;
             if active {
                 entry.reason = "a run of this playbook is already active".to_owned();
                 accounts.push(entry);
@@ -361,7 +301,7 @@ impl PlaybooksApi {
             violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
         }
         violations.into_result()?;
-        let stored = crate::store::latest(&self.pool, &request.playbook)
+        let stored = versions::latest(&self.pool, &request.playbook)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
@@ -419,13 +359,11 @@ impl PlaybooksApi {
                     }),
                 }
             }
-            let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{SELECT_RUN} WHERE run_id = ANY($1) ORDER BY run_id"
-            )))
-            .bind(&started)
-            .fetch_all(&mut *tx)
-            .await?;
-            let runs = rows.into_iter().map(|r| r.into_proto(Vec::new())).collect();
+            let rows = runs::by_ids(&mut *tx, &started).await?;
+            let runs = rows
+                .into_iter()
+                .map(|r| run_to_proto(r, Vec::new()))
+                .collect();
             Ok(pb::StartRunsResponse { runs, skipped })
         })
         .await?;
@@ -460,18 +398,12 @@ impl PlaybooksApi {
             }
         };
         violations.into_result()?;
-        let mut rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_RUN} WHERE ($1 = '' OR account_id = $1) AND ($2 = '' OR playbook = $2) \
-               AND ($3::int2 IS NULL OR state = $3) AND ($4::uuid IS NULL OR run_id > $4) \
-             ORDER BY run_id LIMIT $5"
-        )))
-        .bind(&request.account_id)
-        .bind(&request.playbook)
-        .bind(state)
-        .bind(after)
-        .bind(i64::from(size) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let filter = RunFilter {
+            account_id: &request.account_id,
+            playbook: &request.playbook,
+            state,
+        };
+        let mut rows = runs::list(&self.pool, &filter, after, i64::from(size) + 1).await?;
         let next_page_token = paging::finish_page(&mut rows, size, |r| r.run_id);
         Ok(pb::ListRunsResponse {
             runs: self.runs_with_steps(rows).await?,
@@ -496,39 +428,16 @@ impl PlaybooksApi {
         } else {
             i64::from(request.limit)
         };
-        let rows: Vec<TimelineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM ( \
-               SELECT received_at AS at, 'trigger' AS kind, NULL::uuid AS run_id, '' AS playbook, \
-                      kind || ' from ' || source AS detail FROM playbooks.trigger_events WHERE account_id = $1 \
-               UNION ALL SELECT started_at, 'run.started', run_id, playbook, 'v' || version || ' on ' || trigger_kind \
-                      FROM playbooks.runs WHERE account_id = $1 \
-               UNION ALL SELECT ended_at, CASE state WHEN {completed} THEN 'run.completed' ELSE 'run.exited' END, run_id, \
-                      playbook, '' FROM playbooks.runs WHERE account_id = $1 AND ended_at IS NOT NULL \
-               UNION ALL SELECT s.finished_at, CASE s.state WHEN {dead} THEN 'step.dead' ELSE 'step.done' END, s.run_id, \
-                      r.playbook, s.step_id || ': ' || s.result || CASE WHEN s.last_error <> '' THEN ' (' || s.last_error || ')' ELSE '' END \
-                      FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-                      WHERE r.account_id = $1 AND s.finished_at IS NOT NULL \
-               UNION ALL SELECT t.completed_at, 'task.completed', t.run_id, r.playbook, t.title || ': ' || t.outcome \
-                      FROM playbooks.tasks t JOIN playbooks.runs r USING (run_id) \
-                      WHERE t.account_id = $1 AND t.completed_at IS NOT NULL \
-             ) entries ORDER BY at DESC LIMIT $2",
-            completed = RunState::Completed,
-            dead = StepState::Dead,
-        )))
-        .bind(&request.account_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let entries = runs::timeline(&self.pool, &request.account_id, limit).await?;
         Ok(pb::GetAccountTimelineResponse {
-            entries: rows
+            entries: entries
                 .into_iter()
-                .rev()
-                .map(|(at, kind, run_id, playbook, detail)| pb::TimelineEntry {
-                    time: Some(time::to_timestamp(at)),
-                    kind,
-                    run_id: run_id.map(|id| id.to_string()).unwrap_or_default(),
-                    playbook,
-                    detail,
+                .map(|e| pb::TimelineEntry {
+                    time: Some(time::to_timestamp(e.at)),
+                    kind: e.kind,
+                    run_id: e.run_id.map(|id| id.to_string()).unwrap_or_default(),
+                    playbook: e.playbook,
+                    detail: e.detail,
                 })
                 .collect(),
         })

@@ -12,8 +12,9 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::{Changes, RunState, StepState, finish_step, rearm};
+use super::steps::{Changes, finish_step, rearm};
 use crate::plan::{Action, Condition, Plan, PlanStep, Wait};
+use crate::store::states::{RunState, StepState};
 
 /// What a step's execution came to.
 #[derive(Clone)]

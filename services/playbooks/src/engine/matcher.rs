@@ -9,9 +9,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Engine;
-use super::steps::{RunState, StepState, insert_first_steps};
+use super::steps::insert_first_steps;
 use crate::facts::Account;
 use crate::plan::Plan;
+use crate::store::states::{RunState, StepState};
 
 /// What starts a run: the trigger's kind, the trigger event (if any), its
 /// payload and the trace it came in.

@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::facts::Peers;
 use crate::plan::Plan;
-use crate::store;
+use crate::store::versions as store;
 
+pub use crate::store::states::{RunState, StepState};
 pub use matcher::Start;
-pub use steps::{RunState, StepState};
 
 /// The wake-up channels of the engine (migration `wake`): trigger events
 /// arrived, steps added.

@@ -1,47 +1,11 @@
-//! The rows of runs and steps, and their states as stored.
+//! The rows of runs and steps the engine writes.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::plan::PlanStep;
-
-/// A run's state as stored in `playbooks.runs.state`, by the numbers of
-/// `tenure.playbooks.v1.RunState`. The numbers are named in partial indexes
-/// of the migrations: never renumber. SQL that needs one as a constant (so
-/// that the planner can use such an index) writes it with `Display`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[repr(i16)]
-pub enum RunState {
-    Active = 1,
-    Completed = 2,
-    /// Ended early by the playbook's exit criteria.
-    Exited = 3,
-    /// A step was dead-lettered; retrying it resumes the run.
-    Stalled = 4,
-}
-
-/// A step's state as stored in `playbooks.steps.state`, by the numbers of
-/// `tenure.playbooks.v1.StepState`; the same rules as [`RunState`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[repr(i16)]
-pub enum StepState {
-    Pending = 1,
-    Done = 2,
-    Dead = 3,
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", *self as i16)
-    }
-}
-
-impl std::fmt::Display for StepState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", *self as i16)
-    }
-}
+use crate::store::states::{RunState, StepState};
 
 /// Inserts the first step of each of `run_ids`, due at `due`.
 pub(super) async fn insert_first_steps(
@@ -212,24 +176,4 @@ fn unzip4<A, B, C, D>(rows: Vec<(A, B, C, D)>) -> (Vec<A>, Vec<B>, Vec<C>, Vec<D
         out.3.push(d);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_states_keep_the_numbers_the_indexes_name() {
-        // runs_one_active_idx: state IN (1, 4); steps_due_idx: state = 1;
-        // steps_dead_idx: state = 3.
-        assert_eq!(RunState::Active.to_string(), "1");
-        assert_eq!(RunState::Stalled.to_string(), "4");
-        assert_eq!(StepState::Pending.to_string(), "1");
-        assert_eq!(StepState::Dead.to_string(), "3");
-        assert_eq!(
-            (RunState::Completed as i16, RunState::Exited as i16),
-            (2, 3)
-        );
-        assert_eq!(StepState::Done as i16, 2);
-    }
 }

@@ -1,4 +1,4 @@
-//! Storage of playbook versions.
+//! Versions of playbooks: each stored definition, numbered per name.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
