@@ -5,6 +5,9 @@
 //! in a Contractual Setting" (2010): DEL for a customer at signing and
 //! DERL for one who has already made some payments.
 
+use argmin::core::{CostFunction, Executor, State as _, TerminationReason};
+use argmin::solver::neldermead::NelderMead;
+
 /// Parameters of the model: churn probabilities are Beta(alpha, beta)
 /// across customers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,10 +136,10 @@ pub struct SbgFit {
 
 /// The search runs over log α and log β in this range.
 const LOG_BOUNDS: (f64, f64) = (-9.0, 16.0);
-/// Relative change of the negative log-likelihood across the simplex that
-/// counts as converged.
+/// Spread (standard deviation) of the negative log-likelihood across the
+/// simplex, relative to its value at the start, that counts as converged.
 pub const TOLERANCE: f64 = 1e-10;
-const MAX_ITERATIONS: u32 = 5_000;
+const MAX_ITERATIONS: u64 = 5_000;
 /// α + β beyond which the fit is reported as the geometric limit.
 const SAME_CHURN_FOR_ALL: f64 = 1_000.0;
 
@@ -153,18 +156,7 @@ pub fn fit(renewals: &Renewals) -> Result<SbgFit, FitError> {
     if renewed == 0 {
         return Err(FitError::NoRenewals);
     }
-    let objective = |x: [f64; 2]| {
-        if x.iter().any(|v| !(LOG_BOUNDS.0..=LOG_BOUNDS.1).contains(v)) {
-            return f64::INFINITY;
-        }
-        let ll = Sbg {
-            alpha: x[0].exp(),
-            beta: x[1].exp(),
-        }
-        .log_likelihood(renewals);
-        if ll.is_finite() { -ll } else { f64::INFINITY }
-    };
-    let (best, iterations, converged) = nelder_mead(objective, [0.0, 0.0], 1.0);
+    let (best, iterations, converged) = minimise(renewals);
     let model = Sbg {
         alpha: best[0].exp(),
         beta: best[1].exp(),
@@ -315,73 +307,55 @@ fn ratio(discount: f64, growth: f64) -> Result<f64, ValueError> {
     }
 }
 
-/// Minimises `f` over two dimensions from `start` (a small, fixed
-/// Nelder–Mead: reflection, expansion, contraction, shrink). Returns the
-/// best point, the iterations taken and whether the simplex converged.
-fn nelder_mead(f: impl Fn([f64; 2]) -> f64, start: [f64; 2], step: f64) -> ([f64; 2], u32, bool) {
-    let mut simplex = [
-        start,
-        [start[0] + step, start[1]],
-        [start[0], start[1] + step],
-    ];
-    let mut values = simplex.map(&f);
-    let mut converged = false;
-    let mut iterations = 0;
-    while iterations < MAX_ITERATIONS {
-        let mut order = [0, 1, 2];
-        order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-        let (best, mid, worst) = (order[0], order[1], order[2]);
-        if (values[worst] - values[best]).abs() <= TOLERANCE * (1.0 + values[best].abs()) {
-            converged = true;
-            break;
+/// The fit's objective: the negative log-likelihood of the renewals at
+/// (log α, log β), infinite outside [`LOG_BOUNDS`] or where it is not finite.
+struct NegativeLogLikelihood<'a>(&'a Renewals);
+
+impl CostFunction for NegativeLogLikelihood<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, x: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        if x.len() != 2 || x.iter().any(|v| !(LOG_BOUNDS.0..=LOG_BOUNDS.1).contains(v)) {
+            return Ok(f64::INFINITY);
         }
-        iterations += 1;
-        let centroid = [
-            (simplex[best][0] + simplex[mid][0]) / 2.0,
-            (simplex[best][1] + simplex[mid][1]) / 2.0,
-        ];
-        let along = |t: f64| {
-            [
-                centroid[0] + t * (simplex[worst][0] - centroid[0]),
-                centroid[1] + t * (simplex[worst][1] - centroid[1]),
-            ]
-        };
-        let reflected = along(-1.0);
-        let fr = f(reflected);
-        if fr < values[best] {
-            let expanded = along(-2.0);
-            let fe = f(expanded);
-            (simplex[worst], values[worst]) = if fe < fr {
-                (expanded, fe)
-            } else {
-                (reflected, fr)
-            };
-        } else if fr < values[mid] {
-            (simplex[worst], values[worst]) = (reflected, fr);
-        } else {
-            let contracted = if fr < values[worst] {
-                along(-0.5)
-            } else {
-                along(0.5)
-            };
-            let fc = f(contracted);
-            if fc < values[worst].min(fr) {
-                (simplex[worst], values[worst]) = (contracted, fc);
-            } else {
-                for i in [mid, worst] {
-                    simplex[i] = [
-                        (simplex[i][0] + simplex[best][0]) / 2.0,
-                        (simplex[i][1] + simplex[best][1]) / 2.0,
-                    ];
-                    values[i] = f(simplex[i]);
-                }
-            }
+        let ll = Sbg {
+            alpha: x[0].exp(),
+            beta: x[1].exp(),
         }
+        .log_likelihood(self.0);
+        Ok(if ll.is_finite() { -ll } else { f64::INFINITY })
     }
-    let best = (0..3)
-        .min_by(|&a, &b| values[a].total_cmp(&values[b]))
-        .unwrap_or(0);
-    (simplex[best], iterations, converged)
+}
+
+/// Minimises the negative log-likelihood by Nelder–Mead from α = β = 1
+/// (argmin's solver, a unit simplex in log space). Returns the best point,
+/// the iterations taken and whether the simplex converged: the spread of
+/// its values under [`TOLERANCE`] relative to the start's.
+fn minimise(renewals: &Renewals) -> ([f64; 2], u32, bool) {
+    let start = vec![0.0, 0.0];
+    let problem = NegativeLogLikelihood(renewals);
+    let scale = problem.cost(&start).map_or(1.0, |c| 1.0 + c.abs());
+    let run = || -> Result<_, argmin::core::Error> {
+        let solver = NelderMead::new(vec![start.clone(), vec![1.0, 0.0], vec![0.0, 1.0]])
+            .with_sd_tolerance(TOLERANCE * scale)?;
+        Executor::new(NegativeLogLikelihood(renewals), solver)
+            .configure(|state| state.max_iters(MAX_ITERATIONS))
+            .run()
+    };
+    match run() {
+        Ok(result) => {
+            let state = result.state();
+            let best = state.get_best_param().cloned().unwrap_or(start);
+            let converged = matches!(
+                state.get_termination_reason(),
+                Some(TerminationReason::SolverConverged)
+            );
+            let iterations = u32::try_from(state.get_iter()).unwrap_or(u32::MAX);
+            ([best[0], best[1]], iterations, converged)
+        }
+        Err(_) => ([0.0, 0.0], 0, false),
+    }
 }
 
 #[cfg(test)]
