@@ -1,20 +1,21 @@
 //! Playbooks: declarative playbooks triggered by customer signals, run
 //! durably.
 //!
-//! [`definition`] parses and validates playbook documents; [`store`] keeps
-//! their versions; [`grpc`] is the edge.
+//! [`definition`] reads playbook documents (syntax only) and [`plan`]
+//! compiles them into typed plans; [`engine`] matches trigger events,
+//! schedules evaluated triggers and executes steps ([`engine::actions`]:
+//! task, email, webhook); [`facts`] is what the other services say of an
+//! account; [`store`] keeps versions, runs, tasks and trigger events;
+//! [`grpc`] is the edge.
 
-pub mod dead_letters_api;
 pub mod definition;
 pub mod engine;
 pub mod erase;
 pub mod facts;
 pub mod grpc;
 pub mod plan;
-pub mod runs_api;
 pub mod signature;
 pub mod store;
-pub mod tasks_api;
 
 use tenure_platform::auth::Scope;
 use tenure_platform::service::{RunningService, ServiceContext, ServiceSpec, StartFuture};

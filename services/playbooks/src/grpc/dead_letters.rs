@@ -5,8 +5,8 @@ use tenure_platform::{ApiError, ApiResult, paging};
 use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
+use super::runs::{parse_uuid, step_to_proto};
 use crate::grpc::PlaybooksApi;
-use crate::runs_api::{parse_uuid, step_to_proto};
 use crate::store::runs;
 
 impl PlaybooksApi {

@@ -7,8 +7,8 @@ use tenure_platform::{ApiError, ApiResult, Violations, paging, time};
 use tenure_proto::playbooks::v1 as pb;
 use uuid::Uuid;
 
+use super::runs::{MAX_ID, parse_uuid};
 use crate::grpc::PlaybooksApi;
-use crate::runs_api::{MAX_ID, parse_uuid};
 use crate::store::states::TaskStatus;
 use crate::store::tasks::{self, CompleteError, TaskFilter, TaskRow};
 

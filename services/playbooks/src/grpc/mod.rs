@@ -1,4 +1,11 @@
-//! The gRPC edge of playbooks.
+//! The gRPC edge of playbooks: each call validated into plans, ids and
+//! filters, handed to the store or the engine, and answered. Playbooks
+//! here; runs, dry runs and the account timeline in [`runs`]; tasks in
+//! [`tasks`]; dead letters in [`dead_letters`].
+
+mod dead_letters;
+mod runs;
+mod tasks;
 
 use sqlx::PgPool;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
