@@ -198,6 +198,33 @@ async fn create_months(conn: &mut PgConnection, months: &[(i32, u32)]) -> sqlx::
 /// and the next two, so that live traffic never waits on DDL.
 pub const MONTHS_AHEAD: u32 = 2;
 
+/// Of each of `accounts`, how many users were active in the 30 days up to
+/// `cutoff`, and how many of them used one of the `advanced` features.
+pub async fn active_users(
+    pool: &PgPool,
+    accounts: &[String],
+    cutoff: DateTime<Utc>,
+    advanced: &[String],
+) -> sqlx::Result<std::collections::HashMap<String, (i64, i64)>> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT account_id, count(DISTINCT user_id), \
+           count(DISTINCT user_id) FILTER (WHERE event_name = ANY($3)) \
+         FROM ingestion.usage_events \
+         WHERE account_id = ANY($1) AND occurred_at >= $2 - interval '30 days' \
+           AND occurred_at < $2 \
+         GROUP BY account_id",
+    )
+    .bind(accounts)
+    .bind(cutoff)
+    .bind(advanced)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, all, advanced)| (id, (all, advanced)))
+        .collect())
+}
+
 /// Makes the partitions of the month of `today` and the [`MONTHS_AHEAD`]
 /// after it (a background job runs it at start-up and every few hours).
 pub async fn prepare_months(pool: &PgPool, today: NaiveDate) -> sqlx::Result<()> {

@@ -15,7 +15,6 @@ use tracing::Instrument as _;
 use crate::events::{self, EventRecord};
 use crate::signals;
 use crate::state::IngestionApi;
-use crate::writes::{Changes, enqueue_changes};
 
 /// A server stream of a call's answers, as tonic takes it.
 pub type ResponseStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -132,11 +131,8 @@ impl IngestionApi {
             }
         }
         // Months are created only for events of known accounts.
-        self.events.ensure_partitions(&mut conn, &records).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let accepted = self.events.ingest(&mut tx, &records).await?;
-        let mut changes = Changes::default();
-        for ((i, event), new) in known.iter().zip(&records).zip(&accepted) {
+        let accepted = self.store_events(&mut conn, &records).await?;
+        for (i, new) in known.iter().zip(&accepted) {
             let status = if *new {
                 pb::EventStatus::Accepted
             } else {
@@ -147,12 +143,7 @@ impl IngestionApi {
                 status: status as i32,
                 reason: String::new(),
             });
-            if *new {
-                changes.account(&event.account_id, event.occurred_at);
-            }
         }
-        enqueue_changes(&mut tx, changes).await?;
-        tx.commit().await?;
         results.sort_by_key(|r| r.index);
         let count = |status: pb::EventStatus| {
             results.iter().filter(|r| r.status == status as i32).count() as i32

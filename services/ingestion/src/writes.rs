@@ -15,6 +15,7 @@ use tenure_proto::renewals::v1::NotifySubscriptionsChangedRequest;
 
 use crate::SCHEMA;
 use crate::convert::Checker;
+use crate::events::EventRecord;
 use crate::limits::Limits;
 use crate::notify::{TOPIC_ACCOUNT_EVENTS, TOPIC_ACCOUNTS_CHANGED, TOPIC_SUBSCRIPTIONS_CHANGED};
 use crate::records::{self, KnownAccounts, Record, Upserted};
@@ -196,6 +197,28 @@ impl IngestionApi {
         changes.record(&upserted);
         self.finish(write, changes, respond(summary(&upserted)))
             .await
+    }
+}
+
+impl IngestionApi {
+    /// Stores events of known accounts once each (a repeated message id is
+    /// a duplicate), their months created first, with the notices of the
+    /// accounts they change in the same transaction; answers which were new.
+    pub async fn store_events(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventRecord],
+    ) -> ApiResult<Vec<bool>> {
+        self.events.ensure_partitions(&mut *conn, events).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let accepted = self.events.ingest(&mut tx, events).await?;
+        let mut changes = Changes::default();
+        for (event, _) in events.iter().zip(&accepted).filter(|(_, new)| **new) {
+            changes.account(&event.account_id, event.occurred_at);
+        }
+        enqueue_changes(&mut tx, changes).await?;
+        tx.commit().await?;
+        Ok(accepted)
     }
 }
 

@@ -146,15 +146,7 @@ impl IngestionApi {
         )
         .await?;
         // Months are created only once every account is known.
-        self.events.ensure_partitions(&mut conn, &events).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let accepted = self.events.ingest(&mut tx, &events).await?;
-        let mut changed = Changes::default();
-        for (event, _) in events.iter().zip(&accepted).filter(|(_, new)| **new) {
-            changed.account(&event.account_id, event.occurred_at);
-        }
-        crate::writes::enqueue_changes(&mut tx, changed).await?;
-        tx.commit().await?;
+        let accepted = self.store_events(&mut conn, &events).await?;
         let accepted_count = accepted.iter().filter(|a| **a).count();
         Ok(pb::IngestEventsResponse {
             accepted_count: accepted_count as i32,

@@ -257,22 +257,7 @@ impl IngestionApi {
             .map(|f| f.feature_name.clone())
             .collect();
         // Who used what in the 30 days up to the cutoff, from the events.
-        let users: HashMap<String, (i64, i64)> = sqlx::query_as::<_, (String, i64, i64)>(
-            "SELECT account_id, count(DISTINCT user_id), \
-               count(DISTINCT user_id) FILTER (WHERE event_name = ANY($3)) \
-             FROM ingestion.usage_events \
-             WHERE account_id = ANY($1) AND occurred_at >= $2 - interval '30 days' \
-               AND occurred_at < $2 \
-             GROUP BY account_id",
-        )
-        .bind(&known)
-        .bind(cutoff)
-        .bind(&advanced)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(id, all, advanced)| (id, (all, advanced)))
-        .collect();
+        let users = crate::events::active_users(&self.pool, &known, cutoff, &advanced).await?;
         let accounts = loaded
             .iter()
             .map(|inputs| {
