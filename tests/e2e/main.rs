@@ -30,5 +30,6 @@ mod scoring;
 mod secrets;
 mod signals;
 mod stack;
+mod traces;
 mod value;
 mod wakeups;
