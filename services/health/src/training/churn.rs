@@ -8,9 +8,9 @@ use chrono::{Days, NaiveDate, Utc};
 use tenure_platform::{ApiResult, time};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::ingestion::v1::StreamAccountSignalsRequest;
-use tenure_proto::renewals::v1::{ListRenewalOutcomesRequest, OutcomeKind};
 use uuid::Uuid;
 
+use super::pasts::{PastOutcome, Pasts};
 use super::{MIN_EXAMPLES, ModelKind, Trainer, signal_weights};
 use crate::model::{self, Example, FitOptions, Model};
 use crate::signals;
@@ -41,70 +41,54 @@ pub async fn start(
 }
 
 /// Past outcomes with the account's signals at the horizon: (account,
-/// term end, example).
+/// term end, example). Only outcomes whose horizon day has come by
+/// `today` (and by `as_of`, when given) count; an account the horizon day
+/// did not know is left out.
 async fn examples(
-    trainer: &Trainer,
+    pasts: &dyn Pasts,
     horizon_days: i32,
     as_of: Option<NaiveDate>,
+    today: NaiveDate,
 ) -> anyhow::Result<Vec<(String, NaiveDate, Example)>> {
     let mut examples = Vec::new();
     let mut page_token = String::new();
-    let today = Utc::now().date_naive();
     let known_on = as_of.map_or(today, |d| d.min(today));
-    // Outcomes decided by the as-of day, when there is one.
-    let decided = as_of.map(|day| tenure_proto::common::v1::DateRange {
-        start: None,
-        end: day.succ_opt().map(time::to_date),
-    });
     loop {
-        let page = trainer
-            .renewals
-            .clone()
-            .list_renewal_outcomes(ListRenewalOutcomesRequest {
-                page_size: 1000,
-                page_token,
-                decided,
-                ..Default::default()
+        let (outcomes, next_page_token) = pasts.outcomes(as_of, page_token).await?;
+        let wanted: Vec<(PastOutcome, NaiveDate)> = outcomes
+            .into_iter()
+            .filter_map(|outcome| {
+                let day = outcome
+                    .term_end
+                    .checked_sub_days(Days::new(u64::from(horizon_days.unsigned_abs())))
+                    .filter(|d| *d <= known_on)?;
+                Some((outcome, day))
             })
-            .await?
-            .into_inner();
-        let mut wanted = Vec::with_capacity(page.outcomes.len());
-        for outcome in page.outcomes {
-            let Some(term_end) = outcome.term_end_date.as_ref().and_then(time::from_date) else {
-                continue;
-            };
-            let Some(as_of) = term_end
-                .checked_sub_days(Days::new(horizon_days as u64))
-                .filter(|d| *d <= known_on)
-            else {
-                continue;
-            };
-            wanted.push((outcome, term_end, as_of));
-        }
-        let mut fetched = trainer
+            .collect();
+        let mut fetched = pasts
             .signals_at(
                 wanted
                     .iter()
-                    .map(|(o, _, day)| (o.account_id.clone(), *day)),
+                    .map(|(o, day)| (o.account_id.clone(), *day))
+                    .collect(),
             )
             .await?;
-        for (outcome, term_end, as_of) in wanted {
-            // Missing: the account was not known at the horizon.
-            let Some(signals) = fetched.remove(&(outcome.account_id.clone(), as_of)) else {
+        for (outcome, day) in wanted {
+            let Some(signals) = fetched.remove(&(outcome.account_id.clone(), day)) else {
                 continue;
             };
             let example = Example {
                 numbers: signals::values(&signals),
                 categories: signals::categories(&signals),
-                churned: outcome.kind() == OutcomeKind::Churned,
+                churned: outcome.churned,
                 group: outcome.account_id.clone(),
             };
-            examples.push((outcome.account_id.clone(), term_end, example));
+            examples.push((outcome.account_id, outcome.term_end, example));
         }
-        if page.next_page_token.is_empty() {
+        if next_page_token.is_empty() {
             return Ok(examples);
         }
-        page_token = page.next_page_token;
+        page_token = next_page_token;
     }
 }
 
@@ -116,7 +100,8 @@ pub(super) async fn train(
     as_of: Option<NaiveDate>,
 ) -> anyhow::Result<(Model, pb::ChurnModel)> {
     let started = std::time::Instant::now();
-    let gathered = examples(trainer, horizon_days, as_of).await?;
+    let today = Utc::now().date_naive();
+    let gathered = examples(trainer.pasts.as_ref(), horizon_days, as_of, today).await?;
     let gather_seconds = started.elapsed().as_secs_f64();
     let first = gathered.iter().map(|(_, d, _)| *d).min();
     let last = gathered.iter().map(|(_, d, _)| *d).max();
@@ -291,7 +276,8 @@ pub async fn backtest(
     card: &crate::store::StoredScorecard,
     horizon_days: i32,
 ) -> ApiResult<pb::BacktestScorecardResponse> {
-    let examples = examples(trainer, horizon_days, None)
+    let today = Utc::now().date_naive();
+    let examples = examples(trainer.pasts.as_ref(), horizon_days, None, today)
         .await
         .map_err(|e| anyhow::anyhow!("gathering outcomes: {e:#}"))?;
     let mut scores = Vec::new();
@@ -345,4 +331,89 @@ pub async fn backtest(
         .collect(),
         surprise_churns: surprises,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::pasts::remembered::{Remembered, day, signals};
+
+    fn outcome(account: &str, term_end: &str, churned: bool) -> PastOutcome {
+        PastOutcome {
+            account_id: account.to_owned(),
+            term_end: day(term_end),
+            churned,
+        }
+    }
+
+    /// Each outcome is read with its account's signals on the horizon day
+    /// (term end − horizon), across pages; a horizon day still to come is
+    /// not asked for, and an account that day did not know is left out.
+    #[tokio::test]
+    async fn examples_read_each_account_at_its_horizon_day() {
+        let pasts = Remembered {
+            outcomes: vec![
+                outcome("a", "2026-03-01", true),
+                outcome("b", "2026-09-15", false),
+                outcome("c", "2026-12-01", false),
+                outcome("d", "2026-02-01", true),
+                outcome("e", "2025-07-01", false),
+            ],
+            ..Default::default()
+        }
+        .knows(signals("a", "2025-12-01", 3))
+        .knows(signals("b", "2026-06-17", 40))
+        .knows(signals("e", "2025-04-02", 12));
+        let today = day("2026-06-30");
+        let found = examples(&pasts, 90, None, today).await.unwrap();
+        let read: Vec<(&str, NaiveDate, bool, f64)> = found
+            .iter()
+            .map(|(account, end, e)| {
+                (
+                    account.as_str(),
+                    *end,
+                    e.churned,
+                    e.numbers["active_users_30d"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("a", day("2026-03-01"), true, 3.0),
+                ("b", day("2026-09-15"), false, 40.0),
+                ("e", day("2025-07-01"), false, 12.0),
+            ]
+        );
+        assert_eq!(
+            pasts.asked(),
+            [
+                ("a".to_owned(), day("2025-12-01")),
+                ("b".to_owned(), day("2026-06-17")),
+                ("d".to_owned(), day("2025-11-03")),
+                ("e".to_owned(), day("2025-04-02")),
+            ],
+            "c's horizon day (2026-09-02) has not come"
+        );
+    }
+
+    /// Trained as of a past day, only outcomes decided by then count, and
+    /// no horizon day after it is asked for.
+    #[tokio::test]
+    async fn examples_as_of_a_past_day_see_nothing_after_it() {
+        let pasts = Remembered {
+            outcomes: vec![
+                outcome("a", "2026-03-01", true),
+                outcome("f", "2026-01-10", true),
+            ],
+            ..Default::default()
+        }
+        .knows(signals("f", "2025-10-12", 5));
+        let found = examples(&pasts, 90, Some(day("2026-01-15")), day("2026-06-30"))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "f");
+        assert_eq!(pasts.asked(), [("f".to_owned(), day("2025-10-12"))]);
+    }
 }

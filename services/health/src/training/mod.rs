@@ -6,24 +6,24 @@
 //! past days, so nothing from after them leaks into training.
 
 pub mod churn;
+pub mod pasts;
 pub mod prospect;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use sqlx::types::Json;
 use tenure_platform::client::TracedChannel;
-use tenure_platform::{ApiError, ApiResult, time};
+use tenure_platform::{ApiError, ApiResult};
 use tenure_proto::health::v1 as pb;
 use tenure_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
-use tenure_proto::ingestion::v1::{AccountSignals, GetAccountSignalsRequest};
 use tenure_proto::renewals::v1::renewals_service_client::RenewalsServiceClient;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::model::{self, Example, Model};
-use crate::signals;
+use pasts::{GrpcPasts, Pasts};
 
 /// Fewest examples worth fitting.
 pub(crate) const MIN_EXAMPLES: usize = 10;
@@ -31,8 +31,10 @@ pub(crate) const MIN_EXAMPLES: usize = 10;
 #[derive(Clone)]
 pub struct Trainer {
     pub(crate) pool: PgPool,
+    /// Signals of today's accounts, streamed for predictions.
     pub(crate) ingestion: IngestionServiceClient<TracedChannel>,
-    pub(crate) renewals: RenewalsServiceClient<TracedChannel>,
+    /// The past that examples are made of.
+    pub(crate) pasts: Arc<dyn Pasts>,
 }
 
 impl Trainer {
@@ -43,8 +45,11 @@ impl Trainer {
     ) -> Self {
         Self {
             pool,
+            pasts: Arc::new(GrpcPasts {
+                ingestion: ingestion.clone(),
+                renewals,
+            }),
             ingestion,
-            renewals,
         }
     }
 
@@ -126,58 +131,6 @@ impl Trainer {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         false
-    }
-
-    /// The signals of each (account, day) wanted, in one stream of pairs
-    /// (ingestion reads them in batches whatever their days); when one of
-    /// the accounts is unknown (the stream ends with NOT_FOUND), one call
-    /// each, leaving the unknown out.
-    pub(crate) async fn signals_at(
-        &self,
-        wanted: impl Iterator<Item = (String, NaiveDate)>,
-    ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {
-        let pairs: Vec<(String, NaiveDate)> = wanted.collect();
-        let request = signals::at_days(&pairs);
-        let streamed: Result<Vec<AccountSignals>, tonic::Status> = async {
-            let mut stream = self
-                .ingestion
-                .clone()
-                .stream_account_signals(request)
-                .await?
-                .into_inner();
-            let mut streamed = Vec::with_capacity(pairs.len());
-            while let Some(message) = stream.message().await? {
-                streamed.extend(message.signals);
-            }
-            Ok(streamed)
-        }
-        .await;
-        let signals = match streamed {
-            Ok(signals) => signals,
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                let mut signals = Vec::with_capacity(pairs.len());
-                for (account_id, day) in pairs {
-                    let request = GetAccountSignalsRequest {
-                        account_id,
-                        as_of: Some(time::to_date(day)),
-                    };
-                    match self.ingestion.clone().get_account_signals(request).await {
-                        Ok(answer) => signals.extend(answer.into_inner().signals),
-                        Err(status) if status.code() == tonic::Code::NotFound => {}
-                        Err(status) => return Err(status.into()),
-                    }
-                }
-                signals
-            }
-            Err(status) => return Err(status.into()),
-        };
-        Ok(signals
-            .into_iter()
-            .filter_map(|s| {
-                let day = s.as_of.as_ref().and_then(time::from_date)?;
-                Some(((s.account_id.clone(), day), s))
-            })
-            .collect())
     }
 
     async fn finish(&self, model_id: Uuid, outcome: anyhow::Result<Trained>) -> sqlx::Result<()> {

@@ -5,9 +5,10 @@
 use chrono::{Days, NaiveDate};
 use tenure_platform::time;
 use tenure_proto::health::v1 as pb;
-use tenure_proto::renewals::v1::{FirstTerm, StreamFirstTermsRequest};
+use tenure_proto::renewals::v1::FirstTerm;
 use uuid::Uuid;
 
+use super::pasts::Pasts;
 use super::{MIN_EXAMPLES, Trainer, signal_weights};
 use crate::model::FitOptions;
 use crate::prospect::fit::{self, PastCustomer, ProspectFit};
@@ -16,28 +17,19 @@ use crate::prospect::{firmographics, indicators};
 /// Every past customer whose first term is decided (by `as_of`), with its
 /// firmographics and, when it still paid at the look day, its indicators.
 async fn past_customers(
-    trainer: &Trainer,
+    pasts: &dyn Pasts,
     look_days: i32,
     as_of: Option<NaiveDate>,
 ) -> anyhow::Result<(Vec<PastCustomer>, Vec<NaiveDate>)> {
-    let mut stream = trainer
-        .renewals
-        .clone()
-        .stream_first_terms(StreamFirstTermsRequest {
-            as_of: as_of.map(time::to_date),
-            look_days,
-            segment: String::new(),
-        })
+    let terms: Vec<(FirstTerm, NaiveDate)> = pasts
+        .first_terms(as_of, look_days)
         .await?
-        .into_inner();
-    let mut terms: Vec<(FirstTerm, NaiveDate)> = Vec::new();
-    while let Some(message) = stream.message().await? {
-        for term in message.terms {
-            if let Some(first) = term.first_paid_on.as_ref().and_then(time::from_date) {
-                terms.push((term, first));
-            }
-        }
-    }
+        .into_iter()
+        .filter_map(|term| {
+            let first = term.first_paid_on.as_ref().and_then(time::from_date)?;
+            Some((term, first))
+        })
+        .collect();
     let look =
         |first: NaiveDate| first.checked_add_days(Days::new(look_days.unsigned_abs().into()));
     let mut pairs = Vec::with_capacity(terms.len() * 2);
@@ -47,7 +39,7 @@ async fn past_customers(
             pairs.push((term.account_id.clone(), day));
         }
     }
-    let mut fetched = trainer.signals_at(pairs.into_iter()).await?;
+    let mut fetched = pasts.signals_at(pairs).await?;
     let mut customers = Vec::with_capacity(terms.len());
     let mut firsts = Vec::with_capacity(terms.len());
     for (term, first) in terms {
@@ -78,7 +70,7 @@ pub async fn train(
     as_of: Option<NaiveDate>,
 ) -> anyhow::Result<(ProspectFit, pb::ProspectModel)> {
     let started = std::time::Instant::now();
-    let (customers, firsts) = past_customers(trainer, look_days, as_of).await?;
+    let (customers, firsts) = past_customers(trainer.pasts.as_ref(), look_days, as_of).await?;
     let gather_seconds = started.elapsed().as_secs_f64();
     let options = FitOptions {
         l2,
@@ -127,4 +119,60 @@ pub async fn train(
         ..Default::default()
     };
     Ok((fit, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::pasts::remembered::{Remembered, day, signals};
+
+    fn term(account: &str, first_paid: Option<&str>, paying_at_look: bool) -> FirstTerm {
+        FirstTerm {
+            account_id: account.to_owned(),
+            first_paid_on: first_paid.map(|d| time::to_date(day(d))),
+            term_months: 12,
+            renewed: paying_at_look,
+            paying_at_look,
+            ..Default::default()
+        }
+    }
+
+    /// A customer is read on its first paid day, and at the look day only
+    /// when it still paid then; an account ingestion does not know, or a
+    /// term without a first paid day, is left out.
+    #[tokio::test]
+    async fn past_customers_are_read_at_signing_and_at_the_look_day() {
+        let pasts = Remembered {
+            first_terms: vec![
+                term("kept", Some("2025-01-01"), true),
+                term("left", Some("2025-02-01"), false),
+                term("erased", Some("2025-03-01"), true),
+                term("never_paid", None, false),
+            ],
+            ..Default::default()
+        }
+        .knows(signals("kept", "2025-01-01", 2))
+        .knows(signals("kept", "2025-04-01", 9))
+        .knows(signals("left", "2025-02-01", 4));
+        let (customers, firsts) = past_customers(&pasts, 90, None).await.unwrap();
+        let read: Vec<(&str, bool, Option<f64>)> = customers
+            .iter()
+            .map(|c| {
+                let at_look = c.indicators.as_ref().map(|i| i["active_users_30d"]);
+                (c.account_id.as_str(), c.renewed, at_look)
+            })
+            .collect();
+        assert_eq!(read, [("kept", true, Some(9.0)), ("left", false, None)]);
+        assert_eq!(firsts, [day("2025-01-01"), day("2025-02-01")]);
+        assert_eq!(
+            pasts.asked(),
+            [
+                ("erased".to_owned(), day("2025-03-01")),
+                ("erased".to_owned(), day("2025-05-30")),
+                ("kept".to_owned(), day("2025-01-01")),
+                ("kept".to_owned(), day("2025-04-01")),
+                ("left".to_owned(), day("2025-02-01")),
+            ]
+        );
+    }
 }
