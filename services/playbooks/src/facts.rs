@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use tenure_platform::client::TracedChannel;
+use tenure_platform::input::Id;
 use tenure_proto::health::v1 as hpb;
 use tenure_proto::health::v1::health_service_client::HealthServiceClient;
 use tenure_proto::ingestion::v1 as ipb;
@@ -153,7 +154,7 @@ impl Peers {
     /// with an ARR range) one account at a time.
     pub async fn accounts_for(
         &self,
-        account_ids: &[String],
+        account_ids: &[Id],
         audience: &Audience,
     ) -> Result<Vec<(String, Option<Account>)>, tonic::Status> {
         let mut known: HashMap<String, Account> = HashMap::new();
@@ -162,7 +163,7 @@ impl Peers {
                 .ingestion
                 .clone()
                 .batch_get_accounts(ipb::BatchGetAccountsRequest {
-                    account_ids: chunk.to_vec(),
+                    account_ids: chunk.iter().map(|id| id.as_str().to_owned()).collect(),
                 })
                 .await?
                 .into_inner();
@@ -172,6 +173,7 @@ impl Peers {
         }
         let mut out = Vec::with_capacity(account_ids.len());
         for id in account_ids {
+            let id = id.as_str();
             let mut account = known.get(id).cloned();
             if let Some(account) = account.as_mut()
                 && (audience.arr_min_minor.is_some() || audience.arr_max_minor.is_some())
@@ -182,7 +184,7 @@ impl Peers {
                     .and_then(|s| s.arr)
                     .map(|m| m.amount_minor);
             }
-            out.push((id.clone(), account));
+            out.push((id.to_owned(), account));
         }
         Ok(out)
     }

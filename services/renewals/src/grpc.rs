@@ -1,6 +1,7 @@
 //! The gRPC edge of renewals.
 
 use tenure_platform::db::{codes, sqlstate};
+use tenure_platform::input::Window;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
 use tenure_proto::common::v1::Money;
 use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
@@ -119,8 +120,11 @@ impl RenewalsApi {
         let size = paging::page_size(request.page_size)?;
         let after: Option<(chrono::NaiveDate, Uuid)> = paging::decode_token(&request.page_token)?;
         let mut violations = Violations::default();
-        let (decided_from, decided_before) =
-            crate::forecasts::window(request.decided.as_ref(), "decided", false, &mut violations);
+        let decided: Option<Window> = violations.parse("decided", request.decided.as_ref());
+        let Window {
+            start: decided_from,
+            end: decided_before,
+        } = decided.unwrap_or_default();
         let kind = match request.kind {
             0 => None,
             code => {

@@ -27,6 +27,7 @@ pub mod db;
 pub mod erase;
 pub mod error;
 pub mod idempotency;
+pub mod input;
 pub mod money;
 pub mod outbox;
 pub mod paging;

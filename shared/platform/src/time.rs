@@ -63,14 +63,20 @@ pub fn date(value: Option<&Date>, field: &str, violations: &mut Violations) -> O
         violations.add(field, "is required");
         return None;
     };
-    let converted = from_date(value).filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()));
-    if converted.is_none() {
-        violations.add(
-            field,
-            format!("is not a valid calendar date in years {MIN_YEAR}-{MAX_YEAR}"),
-        );
+    match valid_date(value) {
+        Ok(day) => Some(day),
+        Err(description) => {
+            violations.add(field, description);
+            None
+        }
     }
-    converted
+}
+
+/// A calendar date in the years Tenure accepts, or what is wrong with it.
+pub fn valid_date(value: &Date) -> Result<NaiveDate, String> {
+    from_date(value)
+        .filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()))
+        .ok_or_else(|| format!("is not a valid calendar date in years {MIN_YEAR}-{MAX_YEAR}"))
 }
 
 /// A calendar date from its message, `None` when it names no day: for

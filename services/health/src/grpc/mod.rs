@@ -13,6 +13,7 @@ mod scores;
 
 use sqlx::PgPool;
 use tenure_platform::client::TracedChannel;
+use tenure_platform::input::{self, Id, Window};
 use tenure_platform::wake::Wakeups;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, time};
 use tenure_proto::health::v1::{self as pb, health_service_server::HealthService};

@@ -41,19 +41,15 @@ impl HealthApi {
         &self,
         request: pb::GetAccountHealthRequest,
     ) -> ApiResult<pb::GetAccountHealthResponse> {
-        let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
-        violations.into_result()?;
+        let account_id: Id = input::parse("account_id", &request.account_id)?;
         let account = self
             .ingestion
             .clone()
             .get_account(GetAccountRequest {
-                account_id: request.account_id.clone(),
+                account_id: account_id.to_string(),
             })
             .await
-            .map_err(|status| {
-                ApiError::from_upstream(status, &format!("account {}", request.account_id))
-            })?
+            .map_err(|status| ApiError::from_upstream(status, &format!("account {account_id}")))?
             .into_inner()
             .account
             .ok_or_else(|| anyhow::anyhow!("ingestion answered without an account"))?;

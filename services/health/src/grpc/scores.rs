@@ -142,14 +142,10 @@ impl HealthApi {
         &self,
         request: pb::GetHealthRequest,
     ) -> ApiResult<pb::GetHealthResponse> {
-        let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
-        violations.into_result()?;
-        let mut health = store::latest_score(&self.pool, &request.account_id)
+        let account_id: Id = input::parse("account_id", &request.account_id)?;
+        let mut health = store::latest_score(&self.pool, account_id.as_str())
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("a score for account {}", request.account_id))
-            })?;
+            .ok_or_else(|| ApiError::NotFound(format!("a score for account {account_id}")))?;
         let as_of = health
             .as_of
             .as_ref()
@@ -194,20 +190,12 @@ impl HealthApi {
         let after: Option<chrono::NaiveDate> =
             tenure_platform::paging::decode_token(&request.page_token)?;
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
-        let (from, before) = match &request.range {
-            Some(range) => (
-                range
-                    .start
-                    .as_ref()
-                    .and_then(|d| time::date(Some(d), "range.start", &mut violations)),
-                range
-                    .end
-                    .as_ref()
-                    .and_then(|d| time::date(Some(d), "range.end", &mut violations)),
-            ),
-            None => (None, None),
-        };
+        violations.parse::<Id, _>("account_id", &request.account_id);
+        let range: Option<Window> = violations.parse("range", request.range.as_ref());
+        let Window {
+            start: from,
+            end: before,
+        } = range.unwrap_or_default();
         violations.into_result()?;
         let mut rows = store::history(
             &self.pool,

@@ -2,6 +2,7 @@
 //! their own modules); storage is [`crate::store::runs`].
 
 use serde_json::Value;
+use tenure_platform::input::Id;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::common::v1::AccountEventKind;
 use tenure_proto::playbooks::v1 as pb;
@@ -71,6 +72,16 @@ fn step_state_to_proto(state: StepState) -> pb::StepState {
         StepState::Done => pb::StepState::Done,
         StepState::Dead => pb::StepState::Dead,
     }
+}
+
+/// Each of `given` as an id, with a violation under `field[i]` for each
+/// that is not one.
+fn ids(given: &[String], field: &str, violations: &mut Violations) -> Vec<Id> {
+    given
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| violations.parse(&format!("{field}[{i}]"), id))
+        .collect()
 }
 
 pub(crate) fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
@@ -222,11 +233,14 @@ impl PlaybooksApi {
             "account_ids",
             "must hold at most 500 ids",
         );
+        let mut ids: Vec<String> = ids(&request.account_ids, "account_ids", &mut violations)
+            .into_iter()
+            .map(Id::into_string)
+            .collect();
         violations.into_result()?;
         let (plan, _) = self
             .plan_from(&request.name, &request.definition, request.format)
             .await?;
-        let mut ids = request.account_ids.clone();
         if ids.is_empty() {
             let page = self
                 .engine
@@ -291,25 +305,25 @@ impl PlaybooksApi {
     ) -> ApiResult<pb::StartRunsResponse> {
         const METHOD: &str = "StartRuns";
         let mut violations = Violations::default();
-        violations.require_text(&request.playbook, "playbook", MAX_ID);
+        let playbook: Option<Id> = violations.parse("playbook", &request.playbook);
         violations.check(
             (1..=10_000).contains(&request.account_ids.len()),
             "account_ids",
             "must hold 1 to 10000 ids",
         );
-        for (i, id) in request.account_ids.iter().enumerate() {
-            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-        }
+        let account_ids = ids(&request.account_ids, "account_ids", &mut violations);
         violations.into_result()?;
-        let stored = versions::latest(&self.pool, &request.playbook)
+        let playbook =
+            playbook.ok_or_else(|| anyhow::anyhow!("a valid playbook name is missing"))?;
+        let stored = versions::latest(&self.pool, playbook.as_str())
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("playbook {}", request.playbook)))?;
+            .ok_or_else(|| ApiError::NotFound(format!("playbook {playbook}")))?;
         let plan = self.engine.plan(&stored.name, stored.version).await?;
         // Facts are read before the transaction: no remote call holds it open.
         let accounts = self
             .engine
             .peers()
-            .accounts_for(&request.account_ids, &plan.audience)
+            .accounts_for(&account_ids, &plan.audience)
             .await
             .map_err(|s| ApiError::from_upstream(s, "accounts"))?;
         let response = idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {

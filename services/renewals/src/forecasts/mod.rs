@@ -18,6 +18,7 @@ use std::pin::Pin;
 use chrono::{NaiveDate, Utc};
 use prost::Message as _;
 use sqlx::PgPool;
+use tenure_platform::input::{Period, Window};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::common::v1::{Date, DateRange};
 use tenure_proto::renewals::v1 as pb;
@@ -36,29 +37,6 @@ const MAX_ID: usize = 128;
 pub type ForecastStream =
     Pin<Box<dyn Stream<Item = Result<pb::StreamForecastResponse, tonic::Status>> + Send>>;
 
-/// A `[start, end)` window; `required` makes both bounds mandatory.
-pub fn window(
-    range: Option<&DateRange>,
-    field: &str,
-    required: bool,
-    violations: &mut Violations,
-) -> (Option<NaiveDate>, Option<NaiveDate>) {
-    let bound = |value: Option<&Date>, name: &str, violations: &mut Violations| match value {
-        Some(date) => time::date(Some(date), &format!("{field}.{name}"), violations),
-        None if required => {
-            violations.add(format!("{field}.{name}"), "is required");
-            None
-        }
-        None => None,
-    };
-    let start = bound(range.and_then(|r| r.start.as_ref()), "start", violations);
-    let end = bound(range.and_then(|r| r.end.as_ref()), "end", violations);
-    if let (Some(s), Some(e)) = (start, end) {
-        violations.check(s < e, format!("{field}.end"), "must be after start");
-    }
-    (start, end)
-}
-
 /// The opportunities a request names: term ends in its window (under
 /// `prefix`, e.g. `forecast.`), its segment and owner.
 fn opportunity_filter(
@@ -69,8 +47,18 @@ fn opportunity_filter(
     owner: &str,
     violations: &mut Violations,
 ) -> OpportunityFilter {
-    let (term_end_from, term_end_before) =
-        window(range, &format!("{prefix}window"), required, violations);
+    let field = format!("{prefix}window");
+    let window: Option<Window> = if required {
+        violations
+            .parse::<Period, _>(&field, range)
+            .map(Window::from)
+    } else {
+        violations.parse(&field, range)
+    };
+    let Window {
+        start: term_end_from,
+        end: term_end_before,
+    } = window.unwrap_or_default();
     OpportunityFilter {
         term_end_from,
         term_end_before,

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use tenure_platform::input::Window;
 use tenure_platform::{ApiError, ApiResult, Violations, time};
 use tenure_proto::renewals::v1 as pb;
 
 use super::{Observed, model_to_proto, observed, period_months, period_start, whole_periods};
-use crate::forecasts::{day_or_today, filter_text, window};
+use crate::forecasts::{day_or_today, filter_text};
 use crate::ledger::Book;
 use crate::pipeline;
 use crate::retention::{self, FitError, Life, Renewals};
@@ -22,7 +23,11 @@ impl RenewalsApi {
         let mut violations = Violations::default();
         let months = period_months(request.period);
         violations.check(months.is_some(), "period", "is not a known cohort period");
-        let (from, before) = window(request.starts.as_ref(), "starts", false, &mut violations);
+        let starts: Option<Window> = violations.parse("starts", request.starts.as_ref());
+        let Window {
+            start: from,
+            end: before,
+        } = starts.unwrap_or_default();
         let segment = filter_text(&request.segment, "segment", &mut violations);
         violations.check(
             (0..=50).contains(&request.projection_periods),

@@ -2,12 +2,12 @@
 //! summed month by month, revenue and logo retention, and the monthly ledger.
 
 use chrono::Months;
-use tenure_platform::{ApiError, ApiResult, Violations, time};
+use tenure_platform::{ApiError, ApiResult, Violations, input, time};
 use tenure_proto::renewals::v1 as pb;
 
 use super::{movements_to_proto, mrr, rate};
 use crate::contracts;
-use crate::forecasts::{currency, day_or_today, filter_text, window};
+use crate::forecasts::{currency, day_or_today, filter_text};
 use crate::ledger::{Book, Period, Ratio, month_starts};
 use crate::pipeline;
 use crate::state::RenewalsApi;
@@ -22,19 +22,19 @@ impl RenewalsApi {
         request: pb::GetRetentionMetricsRequest,
     ) -> ApiResult<pb::GetRetentionMetricsResponse> {
         let mut violations = Violations::default();
-        let (start, end) = window(request.period.as_ref(), "period", true, &mut violations);
+        let period: Option<input::Period> = violations.parse("period", request.period.as_ref());
         let segment = filter_text(&request.segment, "segment", &mut violations);
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
         let known_on = day_or_today(request.as_of.as_ref(), "as_of", &mut violations);
-        if let (Some(s), Some(e)) = (start, end) {
+        if let Some(p) = period {
             violations.check(
-                month_starts(s, e).len() <= MAX_MONTHS,
+                month_starts(p.start, p.end).len() <= MAX_MONTHS,
                 "period",
                 "must span at most 240 months",
             );
         }
         violations.into_result()?;
-        let (Some(start), Some(end)) = (start, end) else {
+        let Some(input::Period { start, end }) = period else {
             return Err(ApiError::invalid("period", "is required"));
         };
         let scope = contracts::Scope {
@@ -71,13 +71,10 @@ impl RenewalsApi {
         request: pb::GetRevenueLedgerRequest,
     ) -> ApiResult<pb::GetRevenueLedgerResponse> {
         let mut violations = Violations::default();
-        let (start, end) = window(request.period.as_ref(), "period", true, &mut violations);
+        let period: Option<input::Period> = violations.parse("period", request.period.as_ref());
         let segment = filter_text(&request.segment, "segment", &mut violations);
         let currency = currency(&request.currency_code, "currency_code", &mut violations);
-        let months = match (start, end) {
-            (Some(s), Some(e)) if s < e => month_starts(s, e),
-            _ => Vec::new(),
-        };
+        let months = period.map_or_else(Vec::new, |p| month_starts(p.start, p.end));
         violations.check(
             months.len() <= MAX_MONTHS,
             "period",
