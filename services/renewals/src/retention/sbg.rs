@@ -74,30 +74,23 @@ impl Renewals {
 }
 
 /// Why renewal counts cannot be fitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FitError {
+    #[error("needs the cohort size and at least two renewals")]
     TooFewPeriods,
+    #[error("survivors must not increase from one period to the next")]
     NotDecreasing,
+    #[error("there are no customers to fit")]
     NoCustomers,
     /// Nobody was lost: the likelihood grows without bound as churn → 0.
+    #[error(
+        "no customer has been lost yet, so churn cannot be estimated (the model would say \
+         nobody ever leaves)"
+    )]
     NoChurn,
     /// Nobody ever renewed: every customer left at its first renewal.
+    #[error("no customer has renewed yet, so retention cannot be estimated")]
     NoRenewals,
-}
-
-impl std::fmt::Display for FitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::TooFewPeriods => "needs the cohort size and at least two renewals",
-            Self::NotDecreasing => "survivors must not increase from one period to the next",
-            Self::NoCustomers => "there are no customers to fit",
-            Self::NoChurn => {
-                "no customer has been lost yet, so churn cannot be estimated (the model would say \
-                 nobody ever leaves)"
-            }
-            Self::NoRenewals => "no customer has renewed yet, so retention cannot be estimated",
-        })
-    }
 }
 
 /// Where the fit ended when the likelihood is largest at the edge of the
@@ -208,9 +201,10 @@ fn hypergeometric_1(b: f64, c: f64, z: f64) -> Option<f64> {
 }
 
 /// Why a lifetime value has no finite figure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     /// Growth at or above the discount rate: the expected sum has no limit.
+    #[error("growth at or above the discount rate: the expected sum has no limit")]
     Diverges,
 }
 
