@@ -2,7 +2,7 @@
 //! record (its head) and every applied version, with newest-source-time-wins
 //! upserts and as-of reads.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{PgConnection, PgPool};
@@ -19,6 +19,14 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Unpin + 'static 
     /// When what it records happened, for recomputing history from then on.
     fn event_time(&self) -> DateTime<Utc> {
         self.updated_at()
+    }
+    /// The first day from which the account signals can no longer use this
+    /// state (a paid invoice is never overdue again; a term that ended is
+    /// never in force again), `None` when there is no such day. A bound
+    /// may come late, never early: [`needed_as_of_many`] skips a head that
+    /// was this state at a slot's cutoff from that day on, without reading it.
+    fn useful_before(&self) -> Option<NaiveDate> {
+        None
     }
 }
 
@@ -65,24 +73,28 @@ async fn upsert_round<R: Record>(
     let mut accounts = Vec::with_capacity(batch.len());
     let mut times = Vec::with_capacity(batch.len());
     let mut data = Vec::with_capacity(batch.len());
+    let mut useful = Vec::with_capacity(batch.len());
     for record in &batch {
         ids.push(record.record_id().to_owned());
         accounts.push(record.account_id().map(str::to_owned));
         times.push(record.updated_at());
+        useful.push(record.useful_before());
         data.push(serde_json::to_value(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
     let rows: Vec<(serde_json::Value, Option<serde_json::Value>)> = sqlx::query_as(
         "WITH input AS ( \
-           SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
-             AS t(record_id, account_id, updated_at, data) \
+           SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::date[]) \
+             AS t(record_id, account_id, updated_at, data, useful_before) \
          ), old AS ( \
            SELECT h.record_id, h.account_id, h.data FROM ingestion.record_heads h \
            JOIN input i ON h.kind = $1 AND h.record_id = i.record_id \
          ), upserted AS ( \
-           INSERT INTO ingestion.record_heads AS h (kind, record_id, account_id, updated_at, data) \
-           SELECT $1, record_id, account_id, updated_at, data FROM input \
+           INSERT INTO ingestion.record_heads AS h (kind, record_id, account_id, updated_at, data, \
+             useful_before) \
+           SELECT $1, record_id, account_id, updated_at, data, useful_before FROM input \
            ON CONFLICT (kind, record_id) DO UPDATE SET \
-             account_id = EXCLUDED.account_id, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data \
+             account_id = EXCLUDED.account_id, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data, \
+             useful_before = EXCLUDED.useful_before \
            WHERE h.updated_at < EXCLUDED.updated_at \
            RETURNING h.record_id, h.account_id, h.updated_at, h.data \
          ), versions AS ( \
@@ -102,6 +114,7 @@ async fn upsert_round<R: Record>(
     .bind(&accounts)
     .bind(&times)
     .bind(&data)
+    .bind(&useful)
     .fetch_all(&mut *tx)
     .await?;
     let decode = |value: serde_json::Value| {
@@ -247,7 +260,9 @@ pub async fn needed_as_of_many<R: Record>(
     // the account (a head changed since the cutoff, or a record that moved
     // away from it, as `record_moves` keeps) is chosen from its versions by
     // two index probes: the latest before the cutoff, or failing that the
-    // earliest. No version is read unless it may be chosen.
+    // earliest. No version is read unless it may be chosen, and no settled
+    // head whose state the signals can no longer use on the slot's day
+    // (`Record::useful_before`).
     let rows: Vec<(i64, sqlx::types::Json<R>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH p AS MATERIALIZED ( \
            SELECT * FROM unnest($1::text[], $3::timestamptz[], $4::date[], $5::timestamptz[]) \
@@ -256,6 +271,7 @@ pub async fn needed_as_of_many<R: Record>(
            SELECT p.slot, h.record_id, h.data, h.updated_at < p.cutoff AS settled \
            FROM p JOIN ingestion.record_heads h ON h.account_id = p.account_id \
            WHERE h.kind = $2 \
+             AND (h.useful_before IS NULL OR h.useful_before > p.day OR h.updated_at >= p.cutoff) \
          ), unsettled AS ( \
            SELECT slot, record_id FROM heads WHERE NOT settled \
            UNION \

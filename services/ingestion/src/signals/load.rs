@@ -107,7 +107,12 @@ fn slots_of(batch: &[(String, NaiveDate)], years_back: u64) -> records::Slots {
     for (account_id, as_of) in batch {
         let day = *as_of - Days::new(365 * years_back);
         let end = cutoff(day);
-        slots.push(account_id, end, day, end - chrono::Duration::days(90));
+        slots.push(
+            account_id,
+            end,
+            day,
+            end - chrono::Duration::days(crate::kinds::RECENT_DAYS),
+        );
     }
     slots
 }
