@@ -191,13 +191,9 @@ record!(
 );
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap()
-    }
+    use crate::kinds::tests::day;
 
     #[test]
     fn invoices_are_overdue_only_while_unpaid() {

@@ -175,11 +175,10 @@ pub struct FeatureRecord {
 record!(FeatureRecord, "feature", feature_name, catalog);
 
 #[cfg(test)]
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
     }
 

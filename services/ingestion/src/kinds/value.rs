@@ -124,13 +124,9 @@ record!(AdvocacyRecord, "advocacy", activity_id, account, |r| r
     .occurred_at);
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap()
-    }
+    use crate::kinds::tests::day;
 
     #[test]
     fn attainment_runs_from_baseline_to_target_either_way() {
