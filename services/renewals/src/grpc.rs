@@ -1,7 +1,7 @@
 //! The gRPC edge of renewals.
 
 use tenure_platform::db::{codes, sqlstate};
-use tenure_platform::input::Window;
+use tenure_platform::input::{Id, Window};
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, money, paging, time};
 use tenure_proto::common::v1::Money;
 use tenure_proto::renewals::v1::{self as pb, renewals_service_server::RenewalsService};
@@ -12,7 +12,6 @@ use crate::SCHEMA;
 use crate::outcomes::{self, Kind, NewOutcome, OutcomeFilter, OutcomeRow};
 use crate::state::RenewalsApi;
 
-const MAX_ID: usize = 128;
 const MAX_NOTE: usize = 4000;
 /// Outcomes in one batch.
 const MAX_BATCH: usize = 1000;
@@ -163,9 +162,7 @@ impl RenewalsApi {
             "subscription_ids",
             "must not be empty",
         );
-        for (i, id) in request.subscription_ids.iter().enumerate() {
-            violations.require_text(id, format!("subscription_ids[{i}]"), MAX_ID);
-        }
+        violations.parse_each::<Id>("subscription_ids", &request.subscription_ids);
         violations.into_result()?;
         idempotency::once(&self.pool, SCHEMA, METHOD, &request, async |tx| {
             let marked = crate::queue::mark(&mut *tx, &request.subscription_ids).await?;
@@ -190,8 +187,8 @@ fn new_outcome_from_proto(
     };
     let before = violations.len();
     let name = |part: &str| format!("{field}.{part}");
-    violations.require_text(&outcome.account_id, name("account_id"), MAX_ID);
-    violations.require_text(&outcome.subscription_id, name("subscription_id"), MAX_ID);
+    violations.parse::<Id, _>(&name("account_id"), &outcome.account_id);
+    violations.parse::<Id, _>(&name("subscription_id"), &outcome.subscription_id);
     violations.limit_text(&outcome.churn_note, name("churn_note"), MAX_NOTE);
     let term_end_date = time::date(
         outcome.term_end_date.as_ref(),

@@ -49,6 +49,21 @@ impl Violations {
     }
 }
 
+impl Violations {
+    /// Each of `values` as a `T`, with a violation under `field[i]` for
+    /// each that is not one.
+    pub fn parse_each<'a, T>(&mut self, field: &str, values: &'a [String]) -> Vec<T>
+    where
+        T: TryFrom<&'a String, Error = Invalid>,
+    {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, value)| self.parse(&format!("{field}[{i}]"), value))
+            .collect()
+    }
+}
+
 /// `value` as a `T`, or INVALID_ARGUMENT naming `field`: for a value that
 /// is checked alone.
 pub fn parse<T, S>(field: &str, value: S) -> crate::ApiResult<T>

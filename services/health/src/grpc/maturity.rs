@@ -186,8 +186,8 @@ impl HealthApi {
         request: pb::GetAccountMaturityRequest,
     ) -> ApiResult<pb::GetAccountMaturityResponse> {
         let mut v = Violations::default();
-        v.require_text(&request.model_name, "model_name", MAX_ID);
-        v.require_text(&request.account_id, "account_id", MAX_ID);
+        v.parse::<Id, _>("model_name", &request.model_name);
+        v.parse::<Id, _>("account_id", &request.account_id);
         let as_of = day_or_today(request.as_of.as_ref(), "as_of", &mut v);
         v.into_result()?;
         let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
@@ -213,8 +213,8 @@ impl HealthApi {
         request: pb::GetMaturityHistoryRequest,
     ) -> ApiResult<pb::GetMaturityHistoryResponse> {
         let mut v = Violations::default();
-        v.require_text(&request.model_name, "model_name", MAX_ID);
-        v.require_text(&request.account_id, "account_id", MAX_ID);
+        v.parse::<Id, _>("model_name", &request.model_name);
+        v.parse::<Id, _>("account_id", &request.account_id);
         v.check(
             (0..=366).contains(&request.interval_days),
             "interval_days",
@@ -293,7 +293,7 @@ impl HealthApi {
         request: pb::GetMaturityDistributionRequest,
     ) -> ApiResult<pb::GetMaturityDistributionResponse> {
         let mut v = Violations::default();
-        v.require_text(&request.model_name, "model_name", MAX_ID);
+        v.parse::<Id, _>("model_name", &request.model_name);
         v.limit_text(&request.segment, "segment", MAX_ID);
         let as_of = day_or_today(request.as_of.as_ref(), "as_of", &mut v);
         v.into_result()?;

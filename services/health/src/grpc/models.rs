@@ -100,7 +100,7 @@ impl HealthApi {
         request: pb::PredictChurnRequest,
     ) -> ApiResult<pb::PredictChurnResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         let (as_of, model_id) = prediction_settings(request.as_of, &request.model_id, violations)?;
         let mut predicted = training::churn::predict(
             &self.trainer,

@@ -19,9 +19,7 @@ impl HealthApi {
             "account_ids",
             format!("must hold at most {MAX_ACCOUNTS_PER_NOTICE} ids"),
         );
-        for (i, id) in request.account_ids.iter().enumerate() {
-            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-        }
+        violations.parse_each::<Id>("account_ids", &request.account_ids);
         let earliest = match &request.earliest_event_time {
             Some(t) => time::timestamp(Some(t), "earliest_event_time", &mut violations),
             None => None,

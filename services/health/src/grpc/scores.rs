@@ -74,9 +74,7 @@ impl HealthApi {
             "account_ids",
             "must hold at most 10000 ids",
         );
-        for (i, id) in request.account_ids.iter().enumerate() {
-            violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-        }
+        violations.parse_each::<Id>("account_ids", &request.account_ids);
         violations.into_result()?;
         if request.all_accounts {
             let scored = self
@@ -101,7 +99,7 @@ impl HealthApi {
     ) -> ApiResult<pb::RecordAssessmentResponse> {
         const METHOD: &str = "RecordAssessment";
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         violations.check(
             (0.0..=100.0).contains(&request.score),
             "score",

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
+use tenure_platform::input::Id;
 use tenure_platform::{ApiError, ApiResult, Violations, time};
 use tenure_proto::ingestion::v1 as pb;
 
@@ -28,7 +29,7 @@ impl IngestionApi {
         request: pb::GetPeerBenchmarksRequest,
     ) -> ApiResult<pb::GetPeerBenchmarksResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
         violations.limit_text(&request.segment, "segment", MAX_ID);
         if request.peer_account_ids.len() > MAX_PEERS {
@@ -37,9 +38,7 @@ impl IngestionApi {
                 format!("may name at most {MAX_PEERS} accounts"),
             );
         } else {
-            for (i, id) in request.peer_account_ids.iter().enumerate() {
-                violations.require_text(id, format!("peer_account_ids[{i}]"), MAX_ID);
-            }
+            violations.parse_each::<Id>("peer_account_ids", &request.peer_account_ids);
         }
         violations.check(
             request.peer_account_ids.is_empty() || request.segment.is_empty(),

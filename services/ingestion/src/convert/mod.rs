@@ -51,7 +51,8 @@ pub struct Checker<'a> {
 
 impl Checker<'_> {
     fn id(&mut self, value: &str, field: String) {
-        self.violations.require_text(value, field, MAX_ID);
+        self.violations
+            .parse::<tenure_platform::input::Id, _>(&field, value);
     }
 
     fn updated_at(

@@ -12,6 +12,7 @@ pub(crate) use reads::{as_of_date, inputs_of};
 
 use chrono::{Duration, NaiveDate, Utc};
 use sqlx::types::Json;
+use tenure_platform::input::Id;
 use tenure_platform::{ApiError, ApiResult, Violations, paging, time};
 use tenure_proto::ingestion::v1::{self as pb, ingestion_service_server::IngestionService};
 use tonic::{Request, Response, Status, Streaming};
@@ -313,9 +314,7 @@ impl IngestionService for IngestionApi {
         let mut violations = Violations::default();
         let wanted = if request.at.is_empty() {
             let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
-            for (i, id) in request.account_ids.iter().enumerate() {
-                violations.require_text(id, format!("account_ids[{i}]"), MAX_ID);
-            }
+            violations.parse_each::<Id>("account_ids", &request.account_ids);
             crate::stream::Wanted::Accounts {
                 account_ids: request.account_ids,
                 as_of,
@@ -332,7 +331,7 @@ impl IngestionService for IngestionApi {
             }
             let mut pairs = Vec::with_capacity(request.at.len());
             for (i, pair) in request.at.into_iter().enumerate() {
-                violations.require_text(&pair.account_id, format!("at[{i}].account_id"), MAX_ID);
+                violations.parse::<Id, _>(&format!("at[{i}].account_id"), &pair.account_id);
                 let field = format!("at[{i}].as_of");
                 if let Some(day) = reads::past_day(pair.as_of.as_ref(), &field, &mut violations) {
                     pairs.push((pair.account_id, day));

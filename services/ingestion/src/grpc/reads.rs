@@ -8,7 +8,7 @@ impl IngestionApi {
         request: pb::GetAccountRequest,
     ) -> ApiResult<pb::GetAccountResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         violations.into_result()?;
         let record = accounts::get(&self.pool, &request.account_id)
             .await?
@@ -39,7 +39,7 @@ impl IngestionApi {
         request: pb::ListContactsRequest,
     ) -> ApiResult<pb::ListContactsResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         let role = match pb::ContactRole::try_from(request.role) {
             Ok(pb::ContactRole::Unspecified) => None,
             Ok(pb::ContactRole::EconomicSponsor) => Some(crate::kinds::Role::Sponsor),
@@ -197,7 +197,7 @@ impl IngestionApi {
 
     pub(super) async fn require_account(&self, account_id: &str) -> ApiResult<()> {
         let mut violations = Violations::default();
-        violations.require_text(account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", account_id);
         violations.into_result()?;
         if accounts::get(&self.pool, account_id).await?.is_none() {
             return Err(ApiError::NotFound(format!("account {account_id}")));
@@ -210,7 +210,7 @@ impl IngestionApi {
         request: pb::GetAccountSignalsRequest,
     ) -> ApiResult<pb::GetAccountSignalsResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         let as_of = as_of_date(request.as_of.as_ref(), &mut violations);
         violations.into_result()?;
         let inputs = inputs_of(&self.pool, &request.account_id, as_of).await?;

@@ -200,7 +200,7 @@ impl IngestionApi {
             Erasure::Account => ("EraseAccount", "account_id", "account"),
         };
         let mut violations = Violations::default();
-        violations.require_text(id, field, MAX_ID);
+        violations.parse::<Id, _>(field, id);
         violations.into_result()?;
         // Both answers are stored in the contact's shape: an account's has
         // no pseudonym.
@@ -238,7 +238,7 @@ pub(super) fn account_from_proto(
 ) -> Option<AccountRecord> {
     let before = c.violations.len();
     c.violations
-        .require_text(&account.account_id, format!("{path}.account_id"), MAX_ID);
+        .parse::<Id, _>(&format!("{path}.account_id"), &account.account_id);
     c.violations
         .require_text(&account.name, format!("{path}.name"), MAX_NAME);
     c.violations

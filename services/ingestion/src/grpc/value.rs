@@ -81,7 +81,7 @@ impl IngestionApi {
         request: pb::GetSuccessPlanProgressRequest,
     ) -> ApiResult<pb::GetSuccessPlanProgressResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         violations.limit_text(&request.plan_id, "plan_id", MAX_ID);
         let as_of = reads::as_of_date(request.as_of.as_ref(), &mut violations);
         violations.into_result()?;

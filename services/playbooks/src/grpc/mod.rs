@@ -8,6 +8,7 @@ mod runs;
 mod tasks;
 
 use sqlx::PgPool;
+use tenure_platform::input::Id;
 use tenure_platform::{ApiError, ApiResult, Violations, idempotency, paging, time};
 use tenure_proto::common::v1::Band;
 use tenure_proto::playbooks::v1::{self as pb, playbooks_service_server::PlaybooksService};
@@ -103,7 +104,7 @@ impl PlaybooksApi {
         let mut rows = Vec::with_capacity(request.changes.len());
         for (i, change) in request.changes.iter().enumerate() {
             let path = format!("changes[{i}]");
-            violations.require_text(&change.account_id, format!("{path}.account_id"), 128);
+            violations.parse::<Id, _>(&format!("{path}.account_id"), &change.account_id);
             let kind = match pb::HealthChangeKind::try_from(change.kind) {
                 Ok(pb::HealthChangeKind::BandChanged) => Some("health_band_changed"),
                 Ok(pb::HealthChangeKind::ScoreDropped) => Some("score_dropped"),
@@ -190,12 +191,8 @@ impl PlaybooksApi {
         let mut rows = Vec::with_capacity(request.renewals.len());
         for (i, renewal) in request.renewals.iter().enumerate() {
             let path = format!("renewals[{i}]");
-            violations.require_text(&renewal.account_id, format!("{path}.account_id"), 128);
-            violations.require_text(
-                &renewal.subscription_id,
-                format!("{path}.subscription_id"),
-                128,
-            );
+            violations.parse::<Id, _>(&format!("{path}.account_id"), &renewal.account_id);
+            violations.parse::<Id, _>(&format!("{path}.subscription_id"), &renewal.subscription_id);
             violations.check(
                 renewal.threshold_days > 0,
                 format!("{path}.threshold_days"),

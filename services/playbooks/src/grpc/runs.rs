@@ -74,16 +74,6 @@ fn step_state_to_proto(state: StepState) -> pb::StepState {
     }
 }
 
-/// Each of `given` as an id, with a violation under `field[i]` for each
-/// that is not one.
-fn ids(given: &[String], field: &str, violations: &mut Violations) -> Vec<Id> {
-    given
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| violations.parse(&format!("{field}[{i}]"), id))
-        .collect()
-}
-
 pub(crate) fn parse_uuid(text: &str, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be an id this service issued"))
 }
@@ -147,7 +137,7 @@ impl PlaybooksApi {
         let mut rows = Vec::with_capacity(request.events.len());
         for (i, event) in request.events.iter().enumerate() {
             let path = format!("events[{i}]");
-            violations.require_text(&event.account_id, format!("{path}.account_id"), MAX_ID);
+            violations.parse::<Id, _>(&format!("{path}.account_id"), &event.account_id);
             // The enum wins; older senders spell the kind as a word.
             let (kind, field) = match event.event_kind {
                 0 => (AccountEventKind::from_word(&event.kind), "kind"),
@@ -233,7 +223,8 @@ impl PlaybooksApi {
             "account_ids",
             "must hold at most 500 ids",
         );
-        let mut ids: Vec<String> = ids(&request.account_ids, "account_ids", &mut violations)
+        let mut ids: Vec<String> = violations
+            .parse_each::<Id>("account_ids", &request.account_ids)
             .into_iter()
             .map(Id::into_string)
             .collect();
@@ -311,7 +302,7 @@ impl PlaybooksApi {
             "account_ids",
             "must hold 1 to 10000 ids",
         );
-        let account_ids = ids(&request.account_ids, "account_ids", &mut violations);
+        let account_ids: Vec<Id> = violations.parse_each("account_ids", &request.account_ids);
         violations.into_result()?;
         let playbook =
             playbook.ok_or_else(|| anyhow::anyhow!("a valid playbook name is missing"))?;
@@ -430,7 +421,7 @@ impl PlaybooksApi {
         request: pb::GetAccountTimelineRequest,
     ) -> ApiResult<pb::GetAccountTimelineResponse> {
         let mut violations = Violations::default();
-        violations.require_text(&request.account_id, "account_id", MAX_ID);
+        violations.parse::<Id, _>("account_id", &request.account_id);
         violations.check(
             (0..=1000).contains(&request.limit),
             "limit",
