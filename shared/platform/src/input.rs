@@ -141,32 +141,44 @@ pub struct Period {
     pub end: NaiveDate,
 }
 
+/// The bounds of `range`, each checked, a missing one refused when
+/// `required`, and a start before its end.
+fn bounds(range: Option<&DateRange>, required: bool) -> Result<Window, Invalid> {
+    let mut problems = Vec::new();
+    let mut bound = |value: Option<&Date>, part: &'static str| match value {
+        Some(date) => match crate::time::valid_date(date) {
+            Ok(day) => Some(day),
+            Err(description) => {
+                problems.push((part, description));
+                None
+            }
+        },
+        None => {
+            if required {
+                problems.push((part, "is required".to_owned()));
+            }
+            None
+        }
+    };
+    let start = bound(range.and_then(|r| r.start.as_ref()), "start");
+    let end = bound(range.and_then(|r| r.end.as_ref()), "end");
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        problems.push(("end", "must be after start".to_owned()));
+    }
+    if problems.is_empty() {
+        Ok(Window { start, end })
+    } else {
+        Err(Invalid(problems))
+    }
+}
+
 impl TryFrom<Option<&DateRange>> for Window {
     type Error = Invalid;
 
     fn try_from(range: Option<&DateRange>) -> Result<Self, Invalid> {
-        let mut problems = Vec::new();
-        let mut bound =
-            |value: Option<&Date>, part: &'static str| match value.map(crate::time::valid_date) {
-                Some(Ok(day)) => Some(day),
-                Some(Err(description)) => {
-                    problems.push((part, description));
-                    None
-                }
-                None => None,
-            };
-        let start = bound(range.and_then(|r| r.start.as_ref()), "start");
-        let end = bound(range.and_then(|r| r.end.as_ref()), "end");
-        if let (Some(s), Some(e)) = (start, end)
-            && s >= e
-        {
-            problems.push(("end", "must be after start".to_owned()));
-        }
-        if problems.is_empty() {
-            Ok(Self { start, end })
-        } else {
-            Err(Invalid(problems))
-        }
+        bounds(range, false)
     }
 }
 
@@ -174,28 +186,12 @@ impl TryFrom<Option<&DateRange>> for Period {
     type Error = Invalid;
 
     fn try_from(range: Option<&DateRange>) -> Result<Self, Invalid> {
-        let window = Window::try_from(range);
-        let mut problems = match &window {
-            Ok(_) => Vec::new(),
-            Err(Invalid(problems)) => problems.clone(),
-        };
-        for (part, given) in [
-            ("start", range.and_then(|r| r.start.as_ref())),
-            ("end", range.and_then(|r| r.end.as_ref())),
-        ] {
-            if given.is_none() {
-                problems.push((part, "is required".to_owned()));
-            }
-        }
-        match window {
-            Ok(Window {
+        match bounds(range, true)? {
+            Window {
                 start: Some(start),
                 end: Some(end),
-            }) => Ok(Self { start, end }),
-            _ => {
-                problems.sort_by_key(|(part, _)| *part != "start");
-                Err(Invalid(problems))
-            }
+            } => Ok(Self { start, end }),
+            _ => Err(Invalid::new("is required")),
         }
     }
 }

@@ -104,17 +104,10 @@ impl Pasts for GrpcPasts {
     ) -> anyhow::Result<HashMap<(String, NaiveDate), AccountSignals>> {
         let mut request = signals::at_days(&pairs);
         request.skip_unknown = true;
-        let mut stream = self
-            .ingestion
-            .clone()
-            .stream_account_signals(request)
-            .await?
-            .into_inner();
+        let mut stream = signals::SignalStream::open(&self.ingestion, request).await?;
         let mut found = HashMap::with_capacity(pairs.len());
-        while let Some(message) = stream.message().await? {
-            if let Some(s) = message.signals
-                && let Some(day) = s.as_of.as_ref().and_then(time::from_date)
-            {
+        while let Some(s) = stream.next().await? {
+            if let Some(day) = s.as_of.as_ref().and_then(time::from_date) {
                 found.insert((s.account_id.clone(), day), s);
             }
         }
