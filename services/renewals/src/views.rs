@@ -117,34 +117,40 @@ pub fn money(currency: &str, minor: i64) -> Money {
     }
 }
 
+/// The opportunity as the API shows it; takes the row, whose strings move
+/// into the message.
 pub fn to_proto(
     context: &Context,
-    row: &OpportunityRow,
+    row: OpportunityRow,
     resolved: &Resolved,
 ) -> pb::RenewalOpportunity {
+    let band = row
+        .health_band
+        .as_deref()
+        .and_then(tenure_proto::common::v1::Band::from_word)
+        .map_or(0, |band| band as i32);
     pb::RenewalOpportunity {
-        subscription_id: row.subscription_id.clone(),
-        account_id: row.account_id.clone(),
-        account_name: row.account_name.clone().unwrap_or_default(),
-        segment: row.segment.clone().unwrap_or_default(),
-        owner: row.owner.clone().unwrap_or_default(),
         term_end_date: Some(time::to_date(row.term_end)),
-        arr: Some(money(&row.currency, row.arr_minor)),
+        expected_arr: Some(money(&row.currency, resolved.line.expected_minor())),
         days_to_renewal: (row.term_end - context.as_of).num_days() as i32,
+        arr: Some(Money {
+            currency_code: row.currency,
+            amount_minor: row.arr_minor,
+        }),
+        subscription_id: row.subscription_id,
+        account_id: row.account_id,
+        account_name: row.account_name.unwrap_or_default(),
+        segment: row.segment.unwrap_or_default(),
+        owner: row.owner.unwrap_or_default(),
         health_score: row.health_score.unwrap_or_default(),
-        health_band: row.health_band.clone().unwrap_or_default(),
+        health_band: row.health_band.unwrap_or_default(),
         renewal_probability: resolved.line.probability,
         probability_source: resolved.source as i32,
         category: resolved.line.category as i32,
-        expected_arr: Some(money(&row.currency, resolved.line.expected_minor())),
         state: i32::from(resolved.state),
         outcome_kind: row.outcome_kind.map_or(0, i32::from),
         lapsed: resolved.lapsed,
-        band: row
-            .health_band
-            .as_deref()
-            .and_then(tenure_proto::common::v1::Band::from_word)
-            .map_or(0, |band| band as i32),
+        band,
     }
 }
 

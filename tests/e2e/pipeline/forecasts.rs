@@ -36,7 +36,10 @@ async fn forecasts_stream_jobs_and_backtests() {
                 1,
                 1_000 * (i + 1),
                 today - chrono::Days::new(300),
-                today + chrono::Days::new(10 + i as u64),
+                // Term ends out of the ids' order (7 and 40 are coprime:
+                // each day once), so that rows kept in id order are not in
+                // term-end order.
+                today + chrono::Days::new(10 + (i as u64 * 7) % 40),
                 Utc::now() - chrono::Duration::days(290),
             )
         })
@@ -100,6 +103,45 @@ async fn forecasts_stream_jobs_and_backtests() {
     }
     assert_eq!(first_total, Some(40));
     assert_eq!(streamed.len(), 40);
+    let key = |r: &pb::RenewalOpportunity| {
+        let day = r.term_end_date.unwrap();
+        ((day.year, day.month, day.day), r.subscription_id.clone())
+    };
+    assert!(
+        streamed.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "in term-end order"
+    );
+
+    // A window larger than a page is read in ordered pages: the same rows
+    // in the same order as a window read in one statement and sorted.
+    let db = app.db().await;
+    let filter = tenure_renewals::pipeline::OpportunityFilter {
+        term_end_from: Some(today),
+        term_end_before: Some(today + chrono::Days::new(90)),
+        ..Default::default()
+    };
+    let read = |page_rows: i64| {
+        let (db, filter) = (db.clone(), filter.clone());
+        async move {
+            let mut feed = tenure_renewals::pipeline::Feed::read_in_pages(&db, &filter, page_rows);
+            let total = feed.total().await;
+            let mut rows = Vec::new();
+            while let Some(batch) = feed.next().await.unwrap() {
+                rows.extend(batch.into_iter().map(|r| (r.term_end, r.subscription_id)));
+            }
+            (total, rows)
+        }
+    };
+    let (whole, paged) = (read(1_000).await, read(3).await);
+    assert_eq!(whole.0, Some(40));
+    assert_eq!(whole, paged);
+    assert_eq!(
+        whole.1.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+        streamed
+            .iter()
+            .map(|r| r.subscription_id.clone())
+            .collect::<Vec<_>>()
+    );
     assert!(
         streamed
             .iter()

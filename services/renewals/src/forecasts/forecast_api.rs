@@ -36,15 +36,16 @@ impl RenewalsApi {
         request: pb::StreamForecastRequest,
     ) -> ApiResult<ForecastStream> {
         let scope = forecast_scope(&request, "")?;
+        // The rows are counted and read while the history is.
+        let mut feed = Feed::read(&self.pool, &scope.filter);
         let context = context(&self.pool, &self.history, scope.as_of).await?;
-        let total = pipeline::count_opportunities(&self.pool, &scope.filter).await?;
+        let total = feed.total().await.unwrap_or_default();
         // A small buffer: the producer waits for a slow reader (HTTP/2 flow
         // control reaches back here) and stops when the reader goes away.
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
-        let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut first = true;
-            let result = walk(&pool, &scope, &context, |rows| {
+            let result = walk(feed, &scope, &context, |rows| {
                 let message = pb::StreamForecastResponse {
                     rows,
                     total_count: if std::mem::take(&mut first) { total } else { 0 },

@@ -224,7 +224,8 @@ async fn run_claimed_job(
         let scope = forecast_scope(&request, "").map_err(|e| anyhow::anyhow!("{e}"))?;
         // A job reads history once for all its rows.
         let context = context(pool, &history::HistoryCache::default(), scope.as_of).await?;
-        let total = pipeline::count_opportunities(pool, &scope.filter).await?;
+        let mut feed = Feed::read(pool, &scope.filter);
+        let total = feed.total().await.unwrap_or_default();
         sqlx::query("DELETE FROM renewals.forecast_job_rows WHERE job_id = $1")
             .bind(job_id)
             .execute(pool)
@@ -239,7 +240,7 @@ async fn run_claimed_job(
         .await?;
         let mut seq = 0_i64;
         let failure: std::sync::Mutex<Option<sqlx::Error>> = std::sync::Mutex::new(None);
-        let finished = walk(pool, &scope, &context, |rows| {
+        let finished = walk(feed, &scope, &context, |rows| {
             let first = seq;
             seq += rows.len() as i64;
             let pool = pool.clone();

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::forecast::{self, Category, Line, Totals};
-use crate::pipeline::{self, OPEN, OpportunityFilter, OpportunityRow, Pages};
+use crate::pipeline::{Feed, OPEN, OpportunityFilter, OpportunityRow, Pages};
 use crate::state::RenewalsApi;
 use crate::views::{self, Context, money};
 
@@ -127,8 +127,8 @@ pub async fn resolved_rows(
     context: &Context,
 ) -> ApiResult<Vec<(OpportunityRow, views::Resolved)>> {
     let mut out = Vec::new();
-    let mut pages = Pages::new(pool, filter).sized(Pages::WHOLE_WINDOW);
-    while let Some(rows) = pages.next().await? {
+    let mut feed = Feed::read(pool, filter);
+    while let Some(rows) = feed.next().await? {
         for row in rows {
             let resolved = views::resolve(context, &row);
             out.push((row, resolved));
@@ -212,10 +212,10 @@ fn forecast_scope(request: &pb::StreamForecastRequest, field: &str) -> ApiResult
     })
 }
 
-/// Walks every opportunity of `scope` in chunks, handing each to `emit`;
+/// Walks every opportunity of `feed` in chunks, handing each to `emit`;
 /// stops early (returning false) when `emit` returns false.
 async fn walk<F, Fut>(
-    pool: &PgPool,
+    mut feed: Feed,
     scope: &ForecastScope,
     context: &Context,
     mut emit: F,
@@ -224,19 +224,15 @@ where
     F: FnMut(Vec<pb::RenewalOpportunity>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut pages = Pages::new(pool, &scope.filter).sized(Pages::WHOLE_WINDOW);
-    while let Some(rows) = pages.next().await? {
-        let mut chunk = Vec::with_capacity(scope.chunk);
-        for row in &rows {
-            let resolved = views::resolve(context, row);
+    let mut chunk = Vec::with_capacity(scope.chunk);
+    while let Some(rows) = feed.next().await? {
+        for row in rows {
+            let resolved = views::resolve(context, &row);
             chunk.push(views::to_proto(context, row, &resolved));
             if chunk.len() == scope.chunk && !emit(std::mem::take(&mut chunk)).await {
                 return Ok(false);
             }
         }
-        if !chunk.is_empty() && !emit(chunk).await {
-            return Ok(false);
-        }
     }
-    Ok(true)
+    Ok(chunk.is_empty() || emit(chunk).await)
 }

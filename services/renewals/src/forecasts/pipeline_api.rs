@@ -51,7 +51,7 @@ impl RenewalsApi {
                     break 'fill;
                 }
                 last_kept = Some((row.term_end, row.subscription_id.clone()));
-                page.push(views::to_proto(&context, &row, &resolved));
+                page.push(views::to_proto(&context, row, &resolved));
             }
         }
         Ok(pb::ListRenewalPipelineResponse {

@@ -12,6 +12,10 @@ use tenure_proto::ingestion::v1 as ipb;
 
 use crate::ledger::{Status, Version};
 
+mod opportunities;
+
+pub use opportunities::{Feed, OpportunityFilter, OpportunityRow, Pages};
+
 /// Opportunity states (the API's `OpportunityState` values).
 pub const OPEN: i16 = 1;
 pub const RENEWED: i16 = 2;
@@ -217,159 +221,6 @@ pub async fn versions_known_by(
     .fetch_all(pool)
     .await?;
     Ok(readable(rows))
-}
-
-/// An opportunity with its account, health and outcome, as read.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct OpportunityRow {
-    pub subscription_id: String,
-    pub term_start: NaiveDate,
-    pub term_end: NaiveDate,
-    pub account_id: String,
-    pub currency: String,
-    pub arr_minor: i64,
-    pub state: i16,
-    pub next_arr_minor: Option<i64>,
-    pub account_name: Option<String>,
-    pub segment: Option<String>,
-    pub owner: Option<String>,
-    pub health_score: Option<f64>,
-    pub health_band: Option<String>,
-    pub churn_probability: Option<f64>,
-    pub outcome_kind: Option<i16>,
-    pub outcome_new_arr_minor: Option<i64>,
-    pub outcome_decided_on: Option<NaiveDate>,
-}
-
-/// What to read.
-#[derive(Clone, Debug, Default)]
-pub struct OpportunityFilter {
-    pub term_end_from: Option<NaiveDate>,
-    pub term_end_before: Option<NaiveDate>,
-    pub segment: Option<String>,
-    pub owner: Option<String>,
-    pub currency: Option<String>,
-}
-
-/// Opportunities by `(term_end, subscription_id)` after the cursor.
-pub async fn opportunities(
-    pool: &PgPool,
-    filter: &OpportunityFilter,
-    after: Option<&(NaiveDate, String)>,
-    limit: i64,
-) -> sqlx::Result<Vec<OpportunityRow>> {
-    // Plain range conditions on the index's columns (no `$n IS NULL OR`
-    // guard), so that a page is an index range read with the joins done
-    // per row; a guarded condition made every page sort the whole window
-    // and hash every outcome again.
-    let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or_default();
-    let from = filter.term_end_from.unwrap_or(first).max(first);
-    let before = filter
-        .term_end_before
-        .unwrap_or_else(|| NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or_default());
-    let (after_end, after_id) = match after {
-        Some((day, id)) => (*day, id.as_str()),
-        // Before every row of the window.
-        None => (from.pred_opt().unwrap_or(from), ""),
-    };
-    sqlx::query_as(
-        "SELECT o.subscription_id, o.term_start, o.term_end, o.account_id, o.currency::text AS currency, o.arr_minor, \
-           o.state, o.next_arr_minor, a.name AS account_name, a.segment, a.owner, a.health_score, \
-           a.health_band, a.churn_probability, x.kind AS outcome_kind, \
-           x.new_arr_minor AS outcome_new_arr_minor, x.decided_on AS outcome_decided_on \
-         FROM renewals.opportunities o \
-         LEFT JOIN renewals.accounts a USING (account_id) \
-         LEFT JOIN renewals.outcomes x \
-           ON x.subscription_id = o.subscription_id AND x.term_end_date = o.term_end \
-         WHERE o.term_end >= $1 AND o.term_end < $2 \
-           AND (o.term_end, o.subscription_id) > ($6, $7) \
-           AND ($3::text IS NULL OR a.segment = $3) AND ($4::text IS NULL OR a.owner = $4) \
-           AND ($5::text IS NULL OR o.currency = $5) \
-         ORDER BY o.term_end, o.subscription_id LIMIT $8",
-    )
-    .bind(from)
-    .bind(before)
-    .bind(filter.segment.as_deref())
-    .bind(filter.owner.as_deref())
-    .bind(filter.currency.as_deref())
-    .bind(after_end)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
-
-/// Walks every opportunity of a filter in `(term_end, subscription_id)`
-/// order, a page at a time.
-pub struct Pages<'a> {
-    pool: &'a PgPool,
-    filter: &'a OpportunityFilter,
-    after: Option<(NaiveDate, String)>,
-    size: i64,
-    done: bool,
-}
-
-impl<'a> Pages<'a> {
-    /// Rows read per query, unless [`Pages::sized`] says otherwise.
-    pub const SIZE: i64 = 5000;
-    /// Rows per query for readers of whole windows (streams, totals): a
-    /// page costs a read of the rest of the window whatever its size, so
-    /// fewer, larger pages cost less in all. A year's renewals of 100,000
-    /// accounts (75,000 rows) are one page.
-    pub const WHOLE_WINDOW: i64 = 100_000;
-
-    pub fn new(pool: &'a PgPool, filter: &'a OpportunityFilter) -> Self {
-        Self::after(pool, filter, None)
-    }
-
-    /// Starting after the cursor `after`.
-    pub fn after(
-        pool: &'a PgPool,
-        filter: &'a OpportunityFilter,
-        after: Option<(NaiveDate, String)>,
-    ) -> Self {
-        Self {
-            pool,
-            filter,
-            after,
-            size: Self::SIZE,
-            done: false,
-        }
-    }
-
-    /// Reading `size` rows per query.
-    pub fn sized(mut self, size: i64) -> Self {
-        self.size = size.max(1);
-        self
-    }
-
-    /// The next page, `None` once all were read.
-    pub async fn next(&mut self) -> sqlx::Result<Option<Vec<OpportunityRow>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let rows = opportunities(self.pool, self.filter, self.after.as_ref(), self.size).await?;
-        self.done = (rows.len() as i64) < self.size;
-        self.after = rows.last().map(|r| (r.term_end, r.subscription_id.clone()));
-        Ok(Some(rows))
-    }
-}
-
-/// Counts opportunities matching `filter`.
-pub async fn count_opportunities(pool: &PgPool, filter: &OpportunityFilter) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM renewals.opportunities o LEFT JOIN renewals.accounts a USING (account_id) \
-         WHERE ($1::date IS NULL OR o.term_end >= $1) AND ($2::date IS NULL OR o.term_end < $2) \
-           AND ($3::text IS NULL OR a.segment = $3) AND ($4::text IS NULL OR a.owner = $4) \
-           AND ($5::text IS NULL OR o.currency = $5)",
-    )
-    .bind(filter.term_end_from)
-    .bind(filter.term_end_before)
-    .bind(filter.segment.as_deref())
-    .bind(filter.owner.as_deref())
-    .bind(filter.currency.as_deref())
-    .fetch_one(pool)
-    .await
 }
 
 /// An account's health as health scored it last.
