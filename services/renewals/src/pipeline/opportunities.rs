@@ -205,16 +205,17 @@ impl<'a> Pages<'a> {
 }
 
 /// Every opportunity of a filter in `(term_end, subscription_id)` order,
-/// read on a task of its own as fast as Postgres returns the rows and
-/// handed over in batches, with their count first.
+/// read on a task of its own and handed over in batches, with their count
+/// first.
 ///
-/// A window of at most a page of rows ([`Pages::WHOLE_WINDOW`]; most are) is read in
-/// one statement without an order, the rows decoded while Postgres still
-/// joins, and sorted here: sorting the joined rows cost Postgres more than
-/// the join, and no row could leave before the sort ended. A larger window
-/// is read in ordered pages of that size, a page ahead of the reader, so
-/// memory stays within a page. Whatever the reader's pace, the connection
-/// returns to the pool once the window (or a page ahead) is read.
+/// A window of at most a page of rows ([`Pages::WHOLE_WINDOW`]; most are)
+/// is read in one statement without an order, the rows decoded while
+/// Postgres still joins, counted as read and sorted here: sorting the
+/// joined rows cost Postgres more than the join, and no row could leave
+/// before the sort ended. A larger window is counted and read in ordered
+/// pages of that size, a page ahead of the reader, so memory stays within
+/// a page. Whatever the reader's pace, the connection returns to the pool
+/// once the window (or a page ahead) is read.
 pub struct Feed {
     total: Option<tokio::sync::oneshot::Receiver<i64>>,
     batches: tokio::sync::mpsc::Receiver<sqlx::Result<Vec<OpportunityRow>>>,
@@ -248,9 +249,10 @@ impl Feed {
         }
     }
 
-    /// How many opportunities the window held when it was counted, just
-    /// before it was read; `None` once asked, or when counting failed (the
-    /// next batch then carries the error).
+    /// How many opportunities the window holds (as read, or for a window
+    /// larger than a page as counted before its pages are read); `None`
+    /// once asked, or when reading failed (the next batch then carries the
+    /// error).
     pub async fn total(&mut self) -> Option<i64> {
         self.total.take()?.await.ok()
     }
@@ -263,8 +265,11 @@ impl Feed {
 
 type Batches = tokio::sync::mpsc::Sender<sqlx::Result<Vec<OpportunityRow>>>;
 
-/// Counts the window of `filter`, then reads it and sends its rows in
-/// batches until all were read or the receiver is gone.
+/// Reads the window of `filter` and sends its count, then its rows in
+/// batches until all were read or the receiver is gone. A window within a
+/// page is read whole and counted as read; a larger one is counted, then
+/// read in ordered pages (the first read, of a page and one row, is then
+/// spent).
 async fn send_window(
     pool: &PgPool,
     filter: &OpportunityFilter,
@@ -272,31 +277,34 @@ async fn send_window(
     counted: tokio::sync::oneshot::Sender<i64>,
     sender: &Batches,
 ) -> sqlx::Result<()> {
-    let total = count_opportunities(pool, filter).await?;
-    let _ = counted.send(total);
-    if total <= page_rows {
-        let mut tx = whole_window_reading(pool).await?;
-        let mut rows: Vec<OpportunityRow> = sqlx::query_as(page_sql!())
-            .bind(term_end_bounds(filter).0)
-            .bind(term_end_bounds(filter).1)
-            .bind(filter.segment.as_deref())
-            .bind(filter.owner.as_deref())
-            .bind(filter.currency.as_deref())
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows.sort_unstable_by(|a, b| {
-            (a.term_end, &a.subscription_id).cmp(&(b.term_end, &b.subscription_id))
-        });
-        let mut rows = rows.into_iter();
-        loop {
-            let batch: Vec<OpportunityRow> = rows.by_ref().take(Feed::BATCH).collect();
-            if batch.is_empty() || sender.send(Ok(batch)).await.is_err() {
-                return Ok(());
-            }
+    let (from, before) = term_end_bounds(filter);
+    let mut tx = whole_window_reading(pool).await?;
+    let mut rows: Vec<OpportunityRow> = sqlx::query_as(concat!(page_sql!(), " LIMIT $6"))
+        .bind(from)
+        .bind(before)
+        .bind(filter.segment.as_deref())
+        .bind(filter.owner.as_deref())
+        .bind(filter.currency.as_deref())
+        .bind(page_rows.saturating_add(1))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if rows.len() as i64 > page_rows {
+        drop(rows);
+        let _ = counted.send(count_opportunities(pool, filter).await?);
+        return send_pages(pool, filter, page_rows, sender).await;
+    }
+    let _ = counted.send(rows.len() as i64);
+    rows.sort_unstable_by(|a, b| {
+        (a.term_end, &a.subscription_id).cmp(&(b.term_end, &b.subscription_id))
+    });
+    let mut rows = rows.into_iter();
+    loop {
+        let batch: Vec<OpportunityRow> = rows.by_ref().take(Feed::BATCH).collect();
+        if batch.is_empty() || sender.send(Ok(batch)).await.is_err() {
+            return Ok(());
         }
     }
-    send_pages(pool, filter, page_rows, sender).await
 }
 
 /// A transaction for reading a whole window: without parallel workers, and
