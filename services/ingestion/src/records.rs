@@ -28,6 +28,15 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Unpin + 'static 
     fn useful_before(&self) -> Option<NaiveDate> {
         None
     }
+    /// The first day on which the account signals can use this state:
+    /// never before it (an invoice is not overdue before it is issued, a
+    /// term not in force before it starts), `None` when there is no such
+    /// day. A bound may come early, never late: a head keeps the earliest
+    /// of its versions', and [`needed_as_of_many`] skips it and its
+    /// versions unread on the days before.
+    fn useful_from(&self) -> Option<NaiveDate> {
+        None
+    }
 }
 
 /// A record that an upsert applied, with the state it replaced.
@@ -74,27 +83,31 @@ async fn upsert_round<R: Record>(
     let mut times = Vec::with_capacity(batch.len());
     let mut data = Vec::with_capacity(batch.len());
     let mut useful = Vec::with_capacity(batch.len());
+    let mut useful_from = Vec::with_capacity(batch.len());
     for record in &batch {
         ids.push(record.record_id().to_owned());
         accounts.push(record.account_id().map(str::to_owned));
         times.push(record.updated_at());
         useful.push(record.useful_before());
+        useful_from.push(record.useful_from());
         data.push(serde_json::to_value(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
     let rows: Vec<(serde_json::Value, Option<serde_json::Value>)> = sqlx::query_as(
         "WITH input AS ( \
-           SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::date[]) \
-             AS t(record_id, account_id, updated_at, data, useful_before) \
+           SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::date[], \
+             $7::date[]) AS t(record_id, account_id, updated_at, data, useful_before, useful_from) \
          ), old AS ( \
            SELECT h.record_id, h.account_id, h.data FROM ingestion.record_heads h \
            JOIN input i ON h.kind = $1 AND h.record_id = i.record_id \
          ), upserted AS ( \
            INSERT INTO ingestion.record_heads AS h (kind, record_id, account_id, updated_at, data, \
-             useful_before) \
-           SELECT $1, record_id, account_id, updated_at, data, useful_before FROM input \
+             useful_before, useful_from) \
+           SELECT $1, record_id, account_id, updated_at, data, useful_before, useful_from FROM input \
            ON CONFLICT (kind, record_id) DO UPDATE SET \
              account_id = EXCLUDED.account_id, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data, \
-             useful_before = EXCLUDED.useful_before \
+             useful_before = EXCLUDED.useful_before, \
+             useful_from = CASE WHEN h.useful_from IS NOT NULL AND EXCLUDED.useful_from IS NOT NULL \
+               THEN least(h.useful_from, EXCLUDED.useful_from) END \
            WHERE h.updated_at < EXCLUDED.updated_at \
            RETURNING h.record_id, h.account_id, h.updated_at, h.data \
          ), versions AS ( \
@@ -115,6 +128,7 @@ async fn upsert_round<R: Record>(
     .bind(&times)
     .bind(&data)
     .bind(&useful)
+    .bind(&useful_from)
     .fetch_all(&mut *tx)
     .await?;
     let decode = |value: serde_json::Value| {
@@ -262,7 +276,8 @@ pub async fn needed_as_of_many<R: Record>(
     // two index probes: the latest before the cutoff, or failing that the
     // earliest. No version is read unless it may be chosen, and no settled
     // head whose state the signals can no longer use on the slot's day
-    // (`Record::useful_before`).
+    // (`Record::useful_before`), nor any record none of whose versions they
+    // can use yet (`Record::useful_from`).
     let rows: Vec<(i64, sqlx::types::Json<R>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH p AS MATERIALIZED ( \
            SELECT * FROM unnest($1::text[], $3::timestamptz[], $4::date[], $5::timestamptz[]) \
@@ -272,6 +287,7 @@ pub async fn needed_as_of_many<R: Record>(
            FROM p JOIN ingestion.record_heads h ON h.account_id = p.account_id \
            WHERE h.kind = $2 \
              AND (h.useful_before IS NULL OR h.useful_before > p.day OR h.updated_at >= p.cutoff) \
+             AND (h.useful_from IS NULL OR h.useful_from <= p.day) \
          ), unsettled AS ( \
            SELECT slot, record_id FROM heads WHERE NOT settled \
            UNION \

@@ -190,27 +190,38 @@ async fn needed_records_give_the_signals_of_every_record() {
         assert_eq!(added, counted, "the moved ticket as of {as_of}");
     }
 
-    // The migration that gave the heads stored before it their day from
-    // which the signals cannot use them agrees with what the upserts give.
-    type Head = (String, String, Option<NaiveDate>);
-    let heads = "SELECT kind, record_id, useful_before FROM ingestion.record_heads ORDER BY 1, 2";
+    // The migrations that gave the heads stored before them the days
+    // between which the signals can use them agree with what the upserts
+    // give.
+    type Head = (String, String, Option<NaiveDate>, Option<NaiveDate>);
+    let heads = "SELECT kind, record_id, useful_before, useful_from FROM ingestion.record_heads \
+                 ORDER BY 1, 2";
     let upserted: Vec<Head> = sqlx::query_as(heads).fetch_all(&db).await.unwrap();
     assert!(
         upserted
             .iter()
-            .any(|(kind, _, day)| kind == "invoice" && day.is_some()),
+            .any(|(kind, _, before, _)| kind == "invoice" && before.is_some()),
         "paid invoices are bounded"
     );
-    sqlx::query("UPDATE ingestion.record_heads SET useful_before = NULL")
+    for kind in ["invoice", "subscription", "ticket", "survey"] {
+        assert!(
+            upserted
+                .iter()
+                .filter(|head| head.0 == kind)
+                .all(|head| head.3.is_some()),
+            "every {kind} has a first day"
+        );
+    }
+    sqlx::query("UPDATE ingestion.record_heads SET useful_before = NULL, useful_from = NULL")
         .execute(&db)
         .await
         .unwrap();
-    sqlx::raw_sql(include_str!(
-        "../../../services/ingestion/migrations/20261204000200_useful_before.sql"
-    ))
-    .execute(&db)
-    .await
-    .unwrap();
+    for migration in [
+        include_str!("../../../services/ingestion/migrations/20261204000200_useful_before.sql"),
+        include_str!("../../../services/ingestion/migrations/20261204000400_useful_from.sql"),
+    ] {
+        sqlx::raw_sql(migration).execute(&db).await.unwrap();
+    }
     let migrated: Vec<Head> = sqlx::query_as(heads).fetch_all(&db).await.unwrap();
     assert_eq!(migrated, upserted);
     app.stop().await;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{RECENT_DAYS, start_of};
+use super::{RECENT_DAYS, day_of, start_of};
 use crate::records::Record;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,11 @@ record!(
     ticket_id,
     account,
     |r| r.opened_at,
-    TicketRecord::useful_before
+    TicketRecord::useful_before,
+    |r| day_of(
+        r.closed_at
+            .map_or(r.opened_at, |closed| closed.min(r.opened_at))
+    )
 );
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +89,15 @@ pub struct SurveyRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-record!(SurveyRecord, "survey", response_id, account, |r| r
-    .responded_at);
+record!(
+    SurveyRecord,
+    "survey",
+    response_id,
+    account,
+    |r| r.responded_at,
+    |_| None,
+    |r| day_of(r.responded_at)
+);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -138,7 +149,8 @@ record!(
     invoice_id,
     account,
     |r| start_of(r.issued_on),
-    InvoiceRecord::useful_before
+    InvoiceRecord::useful_before,
+    |r| Some(r.issued_on)
 );
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +199,8 @@ record!(
     signal_id,
     account,
     |r| r.occurred_at,
-    SignalRecord::useful_before
+    SignalRecord::useful_before,
+    |r| day_of(r.occurred_at)
 );
 
 #[cfg(test)]
@@ -221,6 +234,12 @@ mod tests {
         assert!(invoice.days_overdue_on(useful_before.pred_opt().unwrap()) > 0);
         for later in useful_before.iter_days().take(400) {
             assert_eq!(invoice.days_overdue_on(later), 0, "{later}");
+        }
+        // Before its issue day it is not overdue either.
+        let from = Record::useful_from(&invoice).unwrap();
+        assert!(invoice.days_overdue_on(from) == 0 && invoice.days_overdue_on(day(2026, 2, 1)) > 0);
+        for earlier in from.iter_days().rev().skip(1).take(400) {
+            assert_eq!(invoice.days_overdue_on(earlier), 0, "{earlier}");
         }
         let void = InvoiceRecord {
             status: InvoiceStatus::Void,

@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::records::Record;
 
 /// Implements [`Record`] from the id field, whether the kind belongs to an
-/// account, and (optionally) how its event time is found and the day from
-/// which the signals cannot use a state ([`Record::useful_before`]).
+/// account, and (optionally) how its event time is found and the days
+/// between which the signals can use a state ([`Record::useful_before`],
+/// [`Record::useful_from`]).
 macro_rules! record {
     ($type:ty, $kind:literal, $id:ident, $scope:ident) => {
         record!($type, $kind, $id, $scope, |r| r.updated_at);
     };
     ($type:ty, $kind:literal, $id:ident, $scope:ident, $event:expr) => {
-        record!($type, $kind, $id, $scope, $event, |_| None);
+        record!($type, $kind, $id, $scope, $event, |_| None, |_| None);
     };
-    ($type:ty, $kind:literal, $id:ident, $scope:ident, $event:expr, $useful:expr) => {
+    ($type:ty, $kind:literal, $id:ident, $scope:ident, $event:expr, $useful:expr, $from:expr) => {
         impl Record for $type {
             const KIND: &'static str = $kind;
             fn record_id(&self) -> &str {
@@ -35,6 +36,10 @@ macro_rules! record {
             fn useful_before(&self) -> Option<NaiveDate> {
                 let useful: fn(&$type) -> Option<NaiveDate> = $useful;
                 useful(self)
+            }
+            fn useful_from(&self) -> Option<NaiveDate> {
+                let from: fn(&$type) -> Option<NaiveDate> = $from;
+                from(self)
             }
         }
     };
@@ -56,6 +61,12 @@ pub const RECENT_DAYS: i64 = 90;
 
 fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// The day of an instant (UTC): what happened at it is before the end of
+/// that day and of every later one.
+fn day_of(instant: DateTime<Utc>) -> Option<NaiveDate> {
+    Some(instant.date_naive())
 }
 
 mod activity;
@@ -154,7 +165,8 @@ record!(
     subscription_id,
     account,
     |r| r.updated_at,
-    SubscriptionRecord::useful_before
+    SubscriptionRecord::useful_before,
+    |r| Some(r.term_start)
 );
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,5 +219,14 @@ pub(crate) mod tests {
         }
         term.status = SubscriptionStatus::Trial;
         assert!(term.in_force_on(day(2026, 12, 31)));
+        let from = Record::useful_from(&term).unwrap();
+        assert!(term.in_force_on(from));
+        assert!(
+            from.iter_days()
+                .rev()
+                .skip(1)
+                .take(800)
+                .all(|d| !term.in_force_on(d))
+        );
     }
 }

@@ -91,10 +91,15 @@ pub struct PlanRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-record!(PlanRecord, "success_plan", plan_id, account, |r| start_of(
-    r.start_on
-)
-.min(r.updated_at));
+record!(
+    PlanRecord,
+    "success_plan",
+    plan_id,
+    account,
+    |r| start_of(r.start_on).min(r.updated_at),
+    |_| None,
+    |r| Some(r.start_on)
+);
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
