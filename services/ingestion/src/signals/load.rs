@@ -159,12 +159,22 @@ pub async fn load_at(
         Option<String>,
         sqlx::types::Json<Attributes>,
     );
+    // Each slot's account version by two index probes: the latest before
+    // the cutoff, or failing that the earliest (the rule of `records::as_of`). A
+    // join of the batch to every version was hashed over the whole table.
     let accounts: Vec<AccountRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (p.slot) p.slot, v.segment, v.industry, v.owner, v.parent_account_id, v.attributes \
-         FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS p(account_id, cutoff, slot) \
-         JOIN ingestion.account_versions v USING (account_id) \
-         ORDER BY p.slot, (v.valid_from < p.cutoff) DESC, \
-                  CASE WHEN v.valid_from < p.cutoff THEN v.valid_from END DESC, v.valid_from ASC",
+        "SELECT p.slot, v.segment, v.industry, v.owner, v.parent_account_id, v.attributes \
+         FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS p(account_id, cutoff, slot), \
+         LATERAL ( \
+           (SELECT * FROM ingestion.account_versions v \
+            WHERE v.account_id = p.account_id AND v.valid_from < p.cutoff \
+            ORDER BY v.valid_from DESC LIMIT 1) \
+           UNION ALL \
+           (SELECT * FROM ingestion.account_versions v \
+            WHERE v.account_id = p.account_id ORDER BY v.valid_from LIMIT 1) \
+           LIMIT 1 \
+         ) v \
+         ORDER BY p.slot",
     )
     .bind(&slots.account_ids)
     .bind(&slots.cutoffs)
