@@ -1,5 +1,6 @@
 //! Steps claimed together are recorded together, with one statement per
-//! kind of change; a step whose changes cannot be written fails alone.
+//! kind of change; a step whose changes cannot be written fails alone; a
+//! claim finds each due step's run by its key.
 
 use std::time::Duration;
 
@@ -88,5 +89,66 @@ async fn a_step_that_cannot_be_recorded_fails_alone_and_the_batch_completes() {
             .is_some(),
         "the refused run completes after its retry"
     );
+    app.stop().await;
+}
+
+/// A claim finds each due step's run by its key, whatever the statistics
+/// say. Tested as a column, the run's state let the planner take the
+/// partial index of active runs for it; with statistics gathered while no
+/// run was active it estimated one and read that whole index once per due
+/// step.
+#[tokio::test]
+async fn a_claim_finds_each_run_by_its_key_whatever_the_statistics_say() {
+    let mut app = TestStack::spawn().await;
+    let ids: Vec<String> = (0..300).map(|i| format!("claim-{i:03}")).collect();
+    app.plain_accounts(&ids).await;
+    playbook(
+        &mut app,
+        serde_json::json!({
+            "name": "at-once", "title": "Ends at once", "trigger": {"type": "manual"},
+            "steps": [{"id": "done", "type": "end"}]
+        }),
+    )
+    .await;
+    start(&mut app, "at-once", &ids).await;
+    let db = app.db().await;
+    let ended = || {
+        let db = db.clone();
+        async move {
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM playbooks.runs WHERE state <> 2")
+                    .fetch_one(&db)
+                    .await
+                    .ok()?;
+            (open == 0).then_some(())
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(30), ended).await.is_some(),
+        "every run ends"
+    );
+    // Statistics from a quiet time: every run ended, none active.
+    sqlx::raw_sql("ANALYZE playbooks.runs; ANALYZE playbooks.steps")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PREPARE claim(int) AS {}",
+        tenure_playbooks::engine::claim_statement()
+    )))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE claim(32)")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("runs_pkey") && !plan.contains("runs_one_active_idx"),
+        "{plan}"
+    );
+    drop(conn);
     app.stop().await;
 }

@@ -5,7 +5,7 @@
 //! - [`delivery`]: webhooks once each, through retries, crashes and replicas,
 //!   only to permitted destinations, signed.
 //! - [`tasks_and_emails`]: tasks that wake waiting runs, cooldowns, the email cap.
-//! - [`batches`]: steps recorded together, one failing alone.
+//! - [`batches`]: steps recorded together, one failing alone; how claims find runs.
 //! - [`definitions`]: validation and dry runs.
 //! - [`triggers`]: what starts runs, and the traces they run in.
 

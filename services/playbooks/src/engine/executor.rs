@@ -52,19 +52,41 @@ pub(super) struct Due {
     pub(super) trace_context: Value,
 }
 
+/// The statement that claims up to `$1` due steps of active runs, with
+/// each one's run, locking the steps until the claiming transaction ends.
+/// Locked, not updated: the time a step was taken up is written with its
+/// outcome, so a step leaves one dead row version, not two, in a table that
+/// every claim scans. States as constants, so that the index of pending
+/// steps serves. The run's state is tested as an expression, so that its
+/// run is found by its key: tested as a column, it let the planner take the
+/// partial index of active runs instead, and with statistics gathered while
+/// no run was active (one active run estimated) it read that whole index
+/// once per due step (a claim of 10,000 due steps took 27 s).
+pub fn claim_statement() -> String {
+    format!(
+        "SELECT s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
+           s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, \
+           clock_timestamp() AS picked_at, r.playbook, r.version, r.account_id, r.facts, \
+           r.trace_context \
+         FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
+         WHERE s.state = {pending} AND s.due_at <= now() AND r.state + 0 = {active} \
+         ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
+        pending = StepState::Pending,
+        active = RunState::Active,
+    )
+}
+
 impl Engine {
-    /// Executes a batch of due steps (up to `PLAYBOOKS_CLAIM_BATCH`) in one
-    /// transaction: each is locked until the batch commits, and all of a
-    /// batch's effects commit together. Returns how many ran.
     /// How long until the earliest waiting step of a running playbook falls
     /// due (zero when one is due now but held by another executor); `None`
     /// when no step waits.
     pub(super) async fn next_due(&self) -> sqlx::Result<Option<std::time::Duration>> {
-        // States as constants, so that the index of pending steps serves.
+        // States as constants, so that the index of pending steps serves
+        // (and the run's state as an expression, see `claim_statement`).
         let seconds: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT extract(epoch FROM min(s.due_at) - now())::float8 \
              FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-             WHERE s.state = {pending} AND r.state = {active}",
+             WHERE s.state = {pending} AND r.state + 0 = {active}",
             pending = StepState::Pending,
             active = RunState::Active,
         )))
@@ -73,26 +95,15 @@ impl Engine {
         Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
     }
 
+    /// Executes a batch of due steps (up to `PLAYBOOKS_CLAIM_BATCH`) in one
+    /// transaction: each is locked until the batch commits, and all of a
+    /// batch's effects commit together. Returns how many ran.
     pub async fn execute_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        // Locked, not updated: the time a step was taken up is written
-        // with its outcome, so a step leaves one dead row version, not two,
-        // in a table that every claim scans. States as constants, so that
-        // the index of pending steps serves.
-        let batch: Vec<Due> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT s.run_id, s.seq, s.step_id, s.step_type, s.attempts, \
-               s.started_at IS NOT NULL AS armed, s.deadline, s.due_at, \
-               clock_timestamp() AS picked_at, r.playbook, r.version, r.account_id, r.facts, \
-               r.trace_context \
-             FROM playbooks.steps s JOIN playbooks.runs r USING (run_id) \
-             WHERE s.state = {pending} AND s.due_at <= now() AND r.state = {active} \
-             ORDER BY s.due_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
-            pending = StepState::Pending,
-            active = RunState::Active,
-        )))
-        .bind(self.config.claim_batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let batch: Vec<Due> = sqlx::query_as(sqlx::AssertSqlSafe(claim_statement()))
+            .bind(self.config.claim_batch)
+            .fetch_all(&mut *tx)
+            .await?;
         let count = batch.len();
         let now = Utc::now();
         for due in &batch {

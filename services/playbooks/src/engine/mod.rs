@@ -32,6 +32,7 @@ use crate::plan::Plan;
 use crate::store::versions as store;
 
 pub use crate::store::states::{RunState, StepState};
+pub use executor::claim_statement;
 pub use matcher::Start;
 
 /// The wake-up channels of the engine (migration `wake`): trigger events
